@@ -1,0 +1,89 @@
+"""The TFRecord schema of a person crop: the one module that both writes and parses records.
+
+A record holds one annotated person: a JPEG crop centred on the (adjusted) person box, covering
+`margin` person boxes so that augmentation (rotation, zoom-out) has real pixels to draw from, the 16
+joints in crop pixels, the annotated and visible flags (CONVENTIONS.md: they differ), and what is
+needed to go back to the source image for evaluation: the crop->image affine, centre, scale, head box.
+All 16 joints are always stored; a model's joint subset is selected in the input pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from kpt_tf.joints import NUM_JOINTS
+
+# name -> (dtype, length or None for scalars). One table drives writing, parsing and the tests.
+FEATURES: dict[str, tuple[tf.DType, int | None]] = {
+    "image/encoded": (tf.string, None),          # JPEG of the crop, crop_size x crop_size x 3
+    "image/crop_size": (tf.int64, None),
+    "image/id": (tf.string, None),               # source image file name
+    "image/original_size": (tf.int64, 2),        # (height, width) of the source image
+    "person/index": (tf.int64, None),            # person index within its source image
+    "person/dataset_index": (tf.int64, None),    # position among the split's people in the source file
+    "person/center": (tf.float32, 2),            # adjusted centre, 0-based source-image pixels
+    "person/scale": (tf.float32, None),          # adjusted scale: person box side = 200 * scale px
+    "person/crop_margin": (tf.float32, None),    # crop side = margin * person box side
+    "joints/xy": (tf.float32, 2 * NUM_JOINTS),   # crop pixels, 0-based, (x, y) interleaved
+    "joints/annotated": (tf.int64, NUM_JOINTS),  # 1 = annotated (the only flag evaluation uses)
+    "joints/visible": (tf.int64, NUM_JOINTS),    # 1 = annotated and not occluded
+    "crop/to_image": (tf.float32, 6),            # 2x3 affine, crop pixels -> source-image pixels
+    "head/box": (tf.float32, 4),                 # x1, y1, x2, y2 in source-image pixels (0 if unknown)
+    "head/has_box": (tf.int64, None),
+}
+
+
+def _feature(dtype: tf.DType, value) -> tf.train.Feature:
+    if dtype == tf.string:
+        value = value if isinstance(value, (list, tuple)) else [value]
+        return tf.train.Feature(bytes_list=tf.train.BytesList(
+            value=[v.encode() if isinstance(v, str) else bytes(v) for v in value]))
+    flat = np.asarray(value).reshape(-1)
+    if dtype == tf.int64:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in flat]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in flat]))
+
+
+def encode_example(record: dict) -> bytes:
+    """A dict with every key of FEATURES (numpy or python values) -> serialized tf.train.Example."""
+    missing = sorted(set(FEATURES) - set(record))
+    extra = sorted(set(record) - set(FEATURES))
+    if missing or extra:
+        raise ValueError(f"record does not match the schema: missing {missing}, unknown {extra}")
+    features = {}
+    for name, (dtype, length) in FEATURES.items():
+        value = record[name]
+        if length is not None and np.asarray(value).size != length:
+            raise ValueError(f"record feature {name!r} has {np.asarray(value).size} values, expected {length}")
+        features[name] = _feature(dtype, value)
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _parse_spec():
+    return {name: tf.io.FixedLenFeature([] if length is None else [length], dtype)
+            for name, (dtype, length) in FEATURES.items()}
+
+
+def parse_example(serialized: tf.Tensor, decode_image: bool = True) -> dict:
+    """Serialized example -> dict of tensors; joints reshaped to [16, 2], the affine to [2, 3]."""
+    parsed = tf.io.parse_single_example(serialized, _parse_spec())
+    parsed["joints/xy"] = tf.reshape(parsed["joints/xy"], [NUM_JOINTS, 2])
+    parsed["crop/to_image"] = tf.reshape(parsed["crop/to_image"], [2, 3])
+    if decode_image:
+        parsed["image"] = tf.io.decode_jpeg(parsed["image/encoded"], channels=3)
+    return parsed
+
+
+def parse_example_numpy(serialized: bytes) -> dict:
+    """Eager/numpy view of one record (tests, tools)."""
+    return {k: (v.numpy() if hasattr(v, "numpy") else v)
+            for k, v in parse_example(tf.constant(serialized)).items()}
+
+
+def shard_name(split: str, shard: int, num_shards: int) -> str:
+    return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_pattern(split: str) -> str:
+    return f"{split}-*-of-*.tfrecord"
