@@ -1,0 +1,34 @@
+"""Defaults for KPTransfer experiments (kpt_tf.experiments.kptransfer).
+
+An experiment is a chain of joint subsets: the first is the source, each later step is a target that
+starts from the previous step's model. Every target is trained three ways with the same data, schedule,
+epochs and seeds: random initialisation, transfer + fine-tune, frozen weight extraction.
+"""
+
+import ml_collections
+
+from configs.base import base_config
+
+
+def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
+    c = base_config()
+    c.name = name
+    c.joints = steps[0]
+    # The network of every step (the paper uses the 8-stack hourglass; 2x256 is the usual budget).
+    c.model.num_stacks = 2
+    c.model.channels = 256
+    c.experiment = ml_collections.ConfigDict(dict(
+        steps=tuple(steps),          # joint subsets; step k > 0 transfers from step k - 1
+        seeds=(0, 1, 2),
+        arms=("random", "transfer", "frozen"),
+        map_heads=True,              # carry shared joints' head channels over by name
+        source_epochs=100,           # epochs of the source (step 0)
+        target_epochs=100,           # epochs of every target arm
+        # Embedded data set used when data.dir is empty (generated once under the experiment's workdir).
+        synth_train=4000, synth_val=500, synth_seed=0,
+    ))
+    # --quick: a few minutes on 2 CPU cores (tiny network, few people, few epochs).
+    c.quick = ml_collections.ConfigDict(dict(
+        num_stacks=1, channels=32, depth=4, input_size=128, batch_size=16, source_epochs=3,
+        target_epochs=3, steps_per_epoch=20, seeds=(0, 1, 2), synth_train=400, synth_val=64))
+    return c

@@ -1,0 +1,431 @@
+"""Readers of MPII annotation files -> one `PersonAnnotation` per person, 0-based pixels.
+
+Three sources are accepted (`read_annotations` picks by file name):
+- the official release `mpii_human_pose_v1_u12_1.mat` (MATLAB struct `RELEASE`);
+- the widely redistributed `mpii_annotations.json[.gz]` (one record per person, `isValidation` split);
+- the generator's `annotations.json` (`data_prep.synth_mpii`): the same schema plus a `headbox` key.
+
+MPII files are 1-based; `from_one_based` is the single place where they become 0-based, and every reader
+calls it exactly once per coordinate. Readers do not decide usability: a person with a missing `objpos`
+or no annotated joint is still returned (with `objpos=None` etc.), so that `dataset_index` counts every
+person of the split and the converter can report why it was skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kpt_tf.joints import NUM_JOINTS
+
+SPLITS = ("train", "val")
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be read or does not say what the converter needs."""
+
+
+@dataclasses.dataclass
+class PersonAnnotation:
+    """One person as read from an annotation file; every coordinate is 0-based source-image pixels."""
+
+    split: str
+    dataset_index: int               # position among the split's people in file order (skipped ones count)
+    image: str                       # image file name, relative to --images_dir
+    person_index: int                # 0-based index of the person in its image (MPII annorect index)
+    image_index: int | None          # 0-based index of the image in the release's annolist, if known
+    objpos: np.ndarray | None        # rough person centre (2,), None when missing or -1 in the file
+    scale: float | None              # person height / 200 px, None when missing
+    joints: np.ndarray               # (16, 2) float64; 0 where not annotated
+    annotated: np.ndarray            # (16,) int64, 1 = annotated
+    visible: np.ndarray              # (16,) int64, 1 = annotated and not occluded
+    head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, None when the source has none
+
+
+def from_one_based(values) -> np.ndarray:
+    """MPII's 1-based pixel coordinates -> the project's 0-based ones (pixel centres at integers)."""
+    return np.asarray(values, np.float64) - 1.0
+
+
+def _empty_joints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.zeros((NUM_JOINTS, 2), np.float64), np.zeros(NUM_JOINTS, np.int64),
+            np.zeros(NUM_JOINTS, np.int64))
+
+
+def _objpos_or_none(xy) -> np.ndarray | None:
+    """1-based objpos from a file -> 0-based, or None when absent or MPII's -1 placeholder."""
+    if xy is None:
+        return None
+    xy = np.asarray(xy, np.float64).reshape(-1)
+    if xy.size != 2 or not np.all(np.isfinite(xy)) or np.any(xy == -1):
+        return None
+    return from_one_based(xy)
+
+
+def _scale_or_none(value) -> float | None:
+    try:
+        value = float(np.asarray(value, np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON: mpii_annotations.json[.gz] and the generator's annotations.json
+# --------------------------------------------------------------------------------------------------
+
+def _load_json_list(path: Path) -> list:
+    try:
+        with _open_text(path) as f:
+            data = json.load(f)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnnotationError(f"annotations file {path} is not readable JSON: {e}") from e
+    if isinstance(data, dict) and isinstance(data.get("root"), list):  # some copies wrap the list
+        data = data["root"]
+    if not isinstance(data, list):
+        raise AnnotationError(f"annotations file {path}: expected a list of person records, got "
+                              f"{type(data).__name__}")
+    return data
+
+
+def _json_joints(rows, where: str):
+    """joint_self rows [x, y, is_visible] (1-based) -> joints, annotated, visible.
+
+    In mpii_annotations.json an unannotated joint is [0, 0, 0]; an annotated joint may have x or y = 0
+    (nine head tops sit on the top image row) and is_visible 0 when occluded.
+    """
+    rows = np.asarray(rows, np.float64)
+    if rows.shape != (NUM_JOINTS, 3):
+        raise AnnotationError(f"{where}: joint_self has shape {rows.shape}, expected ({NUM_JOINTS}, 3)")
+    annotated = ~((rows[:, 0] == 0) & (rows[:, 1] == 0))
+    joints = np.where(annotated[:, None], from_one_based(rows[:, :2]), 0.0)
+    visible = annotated & (rows[:, 2] > 0)
+    return joints, annotated.astype(np.int64), visible.astype(np.int64)
+
+
+def read_json_annotations(path) -> list[PersonAnnotation]:
+    """mpii_annotations.json[.gz] (or the generator's annotations.json) -> people, file order.
+
+    Split: `isValidation` truthy -> 'val', else 'train'. A `headbox` key (generator output), given as
+    [x1, y1, x2, y2] or [[x1, y1], [x2, y2]] in 1-based pixels, becomes the head box.
+    """
+    path = Path(path)
+    records = _load_json_list(path)
+    people: list[PersonAnnotation] = []
+    split_counts = {s: 0 for s in SPLITS}
+    for i, rec in enumerate(records):
+        where = f"{path} record {i}"
+        try:
+            split = "val" if float(rec.get("isValidation", 0)) else "train"
+            image = str(rec["img_paths"])
+            joints, annotated, visible = _json_joints(rec["joint_self"], where)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, AnnotationError):
+                raise
+            raise AnnotationError(f"{where}: not an mpii_annotations person record ({e!r})") from e
+        head_box = None
+        if rec.get("headbox") is not None:
+            box = np.asarray(rec["headbox"], np.float64).reshape(-1)
+            if box.size != 4:
+                raise AnnotationError(f"{where}: headbox has {box.size} values, expected 4")
+            head_box = from_one_based(box)
+        image_index = rec.get("annolist_index")
+        people_index = rec.get("people_index")
+        people.append(PersonAnnotation(
+            split=split,
+            dataset_index=split_counts[split],
+            image=image,
+            # people_index / annolist_index are MATLAB (1-based) indices into the release's arrays.
+            person_index=int(people_index) - 1 if people_index is not None else 0,
+            image_index=int(image_index) - 1 if image_index is not None else None,
+            objpos=_objpos_or_none(rec.get("objpos")),
+            scale=_scale_or_none(rec.get("scale_provided")),
+            joints=joints, annotated=annotated, visible=visible, head_box=head_box))
+        split_counts[split] += 1
+    if bad_index := [p for p in people if p.person_index < 0]:
+        raise AnnotationError(f"{path}: {len(bad_index)} records have people_index < 1 (it is 1-based)")
+    return people
+
+
+# --------------------------------------------------------------------------------------------------
+# The official release .mat
+# --------------------------------------------------------------------------------------------------
+
+def _as_list(value) -> list:
+    """A MATLAB struct array loaded with squeeze_me=True: one struct, an array of them, or [] -> list."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return [] if value.size == 0 else list(value.reshape(-1))
+    return [value]
+
+
+def _field(struct, name):
+    """struct.name, or None when the field is absent or an empty MATLAB array."""
+    value = getattr(struct, name, None)
+    if isinstance(value, np.ndarray) and value.size == 0:
+        return None
+    if isinstance(value, str) and value == "":
+        return None
+    return value
+
+
+def _release_is_visible(value) -> int:
+    """is_visible in the release is numeric, a char ('0'/'1') or empty. Empty -> 1: the release leaves it
+    empty mostly for upper neck and head top, which every derived file (mpii_annotations.json) marks
+    visible."""
+    if value is None:
+        return 1
+    if isinstance(value, (str, bytes)):
+        text = value.decode() if isinstance(value, bytes) else value
+        text = text.strip()
+        return 1 if text == "" else int(float(text) > 0)
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0:
+        return 1
+    return int(float(arr[0]) > 0)
+
+
+def _release_person(rect, where: str):
+    joints, annotated, visible = _empty_joints()
+    annopoints = _field(rect, "annopoints")
+    points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
+    for point in points:
+        pid, x, y = _field(point, "id"), _field(point, "x"), _field(point, "y")
+        if pid is None or x is None or y is None:
+            continue
+        pid = int(np.asarray(pid).reshape(-1)[0])
+        if not 0 <= pid < NUM_JOINTS:
+            raise AnnotationError(f"{where}: joint id {pid} outside 0..{NUM_JOINTS - 1}")
+        xy = np.array([float(np.asarray(x).reshape(-1)[0]), float(np.asarray(y).reshape(-1)[0])])
+        joints[pid] = from_one_based(xy)
+        annotated[pid] = 1
+        visible[pid] = _release_is_visible(_field(point, "is_visible"))
+    objpos_struct = _field(rect, "objpos")
+    objpos = None
+    if objpos_struct is not None:
+        ox, oy = _field(objpos_struct, "x"), _field(objpos_struct, "y")
+        if ox is not None and oy is not None:
+            objpos = _objpos_or_none([float(np.asarray(ox).reshape(-1)[0]),
+                                      float(np.asarray(oy).reshape(-1)[0])])
+    box = [_field(rect, k) for k in ("x1", "y1", "x2", "y2")]
+    head_box = None
+    if all(v is not None for v in box):
+        head_box = from_one_based([float(np.asarray(v).reshape(-1)[0]) for v in box])
+    return objpos, _scale_or_none(_field(rect, "scale")), joints, annotated, visible, head_box
+
+
+def read_release_mat(path, val_people: set[tuple[int, int]] | None = None) -> list[PersonAnnotation]:
+    """mpii_human_pose_v1_u12_1.mat -> the people of the training images (img_train == 1), file order.
+
+    Every annotation rectangle of a training image is a person (those without objpos/scale/joints are
+    returned too, and the converter skips them with a reason). The release does not define the usual
+    2,958-person validation split: without `val_people` every person goes to 'train'; with it, the people
+    whose 0-based (image_index, person_index) is in the set go to 'val'. Test images are not read.
+    """
+    import scipy.io
+
+    path = Path(path)
+    try:
+        mat = scipy.io.loadmat(str(path), struct_as_record=False, squeeze_me=True)
+    except Exception as e:  # scipy raises several types (ValueError, TypeError, MatReadError...)
+        raise AnnotationError(f"annotations file {path} is not a readable MATLAB file: {e}") from e
+    release = mat.get("RELEASE")
+    annolist = _field(release, "annolist") if release is not None else None
+    img_train = _field(release, "img_train") if release is not None else None
+    if annolist is None or img_train is None:
+        raise AnnotationError(f"{path}: no RELEASE.annolist / RELEASE.img_train (is it the official "
+                              "mpii_human_pose_v1_u12_1.mat?)")
+    images = _as_list(annolist)
+    img_train = np.asarray(img_train).reshape(-1)
+    if len(images) != img_train.size:
+        raise AnnotationError(f"{path}: {len(images)} annolist entries but {img_train.size} img_train flags")
+    val_people = set(val_people or ())
+    people: list[PersonAnnotation] = []
+    split_counts = {s: 0 for s in SPLITS}
+    seen_val = set()
+    for image_index, (entry, is_train) in enumerate(zip(images, img_train)):
+        if int(is_train) != 1:
+            continue
+        image_struct = _field(entry, "image")
+        name = _field(image_struct, "name") if image_struct is not None else None
+        if name is None:
+            raise AnnotationError(f"{path}: annolist({image_index + 1}).image.name is missing")
+        for person_index, rect in enumerate(_as_list(_field(entry, "annorect"))):
+            where = f"{path} annolist({image_index + 1}).annorect({person_index + 1})"
+            objpos, scale, joints, annotated, visible, head_box = _release_person(rect, where)
+            key = (image_index, person_index)
+            split = "val" if key in val_people else "train"
+            if split == "val":
+                seen_val.add(key)
+            people.append(PersonAnnotation(
+                split=split, dataset_index=split_counts[split], image=str(name),
+                person_index=person_index, image_index=image_index, objpos=objpos, scale=scale,
+                joints=joints, annotated=annotated, visible=visible, head_box=head_box))
+            split_counts[split] += 1
+    if missing := sorted(val_people - seen_val):
+        first = ", ".join(f"({i + 1}, {p + 1})" for i, p in missing[:5])
+        raise AnnotationError(f"{path}: {len(missing)} validation people of the val list are not people of "
+                              f"training images in the release (1-based annolist, annorect: {first} ...)")
+    return people
+
+
+def read_val_list(path) -> set[tuple[int, int]]:
+    """The validation people for the release .mat, as 0-based (image_index, person_index) pairs.
+
+    Either a text file with one `annolist_index people_index` pair per line (1-based, MATLAB indices, as
+    in mpii_annotations.json; '#' starts a comment), or an mpii_annotations.json[.gz], whose isValidation
+    people are taken (this gives the usual Tompson 2,958-person split).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"--val_list {path} does not exist")
+    if path.name.endswith((".json", ".json.gz")):
+        pairs = set()
+        for i, rec in enumerate(_load_json_list(path)):
+            try:
+                if float(rec.get("isValidation", 0)):
+                    pairs.add((int(rec["annolist_index"]) - 1, int(rec["people_index"]) - 1))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise AnnotationError(f"--val_list {path} record {i}: needs annolist_index and "
+                                      f"people_index ({e!r})") from e
+        return pairs
+    pairs = set()
+    with _open_text(path) as f:
+        for line_number, line in enumerate(f, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            fields = text.replace(",", " ").split()
+            try:
+                image_index, person_index = (int(v) for v in fields)
+            except ValueError as e:
+                raise AnnotationError(f"--val_list {path} line {line_number}: expected two 1-based integers "
+                                      f"'annolist_index people_index', got {text!r}") from e
+            if image_index < 1 or person_index < 1:
+                raise AnnotationError(f"--val_list {path} line {line_number}: indices are 1-based, got {text!r}")
+            pairs.add((image_index - 1, person_index - 1))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch and validation ground truth
+# --------------------------------------------------------------------------------------------------
+
+def read_annotations(path, val_list=None) -> list[PersonAnnotation]:
+    """Read any accepted annotation file (by name: .mat -> release, .json/.json.gz -> json)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"annotations file {path} does not exist")
+    name = path.name.lower()
+    if name.endswith(".mat"):
+        val_people = read_val_list(val_list) if val_list else None
+        return read_release_mat(path, val_people)
+    if val_list:
+        raise AnnotationError("--val_list only applies to the release .mat; the json files carry their own "
+                              "split (isValidation)")
+    if name.endswith((".json", ".json.gz")):
+        return read_json_annotations(path)
+    raise AnnotationError(f"annotations file {path}: unknown kind (expected the release .mat, "
+                          "mpii_annotations.json[.gz] or the generator's annotations.json)")
+
+
+def read_validation_gt(path) -> dict[str, np.ndarray]:
+    """A detections_our_format-style .mat -> 0-based joints (N,16,2), annotated (N,16), head boxes (N,4)."""
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"--val_gt {path} does not exist")
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as e:
+        raise AnnotationError(f"--val_gt {path} is not a readable MATLAB file: {e}") from e
+    needed = ("pos_gt_src", "jnt_missing", "headboxes_src")
+    if absent := [k for k in needed if k not in mat]:
+        raise AnnotationError(f"--val_gt {path}: missing {absent} (expected the keys of "
+                              "detections_our_format.mat: pos_gt_src, jnt_missing, headboxes_src)")
+    pos, missing, boxes = (np.asarray(mat[k], np.float64) for k in needed)
+    if pos.ndim != 3 or pos.shape[:2] != (NUM_JOINTS, 2) or missing.shape != (NUM_JOINTS, pos.shape[2]) \
+            or boxes.shape != (2, 2, pos.shape[2]):
+        raise AnnotationError(f"--val_gt {path}: shapes pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
+                              f"headboxes_src {boxes.shape} are not (16,2,N), (16,N), (2,2,N)")
+    raw_joints = pos.transpose(2, 0, 1)
+    return {
+        "raw_joints": raw_joints,                                   # 1-based, 0 where absent: for matching
+        "annotated": (missing.T == 0).astype(np.int64),
+        # headboxes_src[:, :, n] = [[x1, y1], [x2, y2]] -> x1, y1, x2, y2
+        "head_boxes": from_one_based(boxes.transpose(2, 0, 1).reshape(-1, 4)),
+    }
+
+
+def attach_validation_head_boxes(people: Sequence[PersonAnnotation], gt_path,
+                                 tolerance_px: float = 0.5) -> int:
+    """Give the val people (file order) the head boxes of a detections_our_format-style .mat, in order.
+
+    Refuses (AnnotationError) unless the counts match and every person's joints agree: the annotated
+    flags must be equal and each annotated coordinate within `tolerance_px`, except that a coordinate the
+    .mat stores as 0 is accepted (detections_our_format.mat zeroes a few coordinates of 10 people that
+    mpii_annotations.json keeps). Returns the number of people given a box.
+    """
+    gt = read_validation_gt(gt_path)
+    val = [p for p in people if p.split == "val"]
+    n_gt = gt["raw_joints"].shape[0]
+    if len(val) != n_gt:
+        raise AnnotationError(f"--val_gt {gt_path} has {n_gt} people but the annotations have {len(val)} "
+                              "validation people: they are not the same split")
+    for k, person in enumerate(val):
+        problem = None
+        if not np.array_equal(person.annotated, gt["annotated"][k]):
+            problem = "annotated joints differ"
+        else:
+            gt_xy = gt["raw_joints"][k]
+            ours = person.joints + 1.0  # back to the file's 1-based pixels for the comparison
+            close = (np.abs(ours - gt_xy) <= tolerance_px) | (gt_xy == 0)
+            bad = (person.annotated[:, None] == 1) & ~close
+            if bad.any():
+                j = int(np.where(bad.any(1))[0][0])
+                problem = (f"joint {j} is at {ours[j].round(2).tolist()} (1-based) in the annotations but "
+                           f"{gt_xy[j].round(2).tolist()} in the .mat")
+        if problem:
+            raise AnnotationError(f"--val_gt {gt_path}: validation person {k} ({person.image}, person "
+                                  f"{person.person_index}) does not match: {problem}. The .mat must list the "
+                                  "annotations' validation people in the same order")
+        person.head_box = gt["head_boxes"][k].copy()
+    return len(val)
+
+
+def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_people(people: Iterable[PersonAnnotation]) -> dict[str, list[PersonAnnotation]]:
+    """People grouped by split, each list in dataset_index order."""
+    groups: dict[str, list[PersonAnnotation]] = {s: [] for s in SPLITS}
+    for person in people:
+        groups.setdefault(person.split, []).append(person)
+    for split, group in groups.items():
+        group.sort(key=lambda p: p.dataset_index)
+    return groups
+
+
+__all__ = [
+    "SPLITS", "AnnotationError", "PersonAnnotation", "from_one_based", "read_annotations",
+    "read_json_annotations", "read_release_mat", "read_val_list", "read_validation_gt",
+    "attach_validation_head_boxes", "sha256_of_file", "split_people",
+]

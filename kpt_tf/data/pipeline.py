@@ -1,0 +1,334 @@
+"""tf.data input pipeline: person-crop TFRecords -> augmented model inputs, joints and weights.
+
+One affine per sample maps the stored crop to the model input: the input square covers exactly one person
+box (the crop covers `person/crop_margin` boxes around the same centre), then rotation, scale and a
+horizontal flip about the input centre. The image is resampled once with that matrix (bilinear, fill 0)
+and the joints are moved with the same matrix, so image and labels cannot drift apart.
+
+Flip: the 16 stored joints are mirrored and ALL 16 flip pairs swapped before the model's joint subset is
+selected, so every subset (even `left`) trains with flip augmentation.
+
+Weights = "annotated" (CONVENTIONS.md: occluded joints train too). Joints that leave the input after
+augmentation keep weight 1 here: the one rule for them is the codec's (HeatmapCodec.encode zeroes a joint
+whose 3-sigma window lies completely off the heatmap, as HRNet/bearpaw do), applied where the targets are
+rendered, inside the compiled train step. Heatmaps are not rendered here: the wire carries uint8 images
+[B, S, S, 3], float32 joints [B, J, 2] (model-input pixels) and float32 weights [B, J].
+
+Randomness uses stateless ops keyed per element by `tf.data.Dataset.random(seed,
+rerandomize_each_iteration=True)`, zipped to the record stream after shuffle/repeat: the same seed gives
+the same batches (with deterministic=True), and each epoch (repeat, or a new iteration of the dataset)
+draws fresh, still reproducible, augmentations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kpt_tf.data import schema
+from kpt_tf.joints import NUM_JOINTS, JointSubset, full_flip_permutation
+
+AUTOTUNE = tf.data.AUTOTUNE
+_FULL_FLIP = tuple(full_flip_permutation())
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (bearpaw/pytorch-pose ranges, sampled uniformly).
+
+    rotation: uniform in +-rotation_deg (counter-clockwise positive), applied with rotation_prob.
+    scale: factor on the person box side, uniform in [scale_min, scale_max]; > 1 shows more context
+    (the person looks smaller). flip: horizontal, with flip_prob, when `flip` is on. colour: each RGB
+    channel multiplied by a factor uniform in [color_min, color_max], clipped to 0..255.
+    (bearpaw and HRNet draw rotation and scale from clipped normals instead; uniform gives the stated
+    ranges exactly.)
+    """
+
+    rotation_deg: float = 30.0
+    rotation_prob: float = 0.6
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    flip: bool = True
+    flip_prob: float = 0.5
+    color_min: float = 0.8
+    color_max: float = 1.2
+
+    def __post_init__(self):
+        problems = []
+        if self.rotation_deg < 0:
+            problems.append(f"rotation_deg {self.rotation_deg} < 0")
+        for name in ("rotation_prob", "flip_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} {getattr(self, name)} not in [0, 1]")
+        if not 0 < self.scale_min <= self.scale_max:
+            problems.append(f"scale range [{self.scale_min}, {self.scale_max}] must satisfy 0 < min <= max")
+        if not 0 <= self.color_min <= self.color_max:
+            problems.append(f"colour range [{self.color_min}, {self.color_max}] must satisfy 0 <= min <= max")
+        if problems:
+            raise ValueError("AugmentConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, config) -> "AugmentConfig":
+        """From a dict / ml_collections ConfigDict with (a subset of) the field names."""
+        items = dict(config.items() if hasattr(config, "items") else config)
+        unknown = sorted(set(items) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"AugmentConfig: unknown fields {unknown}")
+        return cls(**items)
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- affine helpers (TF; the numpy originals are in kpt_tf.geometry) ------------------------------
+
+def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=0.0, scale=1.0, flip=False):
+    """2x3 affine, stored-crop pixels -> model-input pixels (TF, scalar arguments may be tensors).
+
+    The input covers `scale` person boxes (a crop of `crop_size` px spans `margin` boxes) around the crop
+    centre, rotated counter-clockwise by `rotation_deg` and mirrored when `flip`. Same matrix as
+    geometry.crop_affine(center=((crop_size-1)/2,)*2, scale=crop_size*scale/(margin*200), out_size=input_size,
+    rotation_deg=rotation_deg, flip=flip).
+    """
+    crop_size = tf.cast(crop_size, tf.float32)
+    margin = tf.cast(margin, tf.float32)
+    side = crop_size / margin * tf.cast(scale, tf.float32)
+    k = float(input_size) / side
+    theta = tf.cast(rotation_deg, tf.float32) * (math.pi / 180.0)
+    cos, sin = tf.cos(theta) * k, tf.sin(theta) * k
+    mirror = 1.0 - 2.0 * tf.cast(flip, tf.float32)
+    linear = tf.stack([tf.stack([mirror * cos, mirror * sin]), tf.stack([-sin, cos])])  # [2, 2]
+    crop_centre = (crop_size - 1.0) / 2.0
+    input_centre = (float(input_size) - 1.0) / 2.0
+    translation = input_centre - tf.reduce_sum(linear, axis=1) * crop_centre
+    return tf.concat([linear, translation[:, None]], axis=1)
+
+
+def invert_affine_tf(m):
+    """Inverse of a 2x3 affine (TF)."""
+    a, b, tx = m[0, 0], m[0, 1], m[0, 2]
+    c, d, ty = m[1, 0], m[1, 1], m[1, 2]
+    det = a * d - b * c
+    inv = tf.stack([tf.stack([d, -b]), tf.stack([-c, a])]) / det
+    t = -tf.linalg.matvec(inv, tf.stack([tx, ty]))
+    return tf.concat([inv, t[:, None]], axis=1)
+
+
+def compose_affine_tf(outer, inner):
+    """outer o inner for 2x3 affines (TF)."""
+    linear = tf.matmul(outer[:, :2], inner[:, :2])
+    translation = tf.linalg.matvec(outer[:, :2], inner[:, 2]) + outer[:, 2]
+    return tf.concat([linear, translation[:, None]], axis=1)
+
+
+def apply_affine_tf(m, points):
+    """Apply a 2x3 affine to points [N, 2] (TF)."""
+    return tf.matmul(points, m[:, :2], transpose_b=True) + m[:, 2]
+
+
+def warp_image(image, input_to_source, output_size: int):
+    """Resample `image` [H, W, C] onto an output square: output pixel p shows source pixel M p.
+
+    `input_to_source` is the 2x3 affine output -> source (the inverse of the joint transform), which is
+    what ImageProjectiveTransformV3 expects. Bilinear, constant fill 0, float32 result.
+    """
+    transform = tf.concat([tf.reshape(input_to_source, [6]), tf.zeros([2], tf.float32)], axis=0)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None], transforms=transform[None],
+        output_shape=tf.constant([output_size, output_size], tf.int32), fill_value=tf.constant(0.0),
+        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+
+
+# --- per-record transform --------------------------------------------------------------------------
+
+def _sample_augmentation(key, augment: AugmentConfig):
+    """Stateless draw of (rotation_deg, scale, flip, colour[3]) from an int64 key."""
+    seed = tf.stack([tf.cast(key, tf.int64), tf.constant(0x5EED, tf.int64)])
+    u = tf.random.stateless_uniform([7], seed=seed, dtype=tf.float32)
+    rotation = tf.where(u[0] < augment.rotation_prob, (2.0 * u[1] - 1.0) * augment.rotation_deg, 0.0)
+    scale = augment.scale_min + u[2] * (augment.scale_max - augment.scale_min)
+    flip = (u[3] < augment.flip_prob) if augment.flip else tf.constant(False)
+    colour = augment.color_min + u[4:7] * (augment.color_max - augment.color_min)
+    return rotation, scale, flip, colour
+
+
+def _make_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool):
+    indices = tf.constant(subset.indices, tf.int32)
+    full_flip = tf.constant(_FULL_FLIP, tf.int32)
+
+    def transform(serialized, key):
+        record = schema.parse_example(serialized, decode_image=False)
+        image = tf.io.decode_jpeg(record["image/encoded"], channels=3)
+        crop_size = record["image/crop_size"]
+        margin = record["person/crop_margin"]
+        if augment is not None:
+            rotation, scale, flip, colour = _sample_augmentation(key, augment)
+        else:
+            rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), None
+        crop_to_input = crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip)
+        input_to_crop = invert_affine_tf(crop_to_input)
+
+        pixels = warp_image(image, input_to_crop, input_size)
+        if colour is not None:
+            pixels = pixels * colour
+        pixels = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+
+        joints = apply_affine_tf(crop_to_input, record["joints/xy"])            # [16, 2]
+        annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [16]
+        # A mirrored right wrist is where the left wrist channel must point: swap every pair, then select.
+        joints = tf.where(flip, tf.gather(joints, full_flip), joints)
+        annotated = tf.where(flip, tf.gather(annotated, full_flip), annotated)
+        joints = tf.gather(joints, indices)
+        annotated = tf.gather(annotated, indices)
+
+        if not with_meta:
+            return pixels, joints, annotated
+        return {
+            "image": pixels,
+            "joints": joints,
+            "weights": annotated,
+            "input_to_image": compose_affine_tf(record["crop/to_image"], input_to_crop),
+            "head_box": record["head/box"],
+            "has_head_box": record["head/has_box"],
+            "dataset_index": record["person/dataset_index"],
+            "image_id": record["image/id"],
+            "annotated": annotated,
+        }
+
+    return transform
+
+
+# --- datasets --------------------------------------------------------------------------------------
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    """Sorted shard paths of a split; a clear error when there are none."""
+    pattern = os.path.join(os.fspath(data_dir), schema.shard_pattern(split))
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord shards for split {split!r} in {data_dir!r} "
+                                f"(looked for {schema.shard_pattern(split)})")
+    return files
+
+
+def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: bool, input_size: int = 256,
+                 augment: AugmentConfig | None = None, seed: int | None = None, deterministic: bool = False,
+                 repeat: bool | None = None, drop_remainder: bool | None = None, shuffle_buffer: int = 2048,
+                 with_meta: bool = False, input_context: tf.distribute.InputContext | None = None
+                 ) -> tf.data.Dataset:
+    """Batches of person crops from `{data_dir}/{split}-*-of-*.tfrecord`.
+
+    training=True: shuffled (files and records), repeated unless repeat=False, augmented with `augment`
+    (None = no augmentation), remainder dropped unless drop_remainder=False.
+    training=False (evaluation): no augmentation, no shuffle, file order, one pass, remainder kept.
+    Elements: (images uint8 [B,S,S,3], {"joints" [B,J,2], "weights" [B,J]}) or, with_meta=True, one dict
+    with also input_to_image [B,2,3] (model-input px -> source-image px), head_box [B,4], has_head_box,
+    dataset_index, image_id, annotated [B,J].
+    `seed` + deterministic=True: reproducible batches. Under tf.distribute the dataset is auto-sharded by
+    DATA; with `input_context` (distribute_datasets_from_function) it shards itself and `batch_size` is the
+    global batch.
+    """
+    subset = JointSubset.parse(subset)
+    if batch_size <= 0:
+        raise ValueError(f"make_dataset: batch_size must be positive, got {batch_size}")
+    files = shard_files(data_dir, split)
+    repeat = training if repeat is None else repeat
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    augment = augment if training else None
+    # Evaluation order must not depend on thread timing.
+    ordered = deterministic or not training
+
+    ds = tf.data.Dataset.list_files(os.path.join(os.fspath(data_dir), schema.shard_pattern(split)),
+                                    shuffle=False)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset,
+                       cycle_length=min(len(files), 8) if training else 1,
+                       num_parallel_calls=AUTOTUNE, deterministic=ordered)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    # One random int64 per element; the stateless augmentation draws are keyed on it.
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip((ds, keys))
+    ds = ds.map(_make_transform(subset, input_size, augment, with_meta),
+                num_parallel_calls=AUTOTUNE, deterministic=ordered)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if not with_meta:
+        ds = ds.map(lambda images, joints, weights: (images, {"joints": joints, "weights": weights}))
+    ds = ds.prefetch(AUTOTUNE)
+
+    options = tf.data.Options()
+    options.deterministic = ordered
+    # FILE sharding needs at least one shard file per worker; DATA works with any number of files.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+# --- split statistics ------------------------------------------------------------------------------
+
+def _manifest_count(manifest: dict, split: str, shard_names: list[str]) -> int | None:
+    """The record count of `split` from the converter's manifest.json, or None when it cannot be trusted.
+
+    data_prep.mpii_to_tfrecord lists every published shard with its record count; the count is used only
+    when the shards listed for the split are exactly the shard files on disk.
+    """
+    shards = [s for s in manifest.get("shards", []) if isinstance(s, dict) and s.get("split") == split]
+    if shards:
+        listed = sorted(os.path.basename(str(s.get("file", ""))) for s in shards)
+        if listed == sorted(shard_names) and all(isinstance(s.get("records"), int) for s in shards):
+            return sum(s["records"] for s in shards)
+        return None
+    entry = (manifest.get("splits") or {}).get(split)
+    if isinstance(entry, dict) and isinstance(entry.get("written"), int) and manifest.get("complete", True):
+        return entry["written"]
+    return None
+
+
+def count_records(data_dir: str, split: str) -> int:
+    """Number of records of a split: from `manifest.json` when it matches the shards, else by reading them."""
+    files = shard_files(data_dir, split)
+    manifest_path = os.path.join(os.fspath(data_dir), "manifest.json")
+    if tf.io.gfile.exists(manifest_path):
+        try:
+            with tf.io.gfile.GFile(manifest_path) as f:
+                count = _manifest_count(json.load(f), split, [os.path.basename(p) for p in files])
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            count = None
+        if count is not None:
+            return count
+    return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+def mean_training_pose(data_dir: str, subset, input_size: int = 256, split: str = "train") -> np.ndarray:
+    """Mean [J, 2] position (model-input pixels) of annotated joints over the un-augmented training crops.
+
+    The predict-the-mean-pose baseline. A joint annotated in no record gets the input centre.
+    """
+    subset = JointSubset.parse(subset)
+    indices = list(subset.indices)
+
+    def joints_in_input(serialized):
+        record = schema.parse_example(serialized, decode_image=False)
+        m = crop_to_input_affine(record["image/crop_size"], record["person/crop_margin"], input_size)
+        return (apply_affine_tf(m, record["joints/xy"]),
+                tf.cast(record["joints/annotated"] > 0, tf.float64))
+
+    ds = (tf.data.TFRecordDataset(shard_files(data_dir, split))
+          .map(joints_in_input, num_parallel_calls=AUTOTUNE).batch(1024))
+    sums = np.zeros([NUM_JOINTS, 2], np.float64)
+    counts = np.zeros([NUM_JOINTS], np.float64)
+    for joints, annotated in ds.as_numpy_iterator():
+        sums += np.einsum("bj,bjk->jk", annotated, joints.astype(np.float64))
+        counts += annotated.sum(axis=0)
+    centre = (input_size - 1) / 2.0
+    mean = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centre)
+    return mean[indices].astype(np.float32)

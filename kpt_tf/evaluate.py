@@ -1,0 +1,212 @@
+"""Score MPII predictions with PCKh in the HRNet/mmpose, bearpaw and official-toolkit conventions.
+
+File mode (one command line):
+  python -m kpt_tf.evaluate --gt ../shared/mpii/detections_our_format.mat
+      --preds ../shared/mpii/preds/bearpaw-hg_s2_b1.mat [--json out.json]
+
+Prints the tables (PCKh@0.5, @0.1, AUC, per joint); --json writes
+{"hrnet": {...}, "bearpaw": {...}, "official": {...}, "per_joint": {...}, "curve": [51 values]} in percent.
+A missing or malformed file ends the run with a message naming it and exit code 2.
+
+Model mode:
+  python -m kpt_tf.evaluate --model SAVEDMODEL_OR_WORKDIR_OR_.keras --data TFRECORD_DIR [--split val]
+      [--flip_test] [--out_mat preds.mat] [--json out.json]
+
+Runs the model over the split's person crops (flip test, quarter-pixel decoding; the one prediction path
+of kpt_tf.inference), maps predictions back to source-image pixels through each record's stored crop
+transform, scores them with the same PCKh code (per joint of the model's subset), and optionally writes
+the predictions as an MPII-format .mat (1-based, in the annotation file's order) for the official toolkit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from absl import app, flags
+
+from kpt_tf import mpii_io
+from kpt_tf.metrics import pckh
+
+FLAGS = flags.FLAGS
+def define_flags():
+    """CLI flags (defined only when run as a program, so importing this module defines none)."""
+    flags.DEFINE_string("gt", None, "Ground-truth .mat in the layout of detections_our_format.mat / gt_valid.mat.")
+    flags.DEFINE_string("preds", None, "Predictions (.mat or .h5; preds (N,16,2) or (2,16,N), or pos_pred_src "
+                        "(16,2,N)), 1-based MPII pixels, same people and order as --gt.")
+    flags.DEFINE_string("json", None, "Also write the figures as JSON to this path.")
+    flags.DEFINE_string("model", None, "Model mode: an exported SavedModel, a training workdir, or a .keras file.")
+    flags.DEFINE_string("data", None, "Model mode: TFRecord directory written by data_prep.mpii_to_tfrecord.")
+    flags.DEFINE_string("split", "val", "Model mode: the split to evaluate.")
+    flags.DEFINE_bool("flip_test", True, "Model mode: average with the mirrored crop (flip-closed subsets only).")
+    flags.DEFINE_bool("flip_shift", False, "Model mode: HRNet's one-pixel shift of the flipped heatmap.")
+    flags.DEFINE_string("out_mat", None, "Model mode: write predictions as an MPII .mat (preds, pos_pred_src).")
+
+
+BAD_INPUT_EXIT_CODE = 2
+
+
+def score_files(gt_path, preds_path) -> pckh.PCKhCounts:
+    """PCKh counts of a prediction file against a ground-truth file (ValueError on a bad file)."""
+    truth = mpii_io.load_ground_truth(gt_path)
+    preds = mpii_io.load_predictions(preds_path, expected_count=len(truth))
+    return pckh.score(preds, truth.positions, truth.head_sizes, truth.annotated)
+
+
+def evaluate_files(gt_path, preds_path) -> dict:
+    """The JSON dict (see module doc) for a prediction file against a ground-truth file."""
+    return pckh.report(score_files(gt_path, preds_path))
+
+
+def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str = "") -> dict:
+    """Print the tables and, if asked, write the JSON; shared by every mode of this CLI."""
+    results = pckh.report(counts)
+    print(pckh.format_table(counts, title))
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # allow_nan=False: a figure that is undefined is stored as null, never as invalid JSON.
+        path.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {path}")
+    return results
+
+
+def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=False):
+    """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir or a .keras file."""
+    import keras
+
+    from kpt_tf.codec import HeatmapCodec
+    from kpt_tf.inference import net_heatmaps_fn
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.serving import load_savedmodel
+    from kpt_tf.training.loop import codec_from_config, load_config
+
+    path = Path(model_path)
+    if path.is_dir() and (path / "saved_model.pb").is_file():
+        loaded, subset = load_savedmodel(path)
+        meta = json.loads((path / "assets.extra" / "kpt_tf.json").read_text())
+        codec = HeatmapCodec(input_size=meta["input_size"], heatmap_size=meta["heatmap_size"], sigma=meta["sigma"])
+        # The export fixed flip test into its graph when it was exported (meta["flip_test"]).
+        return loaded.heatmaps, codec, subset
+    if path.is_dir():
+        config = config or load_config(path)
+        path = path / "best.keras"
+    if not path.is_file():
+        raise ValueError(f"{model_path}: not a SavedModel, a training workdir or a .keras file")
+    if config is None:
+        config = load_config(path.parent)
+    net = keras.saving.load_model(path, compile=False)
+    subset = JointSubset.parse(config.joints)
+    return net_heatmaps_fn(net, subset, flip_test, flip_shift), codec_from_config(config), subset
+
+
+def _score(preds, subset, title: str) -> dict:
+    out = pckh.score_predictions(preds, subset)
+    out["table"] = pckh.format_table(out["counts"], title)
+    out["report"] = pckh.report(out["counts"])
+    return out
+
+
+def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_test: bool = True,
+                   flip_shift: bool = False, out_mat=None, batch_size: int = 16) -> dict:
+    """PCKh of a trained model on a TFRecord split; figures in the layout of `score_predictions` plus
+    `table` (text) and `report` (the JSON of file mode)."""
+    from kpt_tf.data import pipeline
+    from kpt_tf.inference import predict_dataset
+
+    predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
+    ds = pipeline.make_dataset(data_dir, split, subset, batch_size=batch_size, training=False,
+                               input_size=codec.input_size, with_meta=True)
+    preds = predict_dataset(predict, ds, codec)
+    if out_mat:
+        write_predictions_mat(out_mat, preds, subset)
+    return _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
+
+
+def write_predictions_mat(path, preds, subset) -> None:
+    """Predictions in MPII's .mat layout, ordered by each person's position in the annotation file's split.
+
+    People the converter skipped keep (0, 0) (scored as misses, never silently dropped)."""
+    import numpy as np
+
+    if len(subset) != 16:
+        raise ValueError(f"--out_mat writes MPII's 16-joint layout; this model predicts {len(subset)} joints "
+                         f"({subset.name})")
+    count = int(preds.dataset_index.max()) + 1
+    out = np.zeros((count, 16, 2))
+    out[preds.dataset_index] = preds.joints
+    mpii_io.save_predictions_mat(path, out)
+
+
+def mean_pose_baseline(config, split: str | None = None) -> dict:
+    """PCKh of predicting the mean training pose (model-input pixels) in every validation crop.
+
+    The constant pose goes through the same encode -> decode -> inverse crop transform -> metric path
+    as a model's heatmaps, so the two numbers are comparable."""
+    import tensorflow as tf
+
+    from kpt_tf.data import pipeline
+    from kpt_tf.inference import predict_dataset
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.training.loop import codec_from_config
+
+    subset = JointSubset.parse(config.joints)
+    codec = codec_from_config(config)
+    size = int(config.model.input_size)
+    mean_pose = tf.constant(pipeline.mean_training_pose(config.data.dir, subset, size, config.data.train_split))
+
+    def predict(images):
+        n = tf.shape(images)[0]
+        joints = tf.tile(mean_pose[None], [n, 1, 1])
+        return codec.encode(joints, tf.ones(tf.shape(joints)[:2]))[0]
+
+    ds = pipeline.make_dataset(config.data.dir, split or config.data.val_split, subset, batch_size=32,
+                               training=False, input_size=size, with_meta=True)
+    return _score(predict_dataset(predict, ds, codec), subset, "baseline: mean training pose")
+
+
+def _run_model_mode() -> None:
+    if not FLAGS.data:
+        raise app.UsageError("model mode needs --data (a TFRecord directory)", exitcode=BAD_INPUT_EXIT_CODE)
+    try:
+        result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
+                                flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})")
+    if FLAGS.out_mat:
+        print(f"wrote {FLAGS.out_mat} (MPII .mat, 1-based, annotation-file order)")
+
+
+def _fail(message: str) -> None:
+    print(f"kpt_tf.evaluate: error: {message}", file=sys.stderr)
+    sys.exit(BAD_INPUT_EXIT_CODE)
+
+
+def _run_file_mode() -> None:
+    if not FLAGS.gt or not FLAGS.preds:
+        raise app.UsageError("file mode needs both --gt and --preds", exitcode=BAD_INPUT_EXIT_CODE)
+    try:
+        counts = score_files(FLAGS.gt, FLAGS.preds)
+    except ValueError as err:
+        _fail(str(err))
+    try:
+        write_results(counts, FLAGS.json, title=f"predictions: {FLAGS.preds}\nground truth: {FLAGS.gt}")
+    except OSError as err:
+        _fail(f"cannot write --json {FLAGS.json!r}: {err}")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=BAD_INPUT_EXIT_CODE)
+    if FLAGS.model:
+        _run_model_mode()
+    else:
+        _run_file_mode()
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

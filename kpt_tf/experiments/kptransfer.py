@@ -1,0 +1,143 @@
+r"""The KPTransfer experiment: `python -m kpt_tf.experiments.kptransfer --config configs/kptransfer_X.py
+--workdir W [--quick]`.
+
+For a chain of joint subsets (source S, then targets T1, T2, ...; a plain split is a chain of two):
+train S; then train every target three ways -- random initialisation, transfer + fine-tune, frozen
+weight extraction -- with the same data, schedule, epochs and seeds; each target's transfer arms start
+from the previous step's model (the source for T1, T1's transfer arm of the same seed for T2, ...).
+Per-joint PCKh@0.5 and @0.1 on the target are recorded every epoch. Writes, per target step,
+`results.json`, `results.md` (per joint and mean: random, transfer, frozen, differences, mean +- std over
+seeds; epochs to 95 % and 100 % of random's final mean PCKh) and convergence plots (PNG, shaded over
+seeds), and an overall `results.json`/`results.md` in the workdir. Finished runs are reused on a rerun,
+so an interrupted experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+ARMS = ("random", "transfer", "frozen")
+
+
+def apply_quick(config):
+    """The config shrunk to a few minutes on 2 CPU cores (--quick)."""
+    c = copy.deepcopy(config)
+    q = c.quick
+    c.model.num_stacks, c.model.channels = int(q.num_stacks), int(q.channels)
+    c.model.depth, c.model.input_size = int(q.depth), int(q.input_size)
+    c.train.batch_size, c.train.steps_per_epoch = int(q.batch_size), int(q.steps_per_epoch)
+    c.experiment.source_epochs, c.experiment.target_epochs = int(q.source_epochs), int(q.target_epochs)
+    c.experiment.seeds = tuple(q.seeds)
+    c.experiment.synth_train, c.experiment.synth_val = int(q.synth_train), int(q.synth_val)
+    c.train.skeleton_images = 0
+    return c
+
+
+def step_config(config, joints: str, epochs: int, seed: int):
+    """The training config of one run: the experiment's network and schedule on `joints`."""
+    c = copy.deepcopy(config)
+    c.joints = joints
+    c.train.epochs = int(epochs)
+    c.train.seed = int(seed)
+    # The step schedule is stated in epochs of the full run: keep its drops proportional.
+    full = float(config.train.epochs) or 1.0
+    c.train.lr_drop_epochs = tuple(int(round(e * epochs / full)) for e in config.train.lr_drop_epochs)
+    return c
+
+
+def _run_dirname(joints: str) -> str:
+    return joints.replace(",", "_").replace("+", "_plus_").replace("-", "_minus_")
+
+
+def train_once(config, workdir: Path) -> dict:
+    """Train unless a finished summary is already there; returns the training summary."""
+    import keras
+
+    from kpt_tf.training import loop
+
+    done = workdir / "train_summary.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    keras.backend.clear_session()
+    return loop.train(config, workdir, verbose=0)
+
+
+def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
+    from kpt_tf.experiments.report import write_step_report, write_overall_report
+    from kpt_tf.transfer import transfer_to_workdir
+
+    if quick:
+        config = apply_quick(config)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    exp = config.experiment
+    steps = list(exp.steps)
+    if len(steps) < 2:
+        raise ValueError(f"config experiment.steps needs a source and at least one target, got {steps}")
+    arms = tuple(exp.arms)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
+    if not config.data.dir:
+        from kpt_tf.embedded_data import ensure_embedded_dataset
+
+        config.data.dir = str(ensure_embedded_dataset(
+            workdir / "data", int(exp.synth_train), int(exp.synth_val), int(exp.synth_seed),
+            input_size=int(config.model.input_size)))
+    seeds = [int(s) for s in exp.seeds]
+
+    source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
+    log(f"[kptransfer] step 0: source {steps[0]} ({exp.source_epochs} epochs)")
+    source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir)
+    previous = {s: source_dir / "best.keras" for s in seeds}
+    step_results = []
+    for k, joints in enumerate(steps[1:], start=1):
+        step_dir = workdir / f"step{k}_{_run_dirname(joints)}"
+        runs: dict[str, dict[int, dict]] = {a: {} for a in arms}
+        for seed in seeds:
+            for arm in arms:
+                run_dir = step_dir / arm / f"seed{seed}"
+                cfg = step_config(config, joints, exp.target_epochs, seed)
+                if arm != "random" and not (run_dir / "init.keras").exists():
+                    transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
+                                        freeze=arm == "frozen", allow_partial=False, verbose=False)
+                log(f"[kptransfer] step {k}: {steps[k - 1]} -> {joints}, arm {arm}, seed {seed}")
+                runs[arm][seed] = train_once(cfg, run_dir)
+            if "transfer" in arms:
+                previous[seed] = step_dir / "transfer" / f"seed{seed}" / "best.keras"
+        result = write_step_report(step_dir, steps[k - 1], joints, runs, log=log)
+        step_results.append(result)
+    overall = {"config": json.loads(config.to_json_best_effort()), "source": {
+        "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"]}, "steps": step_results}
+    write_overall_report(workdir, overall)
+    return overall
+
+
+def define_flags():
+    """CLI flags (defined only when run as a program, so importing this module defines none)."""
+    config_flags.DEFINE_config_file("config", None, "Experiment config (configs/kptransfer_*.py).")
+    flags.DEFINE_string("workdir", None, "Where every run, the results and the plots go.")
+    flags.DEFINE_bool("quick", False, "Shrink everything to run in a few minutes on 2 CPU cores.")
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    if f.config is None or not f.workdir:
+        raise app.UsageError("--config and --workdir are required")
+    overall = run_experiment(f.config, f.workdir, quick=f.quick)
+    print((Path(f.workdir) / "results.md").read_text())
+    return 0 if overall else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    define_flags()
+    app.run(main)

@@ -1,0 +1,95 @@
+"""Predict keypoints for an evaluation dataset: flip test, decoding, mapping back to the source image.
+
+Shared by training-time validation (callbacks), `kpt_tf.evaluate --model` and the demo, so every number
+the project reports comes from one prediction path: records -> pipeline -> model -> codec -> metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kpt_tf.codec import HeatmapCodec
+from kpt_tf.joints import JointSubset
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Per-person predictions and the ground truth they are scored against, in source-image pixels."""
+
+    joints: np.ndarray        # [N, J, 2] predicted, 0-based source-image pixels
+    scores: np.ndarray        # [N, J] heatmap maxima
+    gt_joints: np.ndarray     # [N, J, 2] ground truth, 0-based source-image pixels
+    annotated: np.ndarray     # [N, J] bool
+    head_boxes: np.ndarray    # [N, 4] x1, y1, x2, y2 (0 when unknown)
+    has_head_box: np.ndarray  # [N] bool
+    dataset_index: np.ndarray  # [N] position of the person in its split of the source annotations
+    images: list | None = None  # model-input crops (uint8) when kept, for drawing
+    input_joints: np.ndarray | None = None  # [N, J, 2] predictions in model-input pixels
+
+
+def heatmaps_fn(net: keras.Model, flip_test: bool, flip_permutation=None, flip_shift: bool = False):
+    """A compiled function images -> last-stack heatmaps, averaged with the mirrored pass if flip_test."""
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        images = tf.cast(images, tf.float32)
+        heatmaps = _last(net(images, training=False))
+        if flip_test:
+            mirrored = _last(net(tf.reverse(images, axis=[2]), training=False))
+            heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip_back(mirrored, flip_permutation, shift=flip_shift))
+        return heatmaps
+
+    return predict
+
+
+def _last(outputs):
+    return tf.cast(outputs[-1] if isinstance(outputs, (list, tuple)) else outputs, tf.float32)
+
+
+def apply_affine_batch(affines, points):
+    """[N,2,3] affines applied to [N,J,2] points (numpy)."""
+    return np.einsum("nij,nkj->nki", affines[:, :, :2], points) + affines[:, None, :, 2]
+
+
+def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = True, flip_shift: bool = False):
+    """`heatmaps_fn` for a Keras network and its joint subset (flip test only on flip-closed subsets)."""
+    flip_test = flip_test and subset.is_flip_closed
+    return heatmaps_fn(net, flip_test, subset.flip_permutation() if flip_test else None, flip_shift)
+
+
+def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep_images: int = 0,
+                    max_people: int = 0) -> Predictions:
+    """Run `predict` (images -> last-stack heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
+    SavedModel's `heatmaps` endpoint) over a dataset built with `make_dataset(..., with_meta=True)`."""
+    parts: dict[str, list] = {k: [] for k in ("joints", "scores", "gt", "annotated", "box", "has_box", "index",
+                                              "affine", "input")}
+    kept: list[np.ndarray] = []
+    seen = 0
+    for batch in dataset:
+        heatmaps = predict(tf.cast(batch["image"], tf.float32))
+        input_joints, scores = codec.decode(heatmaps)
+        affine = batch["input_to_image"].numpy().astype(np.float64)
+        input_joints = input_joints.numpy().astype(np.float64)
+        parts["input"].append(input_joints)
+        parts["joints"].append(apply_affine_batch(affine, input_joints))
+        parts["gt"].append(apply_affine_batch(affine, batch["joints"].numpy().astype(np.float64)))
+        parts["scores"].append(scores.numpy())
+        parts["annotated"].append(batch["annotated"].numpy().astype(bool))
+        parts["box"].append(batch["head_box"].numpy())
+        parts["has_box"].append(batch["has_head_box"].numpy().astype(bool))
+        parts["index"].append(batch["dataset_index"].numpy())
+        if len(kept) < keep_images:
+            kept.extend(list(batch["image"].numpy()[: keep_images - len(kept)]))
+        seen += int(batch["image"].shape[0])
+        if max_people and seen >= max_people:
+            break
+    if not parts["joints"]:
+        raise ValueError("the evaluation dataset is empty")
+    cat = {k: np.concatenate(v)[: max_people or None] for k, v in parts.items()}
+    return Predictions(joints=cat["joints"], scores=cat["scores"], gt_joints=cat["gt"],
+                       annotated=cat["annotated"], head_boxes=cat["box"], has_head_box=cat["has_box"],
+                       dataset_index=cat["index"], images=kept or None, input_joints=cat["input"])

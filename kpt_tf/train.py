@@ -1,0 +1,46 @@
+r"""Train a pose network: `python -m kpt_tf.train --config configs/hg2_256.py --workdir W [--config.x=y]`.
+
+`model.fit` under `tf.distribute.MirroredStrategy` (all local GPUs, or `--config.train.num_cpu_replicas=N`
+logical CPUs), XLA per `train.xla`, validation PCKh every epoch, TensorBoard, best-PCKh checkpoint,
+BackupAndRestore (a killed run resumes where it stopped), a CSV of per-epoch metrics.
+`--dry_run` builds the model, prints its summary and, as its last line, a JSON object
+`{"params", "flops_per_image", "joints"}`, and exits without touching data.
+
+A workdir prepared by `kpt_tf.transfer` (it holds `init.keras`) starts from those weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the trained model go.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Build the model, print summary and a JSON line, exit.")
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    if config is None:
+        raise app.UsageError("--config is required (e.g. --config configs/hg2_256.py)")
+    from kpt_tf.training import loop
+
+    if _DRY_RUN.value:
+        print(json.dumps(loop.dry_run(config)))
+        return 0
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required unless --dry_run")
+    result = loop.train(config, _WORKDIR.value)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(main)

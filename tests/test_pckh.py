@@ -1,0 +1,206 @@
+"""PCKh metric: the published bearpaw-hg_s2_b1 table in three conventions, and hand-made edge cases."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kpt_tf import mpii_io
+from kpt_tf.joints import JOINT_NAMES, JointSubset
+from kpt_tf.metrics import pckh
+
+MPII_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "mpii"
+GT_FILE = MPII_DIR / "detections_our_format.mat"
+PREDS_DIR = MPII_DIR / "preds"
+ROWS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
+
+
+def _require_mpii():
+    if not GT_FILE.is_file():
+        pytest.skip(f"../shared/mpii not present: {GT_FILE} is needed for the real-data PCKh checks")
+
+
+@pytest.fixture(scope="module")
+def truth():
+    _require_mpii()
+    return mpii_io.load_ground_truth(GT_FILE)
+
+
+def _report(truth, name):
+    preds = mpii_io.load_predictions(PREDS_DIR / name, expected_count=len(truth))
+    counts = pckh.score(preds, truth.positions, truth.head_sizes, truth.annotated)
+    return counts, pckh.report(counts)
+
+
+# --- the published figure (../shared/mpii/README.md) -----------------------------------------------
+
+def test_bearpaw_s2_table_every_cell(truth):
+    _, result = _report(truth, "bearpaw-hg_s2_b1.mat")
+    rows = dict(zip(ROWS, (95.80, 94.57, 88.12, 83.31, 86.24, 80.88, 77.44)))
+    expected_hrnet = {**rows, "Mean": 87.30, "Mean@0.1": 23.91}
+    expected_bearpaw = {**rows, "Mean": 86.76}
+    expected_official = {"Head": 96.7, "Shoulder": 94.6, "Elbow": 88.1, "Wrist": 83.3, "Hip": 86.2,
+                         "Knee": 80.9, "Ankle": 77.4, "Total": 87.3, "AUC": 57.4}
+    for key, value in expected_hrnet.items():
+        assert round(result["hrnet"][key], 2) == pytest.approx(value, abs=1e-9), key
+    for key, value in expected_bearpaw.items():
+        assert round(result["bearpaw"][key], 2) == pytest.approx(value, abs=1e-9), key
+    # The toolkit prints %1.1f: compare at its rounding.
+    for key, value in expected_official.items():
+        assert round(result["official"][key], 1) == pytest.approx(value, abs=1e-9), key
+    assert len(result["curve"]) == 51
+    assert result["curve"][50] == pytest.approx(result["hrnet"]["Mean"])  # Total == weighted Mean
+    assert result["curve"][10] == pytest.approx(result["hrnet"]["Mean@0.1"])
+    assert list(result["per_joint"]) == list(JOINT_NAMES)
+
+
+def test_other_reference_predictions_plausible(truth):
+    # Published validation figures: 8-stack hourglass ~88.5-89.1, Newell's release ~88-91; s1 < s2 < s8.
+    means = {name: _report(truth, name)[1]["hrnet"]["Mean"]
+             for name in ("bearpaw-hg_s1_b1.mat", "bearpaw-hg_s8_b1.mat", "newell.h5", "tompson.h5")}
+    assert 88.5 <= means["bearpaw-hg_s8_b1.mat"] <= 89.5
+    assert 88.0 <= means["newell.h5"] <= 91.0
+    assert 84.0 <= means["bearpaw-hg_s1_b1.mat"] < 87.30 < means["bearpaw-hg_s8_b1.mat"]
+    assert 80.0 <= means["tompson.h5"] <= 84.0
+
+
+# --- hand-made cases -------------------------------------------------------------------------------
+
+def _people(errors_px, annotated=None):
+    """gt at the origin, predictions displaced (3k, 4k) for a distance of 5k px; head size 10 px."""
+    errors_px = np.asarray(errors_px, dtype=np.float64)
+    gt = np.zeros(errors_px.shape + (2,))
+    pred = np.stack([errors_px * 0.6, errors_px * 0.8], axis=-1)
+    annotated = np.ones(errors_px.shape, bool) if annotated is None else np.asarray(annotated, bool)
+    return pred, gt, np.full(errors_px.shape[0], 10.0), annotated
+
+
+def test_threshold_boundary_inclusive_vs_exclusive():
+    pred, gt, sizes, annotated = _people([[5.0], [4.99], [5.01]])  # errors 0.5, 0.499, 0.501
+    errors = pckh.normalized_errors(pred, gt, sizes, annotated)
+    np.testing.assert_allclose(errors[:, 0], [0.5, 0.499, 0.501])
+    le = pckh.correct_fractions(errors, [0.5], inclusive=True)
+    lt = pckh.correct_fractions(errors, [0.5], inclusive=False)
+    assert le[0, 0] == pytest.approx(2 / 3) and lt[0, 0] == pytest.approx(1 / 3)
+
+
+def test_conventions_wire_their_comparison_and_low_threshold():
+    # Every joint of person 0 at error exactly 0.5, of person 1 at 0.105 (inside 0.11, outside 0.10).
+    pred, gt, sizes, annotated = _people(np.stack([np.full(16, 5.0), np.full(16, 1.05)]))
+    counts = pckh.score(pred, gt, sizes, annotated)
+    assert pckh.hrnet_table(counts)["Mean"] == 100.0 and pckh.bearpaw_table(counts)["Mean"] == 50.0
+    assert pckh.official_table(counts)["Total"] == 100.0
+    assert pckh.hrnet_table(counts)["Mean@0.1"] == 0.0
+    assert pckh.hrnet_slipped_mean_at_01(counts) == 50.0
+
+
+def test_non_annotated_joints_are_excluded_whatever_they_hold():
+    pred, gt, sizes, annotated = _people([[1.0], [1.0], [100.0]], annotated=[[True], [True], [False]])
+    gt[2] = np.nan  # ground truth of a missing joint may be anything, NaN included
+    errors = pckh.normalized_errors(pred, gt, sizes, annotated)
+    assert np.isnan(errors[2, 0])
+    within, counts = pckh.count_within(errors, [0.5])
+    assert counts.tolist() == [2] and within.tolist() == [[2]]
+
+
+def test_nan_prediction_at_annotated_joint_is_a_miss():
+    pred, gt, sizes, annotated = _people([[1.0], [1.0]])
+    pred[1, 0] = np.nan
+    assert pckh.correct_fractions(pckh.normalized_errors(pred, gt, sizes, annotated), [0.5])[0, 0] == 0.5
+
+
+def _two_joint_case():
+    """Subset (right_ankle, head_top): ankle 1 of 1 annotated correct, head top 1 of 3 correct."""
+    subset = JointSubset.parse("right_ankle,head_top")
+    pred, gt, sizes, annotated = _people([[1.0, 1.0], [9.0, 9.0], [9.0, 9.0]],
+                                         annotated=[[True, True], [False, True], [False, True]])
+    return subset, pckh.score(pred, gt, sizes, annotated, joints=subset)
+
+
+def test_weighted_and_plain_means_differ_as_defined():
+    _, counts = _two_joint_case()
+    # HRNet: pooled 2 of 4 = 50; bearpaw: (100 + 33.3) / 2 = 66.7.
+    assert pckh.hrnet_table(counts)["Mean"] == pytest.approx(50.0)
+    assert pckh.bearpaw_table(counts)["Mean"] == pytest.approx(200 / 3)
+
+
+def test_subset_rows_only_over_present_joints():
+    _, counts = _two_joint_case()
+    table = pckh.hrnet_table(counts)
+    assert set(table) == {"Head", "Ankle", "Mean", "Mean@0.1"}
+    assert table["Ankle"] == pytest.approx(100.0)  # only the right ankle is in the subset
+    assert pckh.per_joint_table(counts) == pytest.approx({"right_ankle": 100.0, "head_top": 100 / 3})
+
+
+def test_subset_mean_leaves_out_pelvis_and_thorax():
+    subset = JointSubset.parse("torso_head")  # right_hip, left_hip, pelvis, thorax, upper_neck, head_top
+    # Hips, neck and head top all wrong; pelvis and thorax right: Mean must be 0, not 33.
+    rows = [9.0, 9.0, 1.0, 1.0, 9.0, 9.0]
+    pred, gt, sizes, annotated = _people([rows, rows])
+    counts = pckh.score(pred, gt, sizes, annotated, joints=subset)
+    assert pckh.hrnet_table(counts)["Mean"] == 0.0
+    assert pckh.bearpaw_table(counts)["Mean"] == 0.0
+    assert pckh.per_joint_table(counts)["pelvis"] == 100.0
+
+
+def test_counts_of_batches_merge_to_counts_of_all():
+    pred, gt, sizes, annotated = _people(np.random.default_rng(1).uniform(0, 9, (6, 16)))
+    whole = pckh.score(pred, gt, sizes, annotated)
+    merged = pckh.score(pred[:2], gt[:2], sizes[:2], annotated[:2]).merge(
+        pckh.score(pred[2:], gt[2:], sizes[2:], annotated[2:]))
+    assert pckh.report(merged) == pckh.report(whole) and merged.num_people == 6
+
+
+def test_score_predictions_for_training_validation():
+    from types import SimpleNamespace
+
+    subset = JointSubset.parse("wrists")
+    pred, gt, _, annotated = _people([[1.0, 9.0], [1.0, 1.0], [9.0, 9.0]])
+    boxes = np.array([[0, 0, 6, 8], [10, 10, 16, 18], [0, 0, 0, 0]], float)  # head size 0.6 * 10 = 6 px
+    result = pckh.score_predictions(
+        SimpleNamespace(joints=pred, gt_joints=gt, annotated=annotated, head_boxes=boxes,
+                        has_head_box=np.array([True, True, False])), subset)
+    # Person 2 has no head box and is left out; errors 1/6 (right) and 9/6 (wrong) on the other two.
+    assert result["per_joint"] == {"right_wrist": 100.0, "left_wrist": 50.0}
+    assert result["mean"] == pytest.approx(75.0) and result["num_people"] == 2
+    assert result["per_joint@0.1"] == {"right_wrist": 0.0, "left_wrist": 0.0}
+
+
+def test_subset_picks_its_columns_from_16_joint_ground_truth():
+    subset = JointSubset.parse("wrists")
+    rng = np.random.default_rng(0)
+    gt16 = rng.uniform(0, 100, (4, 16, 2))
+    annotated16 = np.ones((4, 16), bool)
+    annotated16[0, 15] = False
+    pred = gt16[:, [10, 15]] + [[[1.0, 0.0]]]
+    sizes = np.full(4, 10.0)
+    full = pckh.score(pred, gt16, sizes, annotated16, joints=subset)
+    sliced = pckh.score(pred, gt16[:, [10, 15]], sizes, annotated16[:, [10, 15]], joints=subset)
+    np.testing.assert_array_equal(full.within_le, sliced.within_le)
+    assert full.annotated.tolist() == [4, 3]
+
+
+def test_official_head_ubody_and_auc():
+    # head top always right, upper neck always wrong; errors of the other joints at 0.
+    errors_px = np.zeros((2, 16))
+    errors_px[:, 8] = 9.0
+    counts = pckh.score(*_people(errors_px))
+    official = pckh.official_table(counts)
+    assert official["Head"] == pytest.approx(50.0)  # mean of upper neck (0) and head top (100)
+    assert pckh.hrnet_table(counts)["Head"] == 100.0  # HRNet's Head is the head top alone
+    assert official["UBody"] == 100.0
+    assert official["Total"] == pytest.approx(100 * 13 / 14)
+    # Error 0 is within every threshold (0 <= 0), so the curve is flat: AUC == Total.
+    assert official["AUC"] == pytest.approx(100 * 13 / 14)
+
+
+def test_area_under_curve_is_trapezoid_on_unit_axis():
+    assert pckh.area_under_curve(pckh.THRESHOLDS * 200) == pytest.approx(50.0)  # 0..100 straight line
+    assert pckh.THRESHOLDS[10] == 0.1 and pckh.THRESHOLDS[50] == 0.5 and len(pckh.THRESHOLDS) == 51
+
+
+def test_format_table_shows_all_conventions():
+    _, counts = _two_joint_case()
+    text = pckh.format_table(counts, title="demo")
+    for needle in ("HRNet/mmpose", "bearpaw", "official MPII toolkit", "head_top", "50.00", "66.67"):
+        assert needle in text

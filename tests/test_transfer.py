@@ -1,0 +1,196 @@
+"""KPTransfer weight transfer: by-name copies, head mapping by joint name, freezing, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs.base import base_config
+from kpt_tf.codec import HeatmapCodec
+from kpt_tf.export import export_net
+from kpt_tf.joints import JointSubset
+from kpt_tf.models import build_net
+from kpt_tf.transfer import TransferError, read_source, transfer_into, transfer_to_workdir
+from kpt_tf.training.trainer import PoseTrainer
+
+
+def tiny_config(joints: str, channels: int = 16, stacks: int = 2):
+    c = base_config()
+    c.joints = joints
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, 2, 64
+    return c
+
+
+def weights_by_name(net):
+    return {v.path: np.array(v.numpy()) for v in net.weights}
+
+
+@pytest.fixture(scope="module")
+def source_16(tmp_path_factory):
+    """A 16-joint source whose weights are all distinct from a fresh build (randomised)."""
+    keras.utils.set_random_seed(1)
+    net = build_net(tiny_config("all"), JointSubset.parse("all"))
+    rng = np.random.default_rng(0)
+    for v in net.weights:
+        v.assign(rng.normal(size=v.shape).astype(np.float32) * 0.1 + (1.0 if "variance" in v.path else 0.0))
+    d = tmp_path_factory.mktemp("source16")
+    (d / "config.json").write_text(tiny_config("all").to_json())
+    net.save(d / "best.keras")
+    return net, d / "best.keras"
+
+
+def fresh_target(joints: str, seed: int = 7):
+    keras.utils.set_random_seed(seed)
+    return build_net(tiny_config(joints), JointSubset.parse(joints))
+
+
+def test_copy_by_name_and_fresh_heads(source_16):
+    src_net, path = source_16
+    target_joints = JointSubset.parse("upper")          # 9 joints: heads differ in shape
+    net = fresh_target("upper")
+    init = weights_by_name(net)
+    report = transfer_into(net, read_source(path), target_joints, map_heads=False)
+    src, got = weights_by_name(src_net), weights_by_name(net)
+    for name, value in got.items():
+        layer = name.split("/")[0]
+        if layer.startswith("head") or layer.endswith("_heatmaps") and "kernel" in name:
+            np.testing.assert_array_equal(value, init[name], err_msg=f"{name} should keep its initialisation")
+        elif layer.endswith("_heatmaps"):  # the re-injection bias is joint-independent but not mapped
+            np.testing.assert_array_equal(value, init[name])
+        else:
+            np.testing.assert_array_equal(value, src[name], err_msg=f"{name} should equal the source")
+    assert report.copied and not report.shape_mismatched and not report.only_in_target
+    assert {n.split("/")[0] for n, _ in report.heads_not_mapped} == {"head0", "head1", "reinject0_heatmaps"}
+
+
+def test_map_heads_by_joint_name(source_16):
+    src_net, path = source_16
+    target_joints = JointSubset.parse("right_wrist,pelvis,left_knee,thorax")  # order differs from source
+    net = fresh_target("right_wrist,pelvis,left_knee,thorax")
+    report = transfer_into(net, read_source(path), target_joints, map_heads=True)
+    src, got = weights_by_name(src_net), weights_by_name(net)
+    all_joints = JointSubset.parse("all")
+    for name in target_joints.names:
+        t, s = target_joints.position(name), all_joints.position(name)
+        np.testing.assert_array_equal(got["head1/kernel"][..., t], src["head1/kernel"][..., s])
+        np.testing.assert_array_equal(got["head1/bias"][t], src["head1/bias"][s])
+        np.testing.assert_array_equal(got["reinject0_heatmaps/kernel"][:, :, t, :],
+                                      src["reinject0_heatmaps/kernel"][:, :, s, :])
+    assert report.shared_joints == list(target_joints.names)
+
+
+def test_map_heads_new_joints_keep_init(tmp_path):
+    keras.utils.set_random_seed(3)
+    src = build_net(tiny_config("upper"), JointSubset.parse("upper"))
+    for v in src.weights:
+        v.assign(v.numpy() + 1.0)
+    (tmp_path / "config.json").write_text(tiny_config("upper").to_json())
+    src.save(tmp_path / "best.keras")
+    target = JointSubset.parse("all")
+    net = fresh_target("all")
+    init = weights_by_name(net)
+    transfer_into(net, read_source(tmp_path / "best.keras"), target, map_heads=True)
+    got, s = weights_by_name(net), weights_by_name(src)
+    upper = JointSubset.parse("upper")
+    for name in target.names:
+        t = target.position(name)
+        if name in upper.names:
+            np.testing.assert_array_equal(got["head0/kernel"][..., t], s["head0/kernel"][..., upper.position(name)])
+        else:
+            np.testing.assert_array_equal(got["head0/kernel"][..., t], init["head0/kernel"][..., t])
+
+
+def test_left_right_same_shape_heads_are_not_copied_blindly(tmp_path):
+    keras.utils.set_random_seed(5)
+    src = build_net(tiny_config("left"), JointSubset.parse("left"))
+    for v in src.weights:
+        v.assign(v.numpy() + 1.0)
+    (tmp_path / "config.json").write_text(tiny_config("left").to_json())
+    src.save(tmp_path / "best.keras")
+    net = fresh_target("right")
+    init = weights_by_name(net)
+    report = transfer_into(net, read_source(tmp_path / "best.keras"), JointSubset.parse("right"), map_heads=True)
+    np.testing.assert_array_equal(weights_by_name(net)["head1/kernel"], init["head1/kernel"])
+    assert report.shared_joints == []
+
+
+def test_frozen_layers_do_not_change_but_heads_do(source_16):
+    _, path = source_16
+    target_joints = JointSubset.parse("lower")
+    net = fresh_target("lower")
+    report = transfer_into(net, read_source(path), target_joints, map_heads=True, freeze=True)
+    assert "stem_conv" in report.frozen_layers and "head0" not in report.frozen_layers
+    before = weights_by_name(net)
+    trainer = PoseTrainer(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=1.0))
+    trainer.compile(optimizer=keras.optimizers.RMSprop(1e-2))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 64, 64, 3)).astype(np.uint8)
+    joints = rng.uniform(8, 56, (4, len(target_joints), 2)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (images, {"joints": joints, "weights": np.ones((4, len(target_joints)), np.float32)})).batch(4)
+    trainer.fit(ds, epochs=1, verbose=0)
+    after = weights_by_name(net)
+    for layer in report.frozen_layers:
+        for name in before:
+            if name.split("/")[0] == layer:
+                np.testing.assert_array_equal(after[name], before[name], err_msg=f"frozen {name} changed")
+    assert not np.array_equal(after["head1/kernel"], before["head1/kernel"])
+
+
+@pytest.mark.slow
+def test_savedmodel_source_equals_keras_source(source_16, tmp_path):
+    src_net, path = source_16
+    export_net(src_net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=1.0), JointSubset.parse("all"),
+               tmp_path / "export")
+    from_keras, from_sm = fresh_target("lower"), fresh_target("lower")
+    transfer_into(from_keras, read_source(path), JointSubset.parse("lower"), map_heads=True)
+    r = transfer_into(from_sm, read_source(tmp_path / "export"), JointSubset.parse("lower"), map_heads=True)
+    a, b = weights_by_name(from_keras), weights_by_name(from_sm)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert r.shared_joints == list(JointSubset.parse("lower").names)
+
+
+def test_refusals_write_nothing(source_16, tmp_path):
+    _, path = source_16
+    # Another architecture: different width -> body shapes differ.
+    with pytest.raises(TransferError, match="differ beyond the heads|nothing but heads"):
+        transfer_to_workdir(path, tiny_config("lower", channels=32), tmp_path / "w1", verbose=False)
+    assert not (tmp_path / "w1").exists()
+    # Different number of stacks: extra body layers only in the source.
+    with pytest.raises(TransferError, match="differ beyond the heads"):
+        transfer_to_workdir(path, tiny_config("lower", stacks=1), tmp_path / "w2", verbose=False)
+    assert not (tmp_path / "w2").exists()
+    # Unreadable source.
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(TransferError, match="cannot be read"):
+        transfer_to_workdir(bad, tiny_config("lower"), tmp_path / "w3", verbose=False)
+    assert not (tmp_path / "w3").exists()
+    with pytest.raises(TransferError, match="does not exist"):
+        transfer_to_workdir(tmp_path / "missing", tiny_config("lower"), tmp_path / "w4", verbose=False)
+    # Nothing but heads: a source whose body names match nothing.
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 64, 3))
+    other = keras.Model(inp, keras.layers.Conv2D(16, 1, name="head0")(inp))
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(TransferError, match="nothing but heads"):
+        transfer_to_workdir(tmp_path / "other.keras", tiny_config("all"), tmp_path / "w5", verbose=False,
+                            source_joints="all", map_heads=True)
+    assert not (tmp_path / "w5").exists()
+
+
+def test_transfer_workdir_is_complete(source_16, tmp_path):
+    _, path = source_16
+    out = tmp_path / "target"
+    transfer_to_workdir(path, tiny_config("lower"), out, map_heads=True, freeze=True, verbose=False)
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert report["params"]["copied"] > 0 and report["target_joints"] == list(JointSubset.parse("lower").names)
+    loaded = keras.saving.load_model(out / "init.keras", compile=False)
+    assert not loaded.get_layer("stem_conv").trainable and loaded.get_layer("head0").trainable
+    assert json.loads((out / "config.json").read_text())["joints"] == "lower"
