@@ -66,7 +66,7 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     """Run `predict` (images -> last-stack heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
     SavedModel's `heatmaps` endpoint) over a dataset built with `make_dataset(..., with_meta=True)`."""
     parts: dict[str, list] = {k: [] for k in ("joints", "scores", "gt", "annotated", "box", "has_box", "index",
-                                              "affine", "input")}
+                                              "input")}
     kept: list[np.ndarray] = []
     seen = 0
     for batch in dataset:

@@ -107,6 +107,10 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
             net = build_net(config, subset, synchronized_bn=synchronized)
         trainer = PoseTrainer(net, codec, xla=xla)
         trainer.compile(optimizer=make_optimizer(config, steps))
+        # Built model and optimizer before fit: BackupAndRestore restores into existing variables.
+        size = int(config.model.input_size)
+        trainer(tf.zeros([1, size, size, 3]))
+        trainer.optimizer.build(net.trainable_variables)
 
     train_ds = pipeline.make_dataset(
         config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
@@ -133,7 +137,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
         *extra_callbacks,
     ]
     started = time.time()
-    history = trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks,
+    history = trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                           verbose=verbose)
     seconds = time.time() - started
 

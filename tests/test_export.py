@@ -1,0 +1,123 @@
+"""Export for serving: the SavedModel agrees with the Keras model, works in image coordinates, runs
+under TF's own saved_model_cli, and refuses bad inputs clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(trained_workdir, tmp_path_factory):
+    from kpt_tf.export import export_workdir
+
+    plain = export_workdir(trained_workdir, tmp_path_factory.mktemp("export") / "plain", flip_test=False)
+    flipped = export_workdir(trained_workdir, tmp_path_factory.mktemp("export") / "flip", flip_test=True)
+    net = keras.saving.load_model(trained_workdir / "best.keras", compile=False)
+    return plain, flipped, net
+
+
+def _image(size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (1, size, size, 3)).astype(np.uint8)
+
+
+def test_serving_equals_model_predict(exported):
+    plain, _, net = exported
+    size = net.inputs[0].shape[1]
+    loaded = tf.saved_model.load(str(plain))
+    crops = _image(size).astype(np.float32)
+    served = loaded.heatmaps(tf.constant(crops)).numpy()
+    np.testing.assert_allclose(served, net.predict(crops, verbose=0)[-1], atol=1e-5)
+
+
+def test_keypoints_land_in_image_coordinates(exported):
+    from kpt_tf.training.loop import codec_from_config, load_config
+
+    plain, _, net = exported
+    size = net.inputs[0].shape[1]
+    crop = _image(size, seed=1)
+    # A box whose padded square (1.25 x its side) is exactly the crop: identity crop transform.
+    side = size / 1.25
+    c = (size - 1) / 2.0
+    box = np.array([[c - side / 2, c - side / 2, c + side / 2, c + side / 2]], np.float32)
+    serve = tf.saved_model.load(str(plain)).signatures["serving_default"]
+    out = serve(images=tf.constant(crop), boxes=tf.constant(box))
+    codec = codec_from_config(load_config(Path(plain).parent.parent / "unused")) if False else None
+    heatmaps = net.predict(crop.astype(np.float32), verbose=0)[-1]
+    from kpt_tf.codec import HeatmapCodec
+    codec = HeatmapCodec(input_size=size, heatmap_size=size // 4, sigma=1.0)
+    expected, scores = codec.decode(heatmaps)
+    np.testing.assert_allclose(out["keypoints"].numpy(), expected.numpy(), atol=1e-3)
+    np.testing.assert_allclose(out["scores"].numpy(), scores.numpy(), atol=1e-5)
+    # The same pixels pasted at an offset into a bigger image: keypoints move by exactly that offset.
+    big = np.zeros((1, size + 70, size + 110, 3), np.uint8)
+    big[0, 70:, 110:] = crop[0]
+    moved = serve(images=tf.constant(big), boxes=tf.constant(box + [[110, 70, 110, 70]]))
+    np.testing.assert_allclose(moved["keypoints"].numpy(), expected.numpy() + [110, 70], atol=1e-3)
+    assert [n.decode() for n in out["joint_names"].numpy()][:2] == ["right_ankle", "right_knee"]
+
+
+def test_flip_test_export_and_metadata(exported):
+    _, flipped, net = exported
+    meta = json.loads((flipped / "assets.extra" / "kpt_tf.json").read_text())
+    assert meta["flip_test"] is True and len(meta["joints"]) == 16
+    loaded = tf.saved_model.load(str(flipped))
+    names = {v.name for v in loaded.variables}
+    assert "stem_conv/kernel:0" in names and "head0/bias:0" in names
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    plain, _, net = exported
+    cli = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or "saved_model_cli"
+    show = subprocess.run([cli, "show", "--dir", str(plain), "--all"], capture_output=True, text=True, timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "serving_default" in show.stdout and "serve_center_scale" in show.stdout and "boxes" in show.stdout
+    run = subprocess.run(
+        [cli, "run", "--dir", str(plain), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", "images=np.zeros((1,120,90,3),dtype=np.uint8);boxes=np.array([[10.,10.,80.,110.]],"
+         "dtype=np.float32)"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "keypoints" in run.stdout and "joint_names" in run.stdout
+
+
+def test_bad_serving_inputs_are_refused_clearly(exported):
+    plain, _, _ = exported
+    serve = tf.saved_model.load(str(plain)).signatures["serving_default"]
+    images = tf.zeros((2, 100, 100, 3), tf.uint8)
+    with pytest.raises(Exception, match="same first dimension"):
+        serve(images=images, boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
+    with pytest.raises(Exception, match="x2 > x1"):
+        serve(images=images, boxes=tf.constant([[0.0, 0.0, 50.0, 50.0], [10.0, 10.0, 5.0, 50.0]]))
+    with pytest.raises(Exception, match="uint8|dtype|int"):
+        serve(images=tf.zeros((1, 100, 100, 3), tf.float32), boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
+    with pytest.raises(Exception):
+        serve(images=tf.zeros((1, 100, 100), tf.uint8), boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
+
+
+def test_evaluate_cli_model_mode_on_export_and_workdir(exported, trained_workdir, embedded_records, tmp_path):
+    _, flipped, _ = exported
+    results = {}
+    for name, model in (("export", flipped), ("workdir", trained_workdir)):
+        out = tmp_path / f"{name}.json"
+        done = subprocess.run([sys.executable, "-m", "kpt_tf.evaluate", "--model", str(model), "--data",
+                               str(embedded_records), "--json", str(out), "--out_mat", str(tmp_path / f"{name}.mat")],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results[name] = json.loads(out.read_text())
+    # The exported graph (flip test inside) and the workdir's Keras model (flip test in Python) agree.
+    assert abs(results["export"]["hrnet"]["Mean"] - results["workdir"]["hrnet"]["Mean"]) < 1e-6
+    from kpt_tf import mpii_io
+    preds = mpii_io.load_predictions(tmp_path / "export.mat")
+    assert preds.shape[1:] == (16, 2)

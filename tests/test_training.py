@@ -1,0 +1,121 @@
+"""Training with model.fit: the CLI's dry run, a real run's workdir, learning, MirroredStrategy + XLA."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, tiny_train_config
+
+
+def run_module(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_dry_run_prints_params_flops_and_joints_as_last_line():
+    done = run_module("kpt_tf.train", "--config", "configs/hg2_256.py", "--config.joints=upper", "--dry_run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    last = json.loads(done.stdout.strip().splitlines()[-1])
+    assert last["joints"] == ["thorax", "upper_neck", "head_top", "right_wrist", "right_elbow",
+                              "right_shoulder", "left_shoulder", "left_elbow", "left_wrist"]
+    assert 6.5e6 < last["params"] < 6.8e6
+    assert last["flops_per_image"] > 1e9
+    assert "stem_conv" in done.stdout  # the summary came first
+
+
+def test_train_cli_refuses_missing_config():
+    done = run_module("kpt_tf.train", "--workdir", "/tmp/x", timeout=120)
+    assert done.returncode != 0 and "--config is required" in done.stderr
+
+
+@pytest.mark.slow
+def test_training_run_writes_a_complete_workdir(embedded_records, tmp_path):
+    from kpt_tf.training import loop
+
+    config = tiny_train_config(embedded_records, epochs=2, steps=6)
+    summary = loop.train(config, tmp_path / "run", verbose=0)
+    run = tmp_path / "run"
+    for name in ("config.json", "best.keras", "final.keras", "train_summary.json", "metrics.csv",
+                 "checkpoints/best.weights.h5"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for column in ("loss", "loss_stack1", "loss_stack2", "val_pckh_mean", "val_pckh01_mean",
+                   "val_pckh_left_wrist", "learning_rate"):
+        assert column in rows[0], column
+    assert len(summary["history"]) == 2 and summary["history"][-1]["per_joint"].keys() >= {"head_top"}
+    events = list((run / "tensorboard").rglob("events.out.tfevents*"))
+    assert any("validation_images" in str(e) for e in events) and any("train" in str(e) for e in events)
+
+
+@pytest.mark.slow
+def test_overfits_a_handful_of_crops(tmp_path):
+    """A few hundred steps on 8 crops, scored on the same crops: PCKh must climb far above its start."""
+    from kpt_tf.embedded_data import ensure_embedded_dataset
+    from kpt_tf.evaluate import mean_pose_baseline
+    from kpt_tf.training import loop
+
+    records = ensure_embedded_dataset(tmp_path / "handful", num_train=8, num_val=8, seed=3, input_size=64,
+                                      num_workers=2, progress=False)
+    config = tiny_train_config(records, epochs=6, steps=50, channels=32)
+    config.data.val_split = "train"          # score on the crops it trains on
+    config.augment.rotation_prob, config.augment.flip = 0.0, False
+    config.augment.scale_min = config.augment.scale_max = 1.0
+    config.augment.color_min = config.augment.color_max = 1.0
+    config.train.learning_rate = 2.5e-3
+    summary = loop.train(config, tmp_path / "run", verbose=0)
+    curve = [h["mean"] for h in summary["history"]]
+    baseline = mean_pose_baseline(config, split="train")["mean"]
+    assert curve[-1] > max(60.0, baseline + 25.0), (curve, baseline)
+    assert curve[-1] > curve[0] + 20.0, curve
+
+
+MIRRORED_XLA = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    from kpt_tf.training.distribute import configure_cpu_replicas
+    configure_cpu_replicas(2)
+    import keras
+    from tests.conftest import tiny_train_config
+    from kpt_tf.training import loop
+
+    class ReplicaCheck(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            worst, count = 0.0, 0
+            for v in self.model.net.weights:
+                values = [np.asarray(x.numpy()) for x in getattr(v.value, "values", [v.value])]
+                if len(values) < 2:
+                    continue
+                count += 1
+                worst = max(worst, max(float(np.max(np.abs(values[0] - x))) for x in values[1:]))
+            sync = [l.synchronized for l in self.model.net.layers if isinstance(l, keras.layers.BatchNormalization)]
+            print("CHECK " + json.dumps({"mirrored": count, "max_diff": worst, "replicas":
+                  self.model.distribute_strategy.num_replicas_in_sync, "sync_bn": all(sync)}))
+
+    config = tiny_train_config(sys.argv[1], epochs=1, steps=4)
+    config.train.num_cpu_replicas = 2
+    config.train.xla = "on"
+    summary = loop.train(config, sys.argv[2], extra_callbacks=[ReplicaCheck()], verbose=0)
+    print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"]}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_two_cpus_with_xla_keeps_replicas_identical(embedded_records, tmp_path):
+    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("CHECK "))[6:])
+    summary = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
+    assert summary == {"xla": True, "replicas": 2}
+    assert check["replicas"] == 2 and check["sync_bn"] and check["mirrored"] > 50
+    assert check["max_diff"] == 0.0, check
