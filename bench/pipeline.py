@@ -11,6 +11,7 @@ cv2.imdecode, cv2.warpAffine), as a PyTorch-style Dataset without worker process
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import sys
@@ -35,7 +36,8 @@ flags.DEFINE_string("records_dir", "", "Existing TFRecord directory; empty = syn
 flags.DEFINE_string("split", "train", "Split to read.")
 flags.DEFINE_integer("num_records", 256, "Synthetic records to write (when --records_dir is empty).")
 flags.DEFINE_integer("batch_size", 8, "Batch size.")
-flags.DEFINE_integer("num_batches", 60, "Timed batches per loader.")
+flags.DEFINE_integer("num_batches", 40, "Timed batches per loader and round.")
+flags.DEFINE_integer("rounds", 3, "Rounds; each times every loader once, in turn. Medians are reported.")
 flags.DEFINE_integer("warmup_batches", 5, "Untimed batches first (graph tracing, autotune, file cache).")
 flags.DEFINE_string("joints", "all", "Joint subset.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic data and of both loaders.")
@@ -48,15 +50,15 @@ MARGIN = 1.5
 # --- records -----------------------------------------------------------------------------------------
 
 def write_synthetic_records(directory: str, num_records: int, seed: int, num_shards: int = 4) -> None:
-    """Person-crop records of textured random images (JPEG sizes like real 384 px MPII crops)."""
+    """Person-crop records of textured random images (q95 JPEGs of about 60 KB, like real MPII crops)."""
     rng = np.random.default_rng(seed)
     per_shard = -(-num_records // num_shards)
     writers = [tf.io.TFRecordWriter(os.path.join(directory, schema.shard_name("train", k, num_shards)))
                for k in range(num_shards)]
     for index in range(num_records):
-        coarse = rng.integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
+        coarse = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
         crop = cv2.resize(coarse, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC)
-        crop = np.clip(crop.astype(np.int16) + rng.integers(-20, 21, crop.shape), 0, 255).astype(np.uint8)
+        crop = np.clip(crop.astype(np.int16) + rng.integers(-6, 7, crop.shape), 0, 255).astype(np.uint8)
         ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
         assert ok
         center, scale = rng.uniform([200, 150], [600, 450]), rng.uniform(1.0, 3.0)
@@ -140,41 +142,50 @@ def _same_warp_check(files) -> float:
     return float(np.abs(tf_image[inner, inner] - cv_image[inner, inner]).mean())
 
 
-def _time(batches, warmup: int, count: int) -> tuple[float, float]:
-    """(images/s, seconds) over `count` batches after `warmup` untimed ones."""
-    iterator = iter(batches)
-    for _ in range(warmup):
-        next(iterator)
-    start = time.perf_counter()
+def _time_once(iterator, count: int) -> tuple[float, float, int]:
+    wall, cpu = time.perf_counter(), time.process_time()
     images = 0
     for _ in range(count):
-        batch = next(iterator)
-        first = batch[0]
-        images += int(first.shape[0])
-    seconds = time.perf_counter() - start
-    return images / seconds, seconds
+        images += int(next(iterator)[0].shape[0])
+    return time.perf_counter() - wall, time.process_time() - cpu, images
 
 
 def run(records_dir: str, split: str, batch_size: int, num_batches: int, warmup: int, joints: str,
-        seed: int) -> dict:
+        seed: int, rounds: int) -> dict:
+    """Times the loaders on the same records, alternating them for `rounds` rounds (the machine's load
+    changes over time; alternation exposes every loader to it alike); reports per-loader medians."""
     subset = JointSubset.parse(joints)
     augment = pipeline.AugmentConfig()
     files = pipeline.shard_files(records_dir, split)
     total = pipeline.count_records(records_dir, split)
-
-    ds = pipeline.make_dataset(records_dir, split, subset, batch_size, training=True, input_size=INPUT_SIZE,
-                               augment=augment, seed=seed, shuffle_buffer=min(total, 2048))
-    tf_rate, tf_seconds = _time(ds.as_numpy_iterator(), warmup, num_batches)
-    naive_rate, naive_seconds = _time(naive_batches(files, subset, batch_size, augment, seed), warmup,
-                                      num_batches)
-    return dict(records=total, tf_rate=tf_rate, tf_seconds=tf_seconds, naive_rate=naive_rate,
-                naive_seconds=naive_seconds, warp_difference=_same_warp_check(files))
+    # Factories: a tf.data iterator keeps prefetching in background threads, so each round starts a fresh
+    # one (after warm-up) and drops it before the next loader is timed.
+    factories = {"naive numpy/cv2 loop": lambda: naive_batches(files, subset, batch_size, augment, seed)}
+    for warp in ("projective_transform", "xla"):
+        ds = pipeline.make_dataset(records_dir, split, subset, batch_size, training=True, input_size=INPUT_SIZE,
+                                   augment=augment, seed=seed, shuffle_buffer=min(total, 2048), warp=warp)
+        factories[f"tf.data, warp={warp}"] = ds.as_numpy_iterator
+    samples = {name: [] for name in factories}
+    for _ in range(rounds):
+        for name, factory in factories.items():
+            iterator = factory()
+            for _ in range(warmup):
+                next(iterator)
+            samples[name].append(_time_once(iterator, num_batches))
+            del iterator
+            gc.collect()
+    results = {}
+    for name, runs in samples.items():
+        rates = [images / wall for wall, _, images in runs]
+        results[name] = dict(rate=float(np.median(rates)), rates=rates,
+                             cpu_ms=1000.0 * sum(c for _, c, _ in runs) / sum(n for _, _, n in runs))
+    return dict(records=total, loaders=results, warp_difference=_same_warp_check(files))
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for name in ("batch_size", "num_batches", "num_records"):
+    for name in ("batch_size", "num_batches", "num_records", "rounds"):
         if getattr(FLAGS, name) <= 0:
             raise app.UsageError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,21 +197,23 @@ def main(argv):
             raise app.UsageError(f"--records_dir {records_dir!r} is not a directory")
         try:
             result = run(records_dir, FLAGS.split, FLAGS.batch_size, FLAGS.num_batches, FLAGS.warmup_batches,
-                         FLAGS.joints, FLAGS.seed)
+                         FLAGS.joints, FLAGS.seed, FLAGS.rounds)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"bench/pipeline.py: {e}") from None
 
     images = FLAGS.batch_size * FLAGS.num_batches
-    print(f"\nInput pipeline, {result['records']} records ({'synthetic' if not FLAGS.records_dir else records_dir}), "
-          f"batch {FLAGS.batch_size}, {images} images timed after {FLAGS.warmup_batches} warm-up batches, "
-          f"{os.cpu_count()} CPU cores, cv2 threads {cv2.getNumThreads()}")
-    print("| loader | images/s | seconds | ratio |")
-    print("| --- | ---: | ---: | ---: |")
-    print(f"| naive numpy/cv2 loop | {result['naive_rate']:.1f} | {result['naive_seconds']:.2f} | 1.00 |")
-    print(f"| tf.data pipeline | {result['tf_rate']:.1f} | {result['tf_seconds']:.2f} | "
-          f"{result['tf_rate'] / result['naive_rate']:.2f} |")
-    print(f"(same crop and affine: TF warp vs cv2.warpAffine differ by {result['warp_difference']:.3f} grey levels "
-          "on average)")
+    source = "synthetic" if not FLAGS.records_dir else FLAGS.records_dir
+    print(f"\nInput pipeline with augmentation, {result['records']} records ({source}), batch {FLAGS.batch_size}; "
+          f"{FLAGS.rounds} rounds of {images} images per loader, loaders alternating; {os.cpu_count()} CPU "
+          f"cores, cv2 threads {cv2.getNumThreads()}")
+    print("| loader | images/s (median) | per round | CPU ms / image | speed vs naive |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    naive = result["loaders"]["naive numpy/cv2 loop"]["rate"]
+    for name, r in result["loaders"].items():
+        rounds = " ".join(f"{x:.0f}" for x in r["rates"])
+        print(f"| {name} | {r['rate']:.0f} | {rounds} | {r['cpu_ms']:.2f} | {r['rate'] / naive:.2f}x |")
+    print(f"(same crop and affine: TF warp vs cv2.warpAffine differ by {result['warp_difference']:.4f} grey "
+          "levels on average)")
 
 
 if __name__ == "__main__":

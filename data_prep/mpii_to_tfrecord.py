@@ -1,7 +1,7 @@
 """Offline converter: MPII annotations + images -> sharded TFRecords of person crops (kpt_tf.data.schema).
 
-    python -m data_prep.mpii_to_tfrecord --annotations ../shared/mpii/mpii_annotations.json.gz \
-        --images_dir /data/mpii/images --output_dir /data/mpii/records
+    python -m data_prep.mpii_to_tfrecord --annotations ../shared/mpii/mpii_annotations.json.gz
+        --images_dir /data/mpii/images --output_dir /data/mpii/records [--val_gt detections_our_format.mat]
 
 One record per usable person: a `crop_size` JPEG crop covering `crop_margin` person boxes around the
 adjusted person box (geometry.adjust_person_box / crop_affine, CONVENTIONS.md), the 16 joints in crop
@@ -545,14 +545,17 @@ def _write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, 
     total = sum(len(jobs) for _, jobs, _ in tasks)
     bar = tqdm(total=total, unit="people", desc="crops", disable=not progress, mininterval=1.0,
                smoothing=0.1, file=sys.stderr)
-    pool = None
+    executor = None
     try:
         if num_workers > 1 and len(tasks) > 1:
             import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-            # spawn: workers start clean instead of forking a process that has imported TensorFlow.
-            pool = multiprocessing.get_context("spawn").Pool(num_workers, initializer=_init_worker)
-            results = pool.imap(convert_image, tasks, chunksize=4)
+            # spawn: workers start clean instead of forking a process that has imported TensorFlow; an
+            # executor (not multiprocessing.Pool) so that a worker that dies raises instead of hanging.
+            executor = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_worker)
+            results = executor.map(convert_image, tasks, chunksize=4)  # in task order: deterministic
         else:
             _init_worker()
             results = map(convert_image, tasks)
@@ -562,17 +565,14 @@ def _write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, 
                 writer.add(key[1], encode_example(record) if record is not None else None, reason)
                 finish_ready(writer)
             bar.update(len(task_results))
-        if pool is not None:
-            pool.close()
-            pool.join()
     except BaseException:
         for writer in writers.values():
             if writer.plan.file not in entries:
                 writer.abandon()
         raise
     finally:
-        if pool is not None:
-            pool.terminate()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         bar.close()
     if unfinished := [w.plan.file for w in writers.values() if w.plan.file not in entries]:
         raise RuntimeError(f"internal error: shards {unfinished} did not receive all their people")
@@ -610,14 +610,12 @@ def define_flags():
     flags.DEFINE_boolean("reduced_decode", True, "Decode large images at 1/2, 1/4 or 1/8 size when every crop of "
                          "the image downsamples at least that much (faster, same crop detail).")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    flags.mark_flags_as_required(["annotations", "images_dir", "output_dir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    missing = [name for name in ("annotations", "images_dir", "output_dir") if not getattr(FLAGS, name)]
-    if missing:
-        raise app.UsageError(f"required flag(s) missing: {', '.join('--' + m for m in missing)}")
     try:
         manifest = convert(FLAGS.annotations, FLAGS.images_dir, FLAGS.output_dir, FLAGS.splits,
                            FLAGS.num_shards, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.max_people,
@@ -633,6 +631,9 @@ def main(argv):
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     for reason, count in sorted(reasons.items()):
         print(f"  skipped, {reason}: {count}")
+    if reasons.get("image file missing") and not any(c["written"] for c in manifest["splits"].values()):
+        print(f"warning: none of the images was found in --images_dir {FLAGS.images_dir}: is it the right "
+              "directory?", file=sys.stderr)
     print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME}")
 
 

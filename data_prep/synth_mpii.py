@@ -20,6 +20,7 @@ file instead (same image names and sizes, records copied, `headbox` added).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import gzip
 import io
@@ -85,6 +86,9 @@ def _rz(a):
 
 
 _DOWN = np.array([0.0, -1.0, 0.0])
+# MPII's upper neck is below the chin: the skull fills the top of the neck -> head-top segment.
+HEAD_CENTRE_AT, HEAD_HALF_HEIGHT = 0.58, 0.42       # fractions of that segment
+NECK_INTO_HEAD = 0.3
 _FORWARD = np.array([0.0, 0.0, 1.0])
 _RAD = math.pi / 180.0
 
@@ -102,8 +106,8 @@ class Body:
     spine: float = 0.29       # pelvis -> thorax
     neck: float = 0.04        # thorax -> upper neck
     head_len: float = 0.165   # upper neck -> head top (MPII: 200 * scale / 6)
-    head_width: float = 0.12
-    head_depth: float = 0.14
+    head_width: float = 0.105
+    head_depth: float = 0.125
     sho_half: float = 0.10
     sho_drop: float = 0.015   # shoulders sit slightly below the thorax point
     upper_arm: float = 0.165
@@ -117,15 +121,15 @@ class Body:
 def sample_body(rng) -> Body:
     """Per-person proportions: global build plus independent +-6% per segment."""
     base = Body()
-    jitter = lambda v, sd=0.06: v * float(np.clip(rng.normal(1.0, sd), 0.85, 1.15))
-    legs = float(np.clip(rng.normal(1.0, 0.05), 0.88, 1.12))
+    jitter = lambda v, sd=0.06: v * min(1.15, max(0.85, float(rng.normal(1.0, sd))))
+    legs = min(1.12, max(0.88, float(rng.normal(1.0, 0.05))))
     return Body(
         hip_half=jitter(base.hip_half), thigh=jitter(base.thigh) * legs, shin=jitter(base.shin) * legs,
         spine=jitter(base.spine, 0.04), neck=jitter(base.neck, 0.1), head_len=jitter(base.head_len, 0.04),
         head_width=jitter(base.head_width, 0.05), head_depth=jitter(base.head_depth, 0.05),
         sho_half=jitter(base.sho_half), sho_drop=base.sho_drop, upper_arm=jitter(base.upper_arm),
         forearm=jitter(base.forearm), hand=jitter(base.hand), foot=jitter(base.foot),
-        girth=float(rng.uniform(0.85, 1.3)), limb=float(rng.uniform(0.8, 1.25)))
+        girth=float(rng.uniform(0.85, 1.2)), limb=float(rng.uniform(0.8, 1.25)))
 
 
 # Arm modes: (name, probability, elevation, azimuth, elbow flexion, humeral rotation mean/sd), degrees.
@@ -240,7 +244,7 @@ def skeleton_3d(body: Body, pose: dict) -> Skeleton3D:
     joints[NECK] = torso @ (thorax_local + [0.0, body.neck, 0.01])
     head = torso @ _ry(pose["head_yaw"] * _RAD) @ _rx(pose["head_pitch"] * _RAD) @ _rz(pose["head_roll"] * _RAD)
     joints[HEAD_TOP] = joints[NECK] + head @ [0.0, body.head_len, 0.0]
-    head_centre = joints[NECK] + head @ [0.0, 0.5 * body.head_len, 0.0]
+    head_centre = joints[NECK] + head @ [0.0, HEAD_CENTRE_AT * body.head_len, 0.0]
 
     hand_tips, toes = np.zeros((2, 3)), np.zeros((2, 3))
     for side, (sgn, sho, elb, wri, hip, kne, ank) in enumerate((
@@ -372,21 +376,19 @@ class Part:
     extras: list = dataclasses.field(default_factory=list)   # (kind, points, colour, size) drawn on top
 
 
-def capsule(p0, p1, r0, r1, steps: int = 7) -> np.ndarray:
+_CAP_FRONT = np.stack([np.cos(a := np.linspace(-np.pi / 2, np.pi / 2, 7)), np.sin(a)], 1)
+_CAP_BACK = -_CAP_FRONT
+
+
+def capsule(p0, p1, r0, r1) -> np.ndarray:
     """Polygon of a tapered capsule from p0 (radius r0) to p1 (radius r1)."""
     p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
-    d = p1 - p0
-    length = float(np.hypot(d[0], d[1]))
-    if length < 1e-6:
-        d = np.array([1.0, 0.0])
-    else:
-        d = d / length
-    base = math.atan2(d[1], d[0])
-    a1 = base + np.linspace(-np.pi / 2, np.pi / 2, steps)       # cap around p1, facing away from p0
-    a0 = base + np.linspace(np.pi / 2, 3 * np.pi / 2, steps)    # cap around p0
-    cap1 = p1 + r1 * np.stack([np.cos(a1), np.sin(a1)], 1)
-    cap0 = p0 + r0 * np.stack([np.cos(a0), np.sin(a0)], 1)
-    return np.concatenate([cap1, cap0])
+    dx, dy = p1[0] - p0[0], p1[1] - p0[1]
+    length = math.hypot(dx, dy)
+    dx, dy = (dx / length, dy / length) if length > 1e-6 else (1.0, 0.0)
+    rotation = np.array([[dx, -dy], [dy, dx]])
+    # Half circles: around p1 facing away from p0, around p0 facing away from p1.
+    return np.concatenate([p1 + r1 * (_CAP_FRONT @ rotation.T), p0 + r0 * (_CAP_BACK @ rotation.T)])
 
 
 def hull(points) -> np.ndarray:
@@ -440,12 +442,12 @@ def head_part(frame: Frame2D, radii, palette: dict, depth: float, person: int) -
         point, facing = surface([sx * 0.4, 0.12, 0.9])
         if facing > 0.15:
             extras.append(("dot", frame.project(point[None])[0:1], palette["eyes"], eye_size * frame_scale(frame)))
-    point, facing = surface([0.0, -0.1, 1.0])
-    if facing > -0.4:
+    _, facing = surface([0.0, -0.1, 1.0])
+    if facing > -0.4:                 # the nose sticks out of a profile's silhouette
         nose = np.array([[-0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, 0.12 * ry, 0.98 * rz],
                          [0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, -0.22 * ry, 1.28 * rz]])
         extras.append(("poly", hull(frame.project(nose)), palette["nose"], 0))
-    point, facing = surface([0.0, -0.55, 0.83])
+    _, facing = surface([0.0, -0.55, 0.83])
     if facing > 0.1:
         mouth = np.array([[-0.3 * rx, -0.56 * ry, 0.8 * rz], [0.3 * rx, -0.56 * ry, 0.8 * rz]])
         extras.append(("line", frame.project(mouth), palette["mouth"], max(1.0, 0.05 * rx * frame_scale(frame))))
@@ -525,6 +527,8 @@ def figure_parts_3d(body: Body, pose: dict, view: View, palette: dict, person: i
     for name, a, b, own, colour_key, wa, wb, bias in _LIMBS:
         pa = _endpoint(a, joints2d, tips2d, toes2d)
         pb = _endpoint(b, joints2d, tips2d, toes2d)
+        if name == "neck":
+            pb = pb + NECK_INTO_HEAD * (joints2d[HEAD_TOP] - joints2d[NECK])
         da = _endpoint(a, jdepth, tip_depth, toe_depth)
         db = _endpoint(b, jdepth, tip_depth, toe_depth)
         limb_scale = view.height_px if name == "neck" else scale
@@ -536,7 +540,7 @@ def figure_parts_3d(body: Body, pose: dict, view: View, palette: dict, person: i
                       frozenset((R_HIP, L_HIP, PELVIS, THORAX, R_SHO, L_SHO)), person,
                       torso_decorations(torso_frame, body, palette)))
     head_frame = view.frame(skel.head_centre, skel.head_rotation)
-    radii = (0.5 * body.head_width, 0.5 * body.head_len, 0.5 * body.head_depth)
+    radii = (0.5 * body.head_width, HEAD_HALF_HEIGHT * body.head_len, 0.5 * body.head_depth)
     parts.append(head_part(head_frame, radii, palette, float(depth_of(skel.head_centre)) + 0.06, person))
     return parts, joints2d
 
@@ -551,7 +555,7 @@ _HAIR_RGB = ((20, 18, 18), (45, 30, 22), (90, 60, 35), (140, 100, 60), (200, 170
 
 
 def _bgr(rgb, gain=1.0):
-    return tuple(float(np.clip(c * gain, 0, 255)) for c in rgb[::-1])
+    return tuple(min(255.0, max(0.0, float(c) * gain)) for c in rgb[::-1])
 
 
 def _random_colour(rng, gain=1.0):
@@ -619,39 +623,49 @@ def draw_part(image, part: Part, outline: int):
 
 
 def _stripes(rng, h, w):
-    """A smooth stripe pattern (computed at quarter size, then enlarged)."""
-    hs, ws = max(2, h // 4), max(2, w // 4)
+    """A stripe pattern in [0, 1] (smooth or hard edged) at random angle and period."""
     theta = rng.uniform(0, np.pi)
-    period = rng.uniform(4, 40)
-    y, x = np.mgrid[0:hs, 0:ws].astype(np.float32)
-    wave = np.sin((x * math.cos(theta) + y * math.sin(theta)) * (2 * np.pi / period))
+    period = rng.uniform(3, 30)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    wave = np.sin((x * math.cos(theta) + y * math.sin(theta)) * np.float32(2 * np.pi / period))
     if rng.random() < 0.5:
         wave = np.sign(wave)
-    wave = cv2.resize(wave, (w, h), interpolation=cv2.INTER_LINEAR)
-    c0, c1 = np.array(_random_colour(rng), np.float32), np.array(_random_colour(rng), np.float32)
-    return (0.5 * (1 + wave))[..., None] * (c1 - c0) + c0
+    return 0.5 * (1 + wave)
+
+
+def _grey_blotches(rng, h, w):
+    """Mid-frequency noise in [-1, 1] (one channel)."""
+    cell = int(rng.integers(3, 30))
+    small = rng.random((max(2, h // cell), max(2, w // cell)), dtype=np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) * 2 - 1
 
 
 def draw_background(rng, h: int, w: int) -> np.ndarray:
-    """A cluttered background: colour field, one texture, random shapes and loose limb-like blobs."""
-    small = rng.integers(0, 256, size=(int(rng.integers(2, 5)), int(rng.integers(2, 6)), 3)).astype(np.uint8)
-    image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    kind = rng.choice(4)
+    """A cluttered background: colour field, a texture, random shapes and loose limb-like blobs.
+
+    The smooth layers are made at half size and enlarged; shapes are drawn at full size.
+    """
+    h2, w2 = max(2, (h + 1) // 2), max(2, (w + 1) // 2)
+    gh, gw = int(rng.integers(2, 5)), int(rng.integers(2, 6))
+    grid = np.array([[_random_colour(rng) for _ in range(gw)] for _ in range(gh)], np.float32)
+    field = cv2.resize(grid, (w2, h2), interpolation=cv2.INTER_CUBIC)
+    kind = int(rng.choice(4))
     if kind == 0:       # stripes / tiles
-        image = cv2.addWeighted(image, 1 - (a := float(rng.uniform(0.3, 0.8))), _stripes(rng, h, w), a, 0)
-    elif kind == 1:     # blotchy mid-frequency noise
-        blotch = rng.integers(0, 256, size=(max(2, h // int(rng.integers(8, 40))),
-                                            max(2, w // int(rng.integers(8, 40))), 3)).astype(np.uint8)
-        blotch = cv2.resize(blotch, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        image = cv2.addWeighted(image, 0.5, blotch, 0.5, 0)
+        c0, c1 = np.array(_random_colour(rng), np.float32), np.array(_random_colour(rng), np.float32)
+        a = np.float32(rng.uniform(0.3, 0.8))
+        field = field * (1 - a) + a * (c0 + _stripes(rng, h2, w2)[..., None] * (c1 - c0))
+    elif kind == 1:     # blotches
+        field += _grey_blotches(rng, h2, w2)[..., None] * np.float32(rng.uniform(20, 70))
     elif kind == 2:     # floor and wall
-        horizon = int(h * rng.uniform(0.3, 0.8))
-        image[horizon:] = 0.4 * image[horizon:] + 0.6 * np.array(_random_colour(rng), np.float32)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+        horizon = int(h2 * rng.uniform(0.3, 0.8))
+        field[horizon:] = 0.35 * field[horizon:] + 0.65 * np.array(_random_colour(rng), np.float32)
+    if rng.random() < 0.5:  # fine grain
+        field += (rng.random((h2, w2), dtype=np.float32)[..., None] - 0.5) * np.float32(rng.uniform(8, 40))
+    image = cv2.resize(np.clip(field, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
     scale = 0.5 * (h + w)
     for _ in range(int(rng.integers(4, 22))):
         colour = _random_colour(rng)
-        shape = rng.choice(4)
+        shape = int(rng.choice(4))
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         size = scale * rng.uniform(0.02, 0.25)
         if shape == 0:
@@ -702,11 +716,9 @@ def finish_image(rng, image) -> np.ndarray:
     image = cv2.convertScaleAbs(image, alpha=float(rng.uniform(0.8, 1.15)), beta=float(rng.uniform(-20, 20)))
     if rng.random() < 0.35:
         image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 1.4)))
-    sigma = float(rng.uniform(1.5, 7.0))
-    noise = np.empty(image.shape, np.int16)
-    cv2.setRNGSeed(int(rng.integers(1, 2**31 - 1)))
-    cv2.randn(noise, 0, sigma)
-    return cv2.add(image.astype(np.int16), noise, dtype=cv2.CV_16S).clip(0, 255).astype(np.uint8)
+    amplitude = int(rng.integers(3, 13))       # uniform noise of +-amplitude (sd = amplitude / sqrt 3)
+    noise = rng.integers(0, 2 * amplitude + 1, size=image.shape, dtype=np.uint8)
+    return cv2.subtract(cv2.add(image, noise), (amplitude, amplitude, amplitude, 0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -773,10 +785,12 @@ MIN_ANNOTATED_JOINTS = 6
 
 def _place_person(rng, body, pose, view, width, height, slot, num_slots):
     """Pick the pelvis position: mostly inside, often cut at the bottom (legs), sometimes at a side."""
-    view.pelvis = np.zeros(2)
-    parts, rel = figure_parts_3d(body, pose, view, _GREY_PALETTE, 0)
-    pts = np.concatenate([p.polygon for p in parts])
-    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    skel = skeleton_3d(body, pose)
+    m = view.image_matrix()
+    rel = skel.joints @ m.T
+    pts = np.concatenate([rel, skel.hand_tips @ m.T, skel.toes @ m.T])
+    margin = 0.06 * view.height_px        # limb thickness, the head's width
+    (x0, y0), (x1, y1) = pts.min(0) - margin, pts.max(0) + margin
     bw, bh = x1 - x0, y1 - y0
     for _ in range(8):
         cx = (slot + 0.5) / num_slots * width + rng.normal(0, 0.12 * width)
@@ -785,7 +799,7 @@ def _place_person(rng, body, pose, view, width, height, slot, num_slots):
         elif bw < width:                                    # keep the whole width inside
             cx = float(np.clip(cx - 0.5 * bw, 0, width - bw)) + 0.5 * bw
         px = cx - 0.5 * (x0 + x1)
-        if bh < 0.98 * height and rng.random() < 0.72:
+        if bh < 0.98 * height and rng.random() < 0.5:
             top = rng.uniform(0, height - bh)
         else:                                               # head near the top, the rest cut off below
             top = rng.uniform(0.01, 0.12) * height
@@ -799,18 +813,13 @@ def _place_person(rng, body, pose, view, width, height, slot, num_slots):
     return np.array([0.5 * width - 0.5 * (x0 + x1), 0.5 * height - 0.5 * (y0 + y1)])
 
 
-_GREY_PALETTE = dict(skin=(0, 0, 0), hair=(0, 0, 0), shirt=(0, 0, 0), pants=(0, 0, 0), sleeve=(0, 0, 0),
-                     legwear=(0, 0, 0), shoes=(0, 0, 0), eyes=(0, 0, 0), nose=(0, 0, 0), mouth=(0, 0, 0),
-                     hat=None, shirt_mark="none", mark=(0, 0, 0))
-
-
 def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = None,
-                           return_background: bool = False):
+                           return_layers: bool = False):
     """Draw one image with `num_people` figures.
 
-    Returns (image BGR uint8, people) and the background too when asked; each person is a dict with
-    0-based `joints` (16, 2, true positions, also outside the image), `annotated`, `visible` (16,) bools,
-    `objpos` (2,), `scale`, `headbox` (2, 2) 0-based.
+    Returns (image BGR uint8, people); with `return_layers` also the background and the image before
+    camera effects. Each person is a dict with 0-based `joints` (16, 2, true positions, also outside the
+    image), `annotated`, `visible` (16,) bools, `objpos` (2,), `scale`, `headbox` (2, 2) 0-based.
     """
     if size is None:
         size = IMAGE_SIZES[int(rng.choice(len(IMAGE_SIZES), p=IMAGE_SIZE_WEIGHTS))]
@@ -818,7 +827,7 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
     background = draw_background(rng, height, width)
     image = background.copy()
     # People in one image have similar sizes (same shot), spread over horizontal slots.
-    base_ratio = float(np.clip(math.exp(rng.normal(math.log(0.7), 0.42)), 0.22, 1.9))
+    base_ratio = min(1.9, max(0.22, math.exp(rng.normal(math.log(0.85), 0.42))))
     if num_people > 1:
         base_ratio *= 0.85
     slots = rng.permutation(num_people)
@@ -841,18 +850,18 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
     # Occluders: objects in front of a joint, or a table/bar across the legs.
     for i, fig in enumerate(figures):
         inside = joints_inside(fig["joints"], width, height)
-        for _ in range(int(rng.random() < 0.42) + int(rng.random() < 0.1)):
+        for _ in range(int(rng.random() < 0.45) + int(rng.random() < 0.12)):
             hp = fig["view"].height_px
             candidates = np.flatnonzero(inside & (np.arange(NUM_JOINTS) != PELVIS))
             if candidates.size == 0:
                 break
-            if rng.random() < 0.2:
-                knee_y = fig["joints"][[R_KNE, L_KNE, R_HIP, L_HIP], 1].mean()
-                top = knee_y + rng.uniform(-0.1, 0.1) * hp
+            if rng.random() < 0.12:     # a table or railing in front of the legs
+                top = fig["joints"][[R_KNE, L_KNE, R_HIP, L_HIP], 1].mean() + rng.uniform(-0.05, 0.1) * hp
                 cx = fig["joints"][PELVIS, 0] + rng.normal(0, 0.1 * hp)
-                half = rng.uniform(0.3, 0.8) * hp
-                poly = np.array([[cx - half, top], [cx + half, top], [cx + half, top + rng.uniform(0.2, 0.7) * hp],
-                                 [cx - half, top + rng.uniform(0.2, 0.7) * hp]])
+                half = rng.uniform(0.2, 0.45) * hp
+                depth = rng.uniform(0.12, 0.35) * hp
+                poly = np.array([[cx - half, top], [cx + half, top], [cx + half, top + depth],
+                                 [cx - half, top + depth]])
             else:
                 j = int(rng.choice(candidates))
                 centre = fig["joints"][j] + rng.normal(0, 0.04 * hp, 2)
@@ -873,10 +882,10 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
         people.append(dict(joints=j2d, annotated=annotated, visible=visible & annotated,
                            objpos=np.round(objpos), scale=round(scale, 3),
                            headbox=head_box(j2d[NECK], j2d[HEAD_TOP])))
-    image = finish_image(rng, image)
-    if return_background:
-        return image, people, background
-    return image, people
+    finished = finish_image(rng, image)
+    if return_layers:
+        return finished, people, background, image
+    return finished, people
 
 
 # ----------------------------------------------------------------------------------------------
@@ -979,10 +988,9 @@ def figure_parts_2d(rng, joints, annotated, visible, scale: float, objpos, palet
     cos_yaw = float(np.clip((lateral @ across) / (1.5 * 2 * body.sho_half * height_px), -1, 1))
     sin_yaw = math.sqrt(max(0.0, 1 - cos_yaw ** 2)) * (1 if rng.random() < 0.5 else -1)
     hidden = np.asarray(annotated, bool) & ~np.asarray(visible, bool)
-    limb_px = height_px
     parts = []
     for name, a, b, own, colour_key, wa, wb, bias in _LIMBS:
-        pa = j[a] if isinstance(a, int) else None
+        pa = j[a]
         if isinstance(b, int):
             pb = j[b]
         elif b.startswith("tip"):
@@ -996,7 +1004,8 @@ def figure_parts_2d(rng, joints, annotated, visible, scale: float, objpos, palet
         depth = -1.0 if any(hidden[k] for k in own if k not in (PELVIS, THORAX)) else 0.5 + bias
         if name == "neck":
             depth = 1.5
-        parts.append(Part(capsule(pa, pb, 0.5 * wa * limb_px, 0.5 * wb * limb_px), palette[colour_key],
+            pb = pb + NECK_INTO_HEAD * (j[HEAD_TOP] - j[NECK])
+        parts.append(Part(capsule(pa, pb, 0.5 * wa * height_px, 0.5 * wb * height_px), palette[colour_key],
                           depth, frozenset(own), person))
     torso_frame = _pseudo_frame(j[PELVIS], torso_up, body.spine, cos_yaw, sin_yaw, height_px)
     torso_pts = torso_frame.project(torso_points(body, np.eye(3)))
@@ -1007,8 +1016,9 @@ def figure_parts_2d(rng, joints, annotated, visible, scale: float, objpos, palet
     head_up = j[HEAD_TOP] - j[NECK]
     if np.linalg.norm(head_up) < 1e-3:
         head_up = up_unit * body.head_len * height_px
-    head_frame = _pseudo_frame(0.5 * (j[NECK] + j[HEAD_TOP]), head_up, body.head_len, cos_yaw, sin_yaw, height_px)
-    radii = (0.5 * body.head_width, 0.5 * body.head_len, 0.5 * body.head_depth)
+    head_frame = _pseudo_frame(j[NECK] + HEAD_CENTRE_AT * head_up, head_up, body.head_len, cos_yaw, sin_yaw,
+                               height_px)
+    radii = (0.5 * body.head_width, HEAD_HALF_HEIGHT * body.head_len, 0.5 * body.head_depth)
     parts.append(head_part(head_frame, radii, palette, 2.0, person))
     return parts, j
 
@@ -1159,10 +1169,14 @@ def _run_tasks(fn, tasks, num_workers):
             return [fn(t) for t in tasks]
         finally:
             cv2.setNumThreads(threads)
-    # fork is fast, but unsafe once TensorFlow's threads exist in this process.
-    method = "spawn" if "tensorflow" in sys.modules else "fork"
-    with multiprocessing.get_context(method).Pool(workers, initializer=_worker_init) as pool:
-        return list(pool.imap(fn, tasks, chunksize=max(1, min(8, len(tasks) // (4 * workers)))))
+    # fork: workers need not re-import __main__ (which spawn does, and cannot for `python -c`/stdin/
+    # notebooks) and start at once. They only run numpy and OpenCV, never TensorFlow, so forking a
+    # process that has TF threads is safe here. A worker that dies raises instead of hanging.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    chunk = max(1, min(8, len(tasks) // (4 * workers)))
+    with concurrent.futures.ProcessPoolExecutor(workers, multiprocessing.get_context(method),
+                                                initializer=_worker_init) as pool:
+        return list(pool.map(fn, tasks, chunksize=chunk))
 
 
 def _check_count(name, value, minimum=0):
@@ -1242,9 +1256,13 @@ def load_annotations(path) -> list[dict]:
         name = str(r["img_paths"])
         if os.path.isabs(name) or ".." in Path(name).parts or not name:
             raise ValueError(f"annotations file {path}: record {i} has an unsafe image path {name!r}")
-        if not (r["img_width"] >= 1 and r["img_height"] >= 1):
-            raise ValueError(f"annotations file {path}: record {i} has image size "
-                             f"{r['img_width']} x {r['img_height']}")
+        try:
+            size_ok = float(r["img_width"]) >= 1 and float(r["img_height"]) >= 1 and float(r["scale_provided"]) > 0
+        except (TypeError, ValueError):
+            size_ok = False
+        if not size_ok:
+            raise ValueError(f"annotations file {path}: record {i} has image size {r['img_width']!r} x "
+                             f"{r['img_height']!r} or scale {r['scale_provided']!r} that is not a positive number")
     return records
 
 
@@ -1321,7 +1339,7 @@ def main(argv):
             if FLAGS.max_people is not None:
                 raise ValueError("--max_people only applies with --from_annotations")
             summary = generate(FLAGS.output_dir, FLAGS.num_train, FLAGS.num_val, FLAGS.seed, FLAGS.num_workers)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:       # bad numbers, missing/unreadable input, unwritable output
         raise app.UsageError(str(e)) from None
     print(f"synth_mpii: {summary['people']} people ({summary['val']} val) in {summary['images']} images, "
           f"{summary['seconds']:.1f} s ({summary['people_per_second']:.0f} people/s) -> {summary['output_dir']}")

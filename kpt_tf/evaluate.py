@@ -89,7 +89,8 @@ def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=Fal
         meta = json.loads((path / "assets.extra" / "kpt_tf.json").read_text())
         codec = HeatmapCodec(input_size=meta["input_size"], heatmap_size=meta["heatmap_size"], sigma=meta["sigma"])
         # The export fixed flip test into its graph when it was exported (meta["flip_test"]).
-        return loaded.heatmaps, codec, subset
+        # A bound endpoint alone would let `loaded` (and its variables) be garbage-collected.
+        return (lambda crops, _model=loaded: _model.heatmaps(crops)), codec, subset
     if path.is_dir():
         config = config or load_config(path)
         path = path / "best.keras"

@@ -43,7 +43,7 @@ def test_serving_equals_model_predict(exported):
 
 
 def test_keypoints_land_in_image_coordinates(exported):
-    from kpt_tf.training.loop import codec_from_config, load_config
+    from kpt_tf.codec import HeatmapCodec
 
     plain, _, net = exported
     size = net.inputs[0].shape[1]
@@ -54,9 +54,7 @@ def test_keypoints_land_in_image_coordinates(exported):
     box = np.array([[c - side / 2, c - side / 2, c + side / 2, c + side / 2]], np.float32)
     serve = tf.saved_model.load(str(plain)).signatures["serving_default"]
     out = serve(images=tf.constant(crop), boxes=tf.constant(box))
-    codec = codec_from_config(load_config(Path(plain).parent.parent / "unused")) if False else None
     heatmaps = net.predict(crop.astype(np.float32), verbose=0)[-1]
-    from kpt_tf.codec import HeatmapCodec
     codec = HeatmapCodec(input_size=size, heatmap_size=size // 4, sigma=1.0)
     expected, scores = codec.decode(heatmaps)
     np.testing.assert_allclose(out["keypoints"].numpy(), expected.numpy(), atol=1e-3)
@@ -64,7 +62,7 @@ def test_keypoints_land_in_image_coordinates(exported):
     # The same pixels pasted at an offset into a bigger image: keypoints move by exactly that offset.
     big = np.zeros((1, size + 70, size + 110, 3), np.uint8)
     big[0, 70:, 110:] = crop[0]
-    moved = serve(images=tf.constant(big), boxes=tf.constant(box + [[110, 70, 110, 70]]))
+    moved = serve(images=tf.constant(big), boxes=tf.constant(box + np.float32([[110, 70, 110, 70]])))
     np.testing.assert_allclose(moved["keypoints"].numpy(), expected.numpy() + [110, 70], atol=1e-3)
     assert [n.decode() for n in out["joint_names"].numpy()][:2] == ["right_ankle", "right_knee"]
 
@@ -84,10 +82,12 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     show = subprocess.run([cli, "show", "--dir", str(plain), "--all"], capture_output=True, text=True, timeout=300)
     assert show.returncode == 0, show.stderr[-2000:]
     assert "serving_default" in show.stdout and "serve_center_scale" in show.stdout and "boxes" in show.stdout
+    np.save(tmp_path / "images.npy", np.zeros((1, 120, 90, 3), np.uint8))
+    np.save(tmp_path / "boxes.npy", np.array([[10.0, 10.0, 80.0, 110.0]], np.float32))
     run = subprocess.run(
         [cli, "run", "--dir", str(plain), "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", "images=np.zeros((1,120,90,3),dtype=np.uint8);boxes=np.array([[10.,10.,80.,110.]],"
-         "dtype=np.float32)"], capture_output=True, text=True, timeout=300)
+         "--inputs", f"images={tmp_path / 'images.npy'};boxes={tmp_path / 'boxes.npy'}"],
+        capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "keypoints" in run.stdout and "joint_names" in run.stdout
 

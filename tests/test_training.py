@@ -99,23 +99,28 @@ MIRRORED_XLA = textwrap.dedent("""
                 worst = max(worst, max(float(np.max(np.abs(values[0] - x))) for x in values[1:]))
             sync = [l.synchronized for l in self.model.net.layers if isinstance(l, keras.layers.BatchNormalization)]
             print("CHECK " + json.dumps({"mirrored": count, "max_diff": worst, "replicas":
-                  self.model.distribute_strategy.num_replicas_in_sync, "sync_bn": all(sync)}))
+                  self.model.distribute_strategy.num_replicas_in_sync, "synchronized_bn": all(sync) and bool(sync)}))
 
     config = tiny_train_config(sys.argv[1], epochs=1, steps=4)
     config.train.num_cpu_replicas = 2
-    config.train.xla = "on"
+    config.train.xla = sys.argv[3]
     summary = loop.train(config, sys.argv[2], extra_callbacks=[ReplicaCheck()], verbose=0)
     print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"]}))
 """)
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_two_cpus_with_xla_keeps_replicas_identical(embedded_records, tmp_path):
-    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run")],
+@pytest.mark.parametrize("xla", ["on", "off"])
+def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, tmp_path, xla):
+    """2 logical CPUs: weights and BN moving statistics identical on both replicas after training.
+
+    XLA on: per-replica BN inside the compiled step, moving statistics averaged after it; XLA off:
+    synchronized BN."""
+    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run"), xla],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     check = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("CHECK "))[6:])
     summary = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
-    assert summary == {"xla": True, "replicas": 2}
-    assert check["replicas"] == 2 and check["sync_bn"] and check["mirrored"] > 50
+    assert summary == {"xla": xla == "on", "replicas": 2}
+    assert check["replicas"] == 2 and check["synchronized_bn"] == (xla == "off") and check["mirrored"] > 50
     assert check["max_diff"] == 0.0, check

@@ -98,7 +98,9 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
     steps = _steps_per_epoch(config, train_count)
     save_config(config, workdir)
 
-    synchronized = strategy.num_replicas_in_sync > 1
+    # Synchronized BN needs cross-replica communication inside the forward pass, which the XLA
+    # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
+    synchronized = strategy.num_replicas_in_sync > 1 and not xla
     with strategy.scope():
         init_path = workdir / INIT_MODEL
         if init_path.exists():

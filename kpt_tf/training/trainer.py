@@ -9,6 +9,14 @@ XLA under MirroredStrategy: `compile(jit_compile=True)` + `fit` fails upstream (
 access resource ... located in device CPU:1 from device CPU:0"). What works, and what this does: the
 per-replica forward and backward pass run inside an inner `tf.function(jit_compile=True)`, while the
 cross-replica gradient all-reduce and the optimizer update stay outside XLA, still driven by `fit`.
+
+BatchNormalization under several replicas: without XLA the network is built with synchronized BN (batch
+moments all-reduced in the forward pass). Inside the XLA per-replica function no cross-replica
+communication is possible (TF refuses a synchronization point inside a nested tf.function), so there the
+network uses per-replica batch moments (as PyTorch DDP does without SyncBatchNorm), and after every step
+the moving mean/variance are averaged across replicas outside XLA, so every replica holds identical
+statistics and the exported model is the trained one. EMA is linear: the averaged moving mean equals the
+moving mean of the replica-averaged batch means exactly.
 """
 
 from __future__ import annotations
@@ -41,7 +49,12 @@ class PoseTrainer(keras.Model):
         self.num_stacks = len(net.outputs)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.stack_trackers = [keras.metrics.Mean(name=f"loss_stack{s + 1}") for s in range(self.num_stacks)]
-        self._forward_backward = tf.function(self._forward_backward_impl, jit_compile=xla)
+        # Only the XLA path nests a tf.function (fit already traces train_step); a nested non-XLA function
+        # would forbid the synchronized BN all-reduce for nothing.
+        self._forward_backward = (tf.function(self._forward_backward_impl, jit_compile=True) if xla
+                                  else self._forward_backward_impl)
+        self._moving_statistics = [v for v in net.non_trainable_variables
+                                   if v.path.endswith(("moving_mean", "moving_variance"))]
 
     def call(self, images, training=False):
         return self.net(tf.cast(images, tf.float32), training=training)
@@ -69,7 +82,18 @@ class PoseTrainer(keras.Model):
         images, targets = data
         loss, per_stack, grads = self._forward_backward(images, targets["joints"], targets["weights"])
         self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
+        if self.xla:
+            self._average_moving_statistics()
         return self._update_metrics(loss, per_stack)
+
+    def _average_moving_statistics(self):
+        """Replica-mean of the BN moving statistics (a no-op on one replica)."""
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1 or not self._moving_statistics:
+            return
+        local = [tf.identity(v.value) for v in self._moving_statistics]
+        for v, mean in zip(self._moving_statistics, ctx.all_reduce(tf.distribute.ReduceOp.MEAN, local)):
+            v.assign(mean)
 
     def test_step(self, data):
         images, targets = data
