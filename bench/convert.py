@@ -6,16 +6,20 @@ people per image. MPII's own JPEGs average about 0.5 MB (12.9 GB for 24,987 imag
 figures compress to ~0.2 MB, and JPEG decoding time grows with the compressed size; `--photo_noise`
 adds sensor-like noise and re-encodes the images so that they weigh what real MPII images weigh.
 
-Then, in the same run and on the same files, times
-  (a) the converter (grouped decoding, reduced decoding of large people, `--num_workers` processes);
+The rendered set is then taken `--repeat` times (images hard-linked under new names, decoded separately),
+so that worker start-up is amortised as in a full conversion, and in the same run, on the same files, it
+times
+  (a) the converter (grouped decoding, reduced decoding of large people) with `--num_workers` processes,
+      and with one process (in-process, no workers);
   (a') the converter without reduced decoding;
-  (b) a naive loop: for every person, cv2.imread the full image, warp the same crop, JPEG-encode,
+  (b) a naive loop: for every person, read and decode the full image, warp the same crop, JPEG-encode,
       serialize with the same schema, write one TFRecord;
-and prints people/s, the speed-up, and the projected time for all 25,204 people of MPII. It also measures
-what reduced decoding does to the crops: PSNR of each crop against an anti-aliased reference crop.
+and prints people/s, the speed-up, CPU time per person and the projected time for all 25,204 people of
+MPII. It also measures what reduced decoding does to the crops: PSNR of each crop against an
+anti-aliased reference crop (Gaussian prefilter matched to the downsampling, full-resolution decode).
 
-    .venv/bin/python bench/convert.py                    # 300 people, all cores
-    .venv/bin/python bench/convert.py --num_people 600 --num_workers 2
+    .venv/bin/python bench/convert.py                    # 300 people x 8, all cores
+    .venv/bin/python bench/convert.py --num_people 600 --repeat 4 --num_workers 2
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ DEFAULT_ANNOTATIONS = REPO.parent / "shared" / "mpii" / "mpii_annotations.json.g
 FLAGS = flags.FLAGS
 flags.DEFINE_string("annotations", str(DEFAULT_ANNOTATIONS), "mpii_annotations.json[.gz] whose poses are rendered.")
 flags.DEFINE_integer("num_people", 300, "People (first of the file) to render and convert.")
+flags.DEFINE_integer("repeat", 8, "Convert the rendered people this many times (images hard-linked under "
+                     "new names, so each copy is decoded on its own): amortises start-up as a full run does.")
 flags.DEFINE_integer("num_workers", len(os.sched_getaffinity(0)), "Converter processes.")
 flags.DEFINE_float("photo_noise", 14.0, "Std of the noise added before re-encoding the images (0 = keep the "
                    "rendered JPEGs): makes their size and decode time like real MPII photos.")
@@ -71,6 +77,22 @@ def photo_like(images_dir: Path, noise_std: float, seed: int = 0) -> float:
             cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         sizes.append(path.stat().st_size)
     return float(np.mean(sizes)) / 1e6
+
+
+def repeated(synth: Path, target: Path, times: int) -> tuple[Path, Path]:
+    """The rendered data set `times` over: records copied with renamed images (hard links) -> (ann, images)."""
+    if times <= 1:
+        return synth / "annotations.json", synth / "images"
+    shutil.rmtree(target, ignore_errors=True)
+    (target / "images").mkdir(parents=True)
+    records = json.loads((synth / "annotations.json").read_text())
+    out = []
+    for k in range(times):
+        for name in sorted({r["img_paths"] for r in records}):
+            os.link(synth / "images" / name, target / "images" / f"r{k}_{name}")
+        out.extend(dict(r, img_paths=f"r{k}_{r['img_paths']}") for r in records)
+    (target / "annotations.json").write_text(json.dumps(out))
+    return target / "annotations.json", target / "images"
 
 
 def naive_convert(annotations: Path, images_dir: Path, output_file: Path, crop_size: int, margin: float) -> int:
@@ -158,7 +180,7 @@ def main(argv):
             print(f"rendered the first {FLAGS.num_people} people of {annotations.name} in {num_images} images "
                   f"at MPII sizes ({mean_mb:.2f} MB per JPEG on average) in {time.perf_counter() - t:.1f} s")
             stamp.write_text(wanted)
-        ann, images = synth / "annotations.json", synth / "images"
+        ann, images = repeated(synth, work / "repeated", FLAGS.repeat)
         # Read the files once so that no timed run pays for a cold page cache.
         for p in images.iterdir():
             p.read_bytes()

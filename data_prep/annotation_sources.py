@@ -179,20 +179,20 @@ def _field(struct, name):
     return value
 
 
-def _release_is_visible(value) -> int:
+def _release_is_visible(value, where: str) -> int:
     """is_visible in the release is numeric, a char ('0'/'1') or empty. Empty -> 1: the release leaves it
     empty mostly for upper neck and head top, which every derived file (mpii_annotations.json) marks
     visible."""
     if value is None:
         return 1
-    if isinstance(value, (str, bytes)):
-        text = value.decode() if isinstance(value, bytes) else value
-        text = text.strip()
-        return 1 if text == "" else int(float(text) > 0)
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 0:
-        return 1
-    return int(float(arr[0]) > 0)
+    try:
+        if isinstance(value, (str, bytes)):
+            text = (value.decode() if isinstance(value, bytes) else value).strip()
+            return 1 if text == "" else int(float(text) > 0)
+        flat = np.asarray(value).reshape(-1)
+        return 1 if flat.size == 0 else int(float(flat[0]) > 0)
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"{where}: is_visible {value!r} is neither a number nor empty") from e
 
 
 def _release_person(rect, where: str):
@@ -209,7 +209,7 @@ def _release_person(rect, where: str):
         xy = np.array([float(np.asarray(x).reshape(-1)[0]), float(np.asarray(y).reshape(-1)[0])])
         joints[pid] = from_one_based(xy)
         annotated[pid] = 1
-        visible[pid] = _release_is_visible(_field(point, "is_visible"))
+        visible[pid] = _release_is_visible(_field(point, "is_visible"), where)
     objpos_struct = _field(rect, "objpos")
     objpos = None
     if objpos_struct is not None:

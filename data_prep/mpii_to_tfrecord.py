@@ -28,7 +28,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -87,8 +89,9 @@ def person_crop_transform(objpos, scale, crop_size: int, crop_margin: float):
 
 def jpeg_dimensions(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """(height, width) from a JPEG's SOF header without decoding it; None if not a parsable JPEG."""
-    data = memoryview(np.asarray(data, np.uint8).reshape(-1)).cast("B") if isinstance(data, np.ndarray) \
-        else memoryview(data)
+    buffer = (np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray))
+              else np.ascontiguousarray(data, np.uint8).reshape(-1))
+    data = memoryview(buffer)  # indexing gives plain ints
     n = len(data)
     if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
         return None
@@ -100,7 +103,7 @@ def jpeg_dimensions(data: bytes | np.ndarray) -> tuple[int, int] | None:
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
             i += 2
             continue
         length = (data[i + 2] << 8) | data[i + 3]
@@ -197,8 +200,20 @@ def convert_image(task) -> list[tuple[tuple[str, int], dict | None, str | None]]
     return [(job.key, crop_person(image, factor, full_size, job, settings), None) for job in jobs]
 
 
-def _init_worker():
+def _init_worker(parent_pid: int | None = None):
     cv2.setNumThreads(1)  # one image per process; OpenCV's own threads would only contend for the cores
+    if parent_pid is not None:
+        # A converter killed outright (SIGKILL) cannot stop its workers, which would wait on the task queue
+        # forever: each worker leaves on its own once its parent is gone.
+        import threading
+
+        def leave_when_orphaned():
+            while True:
+                time.sleep(1.0)
+                if os.getppid() != parent_pid:
+                    os._exit(1)
+
+        threading.Thread(target=leave_when_orphaned, daemon=True).start()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,12 +288,10 @@ class _ShardWriter:
     """Receives one shard's results in any order and writes them in dataset_index order to a .tmp file."""
 
     def __init__(self, plan: ShardPlan, output_dir: Path):
-        import tensorflow as tf
-
         self.plan = plan
         self.final_path = output_dir / plan.file
         self.tmp_path = output_dir / (TMP_PREFIX + plan.file)
-        self._writer = tf.io.TFRecordWriter(str(self.tmp_path))
+        self._writer = None  # opened at the first person settled: many shards need not mean many open files
         self._first = plan.people[0].dataset_index if plan.people else 0
         self._pending: dict[int, tuple[bytes | None, str | None]] = {}
         self._next = 0
@@ -287,6 +300,8 @@ class _ShardWriter:
 
     def add(self, dataset_index: int, serialized: bytes | None, reason: str | None):
         self._pending[dataset_index - self._first] = (serialized, reason)
+        if self._writer is None and self._next in self._pending:
+            self._open()
         while self._next in self._pending:
             serialized, reason = self._pending.pop(self._next)
             person = self.plan.people[self._next]
@@ -298,12 +313,19 @@ class _ShardWriter:
                                      "image": person.image, "person": person.person_index, "reason": reason})
             self._next += 1
 
+    def _open(self):
+        import tensorflow as tf
+
+        self._writer = tf.io.TFRecordWriter(str(self.tmp_path))
+
     @property
     def done(self) -> bool:
         return self._next == len(self.plan.people)
 
     def publish(self) -> dict:
         """Close, flush to disk and rename atomically; -> the shard's manifest entry."""
+        if self._writer is None:  # a shard without people: an empty file
+            self._open()
         self._writer.close()
         with open(self.tmp_path, "rb") as f:
             os.fsync(f.fileno())
@@ -312,6 +334,8 @@ class _ShardWriter:
         return shard_entry(self.plan, self.records, digest, self.skipped)
 
     def abandon(self):
+        if self._writer is None:
+            return
         try:
             self._writer.close()
         except Exception:  # the writer may already be closed; the .tmp file is redone on the next run
@@ -554,7 +578,7 @@ def _write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, 
             # spawn: workers start clean instead of forking a process that has imported TensorFlow; an
             # executor (not multiprocessing.Pool) so that a worker that dies raises instead of hanging.
             executor = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init_worker)
+                                           initializer=_init_worker, initargs=(os.getpid(),))
             results = executor.map(convert_image, tasks, chunksize=4)  # in task order: deterministic
         else:
             _init_worker()
@@ -637,7 +661,13 @@ def main(argv):
     print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME}")
 
 
+def _exit_on_sigterm(signum, frame):
+    # SystemExit unwinds normally: unfinished shards are abandoned as .tmp files and the workers stopped.
+    raise SystemExit(f"mpii_to_tfrecord: stopped by signal {signum}; rerun the same command to finish")
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     define_flags()
     app.run(main)

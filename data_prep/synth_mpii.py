@@ -1315,15 +1315,19 @@ def render_from_annotations(annotations_path, output_dir, max_people: int | None
 # CLI
 # ----------------------------------------------------------------------------------------------
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Where images/, annotations.json and gt_val.mat are written.")
-flags.DEFINE_integer("num_train", 2000, "Training people to generate.")
-flags.DEFINE_integer("num_val", 400, "Validation people to generate.")
-flags.DEFINE_integer("seed", 0, "Random seed (same seed, same bytes).")
-flags.DEFINE_integer("num_workers", None, "Worker processes (default: os.cpu_count()).")
-flags.DEFINE_string("from_annotations", None,
-                    "Render at the poses of this mpii_annotations-style .json/.json.gz instead "
-                    "(--num_train/--num_val are then ignored).")
-flags.DEFINE_integer("max_people", None, "With --from_annotations: only the file's first K people.")
+
+
+def define_flags():
+    """CLI flags (defined only when run as a program, so importing this module defines none)."""
+    flags.DEFINE_string("output_dir", None, "Where images/, annotations.json and gt_val.mat are written.")
+    flags.DEFINE_integer("num_train", 2000, "Training people to generate.")
+    flags.DEFINE_integer("num_val", 400, "Validation people to generate.")
+    flags.DEFINE_integer("seed", 0, "Random seed (same seed, same bytes).")
+    flags.DEFINE_integer("num_workers", None, "Worker processes (default: os.cpu_count()).")
+    flags.DEFINE_string("from_annotations", None,
+                        "Render at the poses of this mpii_annotations-style .json/.json.gz instead "
+                        "(--num_train/--num_val are then ignored).")
+    flags.DEFINE_integer("max_people", None, "With --from_annotations: only the file's first K people.")
 
 
 def main(argv):
@@ -1346,4 +1350,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

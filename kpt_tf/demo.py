@@ -8,7 +8,6 @@ draw the skeleton -> KPTransfer (source `upper` -> target `lower`: random vs tra
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -93,17 +92,9 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
 
 
 def run_kptransfer_demo(config, workdir: Path, epochs: int) -> dict:
-    from kpt_tf.experiments.kptransfer import run_experiment
+    from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
-    exp_config = copy.deepcopy(config)
-    exp_config.train.skeleton_images = 0
-    exp_config.train.lr_drop_epochs = ()
-    import ml_collections
-
-    exp_config.experiment = ml_collections.ConfigDict(dict(
-        steps=("upper", "lower"), seeds=(0,), arms=("random", "transfer", "frozen"), map_heads=True,
-        source_epochs=epochs, target_epochs=epochs, synth_train=0, synth_val=0, synth_seed=0))
-    overall = run_experiment(exp_config, workdir)
+    overall = run_experiment(experiment_from_training_config(config, ("upper", "lower"), (0,), epochs), workdir)
     step = overall["steps"][0]
     arms = {arm: {"mean_pckh": e["final_mean"],
                   "per_joint_pckh": {j: v["mean"] for j, v in e["per_joint"].items()},

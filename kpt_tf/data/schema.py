@@ -57,7 +57,9 @@ def encode_example(record: dict) -> bytes:
         if length is not None and np.asarray(value).size != length:
             raise ValueError(f"record feature {name!r} has {np.asarray(value).size} values, expected {length}")
         features[name] = _feature(dtype, value)
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    # deterministic: protobuf otherwise writes the feature map in an order that varies between processes
+    # (string hash seeds), and identical inputs must give byte-identical shards.
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def _parse_spec():

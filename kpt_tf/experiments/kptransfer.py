@@ -40,6 +40,20 @@ def apply_quick(config):
     return c
 
 
+def experiment_from_training_config(config, steps, seeds, epochs: int):
+    """A KPTransfer experiment over a plain training config (its network, data and schedule): the demo and
+    bench/kptransfer.py use it; no step-schedule drops, no TensorBoard skeletons."""
+    import ml_collections
+
+    c = copy.deepcopy(config)
+    c.train.skeleton_images = 0
+    c.train.lr_drop_epochs = ()
+    c.experiment = ml_collections.ConfigDict(dict(
+        steps=tuple(steps), seeds=tuple(int(s) for s in seeds), arms=ARMS, map_heads=True,
+        source_epochs=int(epochs), target_epochs=int(epochs), synth_train=0, synth_val=0, synth_seed=0))
+    return c
+
+
 def step_config(config, joints: str, epochs: int, seed: int):
     """The training config of one run: the experiment's network and schedule on `joints`."""
     c = copy.deepcopy(config)

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
-def _curves(runs_of_arm: dict, key: str, joint: str | None = None) -> np.ndarray:
-    """[seeds, epochs] of the mean (joint None) or one joint's PCKh, at `key` ('' = 0.5, '@0.1')."""
+def _curves(runs_of_arm: dict, key: str, joint: str | None = None, field: str = "mean") -> np.ndarray:
+    """[seeds, epochs] of the mean (joint None) or one joint's PCKh, at `key` ('' = 0.5, '@0.1');
+    `field="seconds"` gives the wall-time curve instead."""
     rows = []
     for summary in runs_of_arm.values():
         hist = summary["history"]
         if joint is None:
-            rows.append([h["mean" + key] for h in hist])
+            rows.append([h[field + key] for h in hist])
         else:
             rows.append([h["per_joint" + key][joint] for h in hist])
     width = min(len(r) for r in rows)
@@ -40,6 +41,8 @@ def summarise_step(source: str, target: str, runs: dict) -> dict:
             "final_mean@0.1": float(_curves(runs[arm], "@0.1")[:, -1].mean()),
             "per_joint": {}, "per_joint@0.1": {}, "per_seed_final": mean_curves[:, -1].tolist(),
             "seconds": float(sum(r.get("seconds", 0.0) for r in runs[arm].values())),
+            # wall time since the start of training at each epoch's end, mean over seeds
+            "seconds_curve": _curves(runs[arm], "", None, field="seconds").mean(0).tolist(),
         }
         for j in joints:
             c = _curves(runs[arm], "", j)
@@ -53,6 +56,10 @@ def summarise_step(source: str, target: str, runs: dict) -> dict:
             curve = np.asarray(entry["curve_mean"])
             entry["epoch_to_95pct_random_final"] = first_epoch_reaching(curve, 0.95 * target_level)
             entry["epoch_to_100pct_random_final"] = first_epoch_reaching(curve, target_level)
+            for level in ("95pct", "100pct"):
+                epoch = entry[f"epoch_to_{level}_random_final"]
+                entry[f"seconds_to_{level}_random_final"] = (entry["seconds_curve"][epoch - 1]
+                                                             if epoch is not None else None)
     return out
 
 
@@ -75,12 +82,17 @@ def markdown_table(summary: dict) -> str:
     for j in summary["joints"]:
         row(j, lambda a, j=j: (summary["arms"][a]["per_joint"][j]["mean"], summary["arms"][a]["per_joint"][j]["std"]))
     row("**Mean**", lambda a: (summary["arms"][a]["final_mean"], summary["arms"][a]["final_std"]))
-    lines += ["", "| arm | Mean@0.1 | epoch to 95 % of random's final | epoch to 100 % | train seconds |",
+    lines += ["", "| arm | Mean@0.1 | epoch (s) to 95 % of random's final | epoch (s) to 100 % | train seconds |",
               "|---|---|---|---|---|"]
+
+    def reach(e, level):
+        epoch = e.get(f"epoch_to_{level}_random_final")
+        return "never" if epoch is None else f"{epoch} ({e[f'seconds_to_{level}_random_final']:.0f} s)"
+
     for a in arms:
         e = summary["arms"][a]
-        lines.append(f"| {a} | {e['final_mean@0.1']:.2f} | {e.get('epoch_to_95pct_random_final') or '—'} | "
-                     f"{e.get('epoch_to_100pct_random_final') or '—'} | {e['seconds']:.0f} |")
+        reached = (f"{reach(e, '95pct')} | {reach(e, '100pct')}" if has_random else "— | —")
+        lines.append(f"| {a} | {e['final_mean@0.1']:.2f} | {reached} | {e['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

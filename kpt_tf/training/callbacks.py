@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -27,6 +29,7 @@ class ValidationPCKh(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(f"{log_dir}/validation_images") if log_dir else None
         self.best = None
         self._predict = None
+        self._started = time.time()
         self.last_mean = None
         self.history: list[dict] = []
 
@@ -36,6 +39,9 @@ class ValidationPCKh(keras.callbacks.Callback):
         preds = predict_dataset(self._predict, self.dataset, self.codec, keep_images=self.skeleton_images,
                                 max_people=self.max_people)
         return preds, pckh.score_predictions(preds, self.subset)
+
+    def on_train_begin(self, logs=None):
+        self._started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -48,7 +54,8 @@ class ValidationPCKh(keras.callbacks.Callback):
         logs["learning_rate"] = float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
         self.last_mean = report["mean"]
         self.best = report["mean"] if self.best is None else max(self.best, report["mean"])
-        self.history.append({"epoch": epoch + 1, "mean": report["mean"], "mean@0.1": report["mean@0.1"],
+        self.history.append({"epoch": epoch + 1, "seconds": round(time.time() - self._started, 2),
+                             "mean": report["mean"], "mean@0.1": report["mean@0.1"],
                              "per_joint": dict(report["per_joint"]),
                              "per_joint@0.1": dict(report["per_joint@0.1"])})
         if self._writer is not None and preds.images:

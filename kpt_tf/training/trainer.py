@@ -57,7 +57,12 @@ class PoseTrainer(keras.Model):
                                    if v.path.endswith(("moving_mean", "moving_variance"))]
 
     def call(self, images, training=False):
-        return self.net(tf.cast(images, tf.float32), training=training)
+        return self._stacks(self.net(tf.cast(images, tf.float32), training=training))
+
+    @staticmethod
+    def _stacks(outputs):
+        """Per-stack heatmaps as a list (a one-stack functional model returns a bare tensor)."""
+        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     @property
     def metrics(self):
@@ -71,7 +76,7 @@ class PoseTrainer(keras.Model):
     def _forward_backward_impl(self, images, joints, weights):
         variables = self.net.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = self.net(tf.cast(images, tf.float32), training=True)
+            outputs = self._stacks(self.net(tf.cast(images, tf.float32), training=True))
             loss, per_stack = self._heatmap_losses(outputs, joints, weights)
             # Gradients are summed across replicas by the optimizer: scale so the sum is the global mean.
             scaled = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
@@ -97,7 +102,7 @@ class PoseTrainer(keras.Model):
 
     def test_step(self, data):
         images, targets = data
-        outputs = self.net(tf.cast(images, tf.float32), training=False)
+        outputs = self._stacks(self.net(tf.cast(images, tf.float32), training=False))
         loss, per_stack = self._heatmap_losses(outputs, targets["joints"], targets["weights"])
         return self._update_metrics(loss, per_stack)
 

@@ -1,0 +1,74 @@
+r"""Convergence benchmark of KPTransfer on the embedded data set: epochs and wall time for transfer and frozen
+extraction to reach random initialisation's final target PCKh, in one run.
+
+    .venv/bin/python bench/kptransfer.py [--workdir runs/bench_kptransfer] [--epochs 8] [--seeds 0,1,2]
+    .venv/bin/python bench/kptransfer.py --results runs/demo/kptransfer/results.json   # table of a finished run
+
+Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
+demo network on source `upper` -> target `lower`, and prints a table per target step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
+flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
+flags.DEFINE_string("steps", "upper,lower", "Source and target subsets (';'-free comma list of named subsets).")
+flags.DEFINE_integer("epochs", 8, "Epochs of the source and of every target arm.")
+flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
+flags.DEFINE_integer("num_train", 2000, "Generated training people.")
+flags.DEFINE_integer("num_val", 250, "Generated validation people.")
+FLAGS = flags.FLAGS
+
+
+def table(results: dict) -> str:
+    lines = []
+    for step in results["steps"]:
+        random = step["arms"]["random"]
+        lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean PCKh@0.5 "
+                  f"{random['final_mean']:.2f})",
+                  f"{'arm':<10}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
+                  f"{'epoch to 100%':>15}{'s to 100%':>11}{'train s':>9}"]
+        for arm, e in step["arms"].items():
+            def fmt(v, spec):
+                return "never" if v is None else format(v, spec)
+            lines.append(
+                f"{arm:<10}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{e['final_mean'] - random['final_mean']:>+11.2f}"
+                f"{fmt(e.get('epoch_to_95pct_random_final'), 'd'):>14}{fmt(e.get('seconds_to_95pct_random_final'), '.0f'):>10}"
+                f"{fmt(e.get('epoch_to_100pct_random_final'), 'd'):>15}"
+                f"{fmt(e.get('seconds_to_100pct_random_final'), '.0f'):>11}{e['seconds']:>9.0f}")
+        lines.append(f"plot: {step['plot_png']}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if FLAGS.results:
+        print(table(json.loads(Path(FLAGS.results).read_text())))
+        return
+    from configs.demo import get_config
+    from kpt_tf.embedded_data import ensure_embedded_dataset
+    from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
+
+    config = get_config()
+    workdir = Path(FLAGS.workdir)
+    config.data.dir = str(ensure_embedded_dataset(workdir / "data", FLAGS.num_train, FLAGS.num_val, seed=0,
+                                                  input_size=int(config.model.input_size)))
+    config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), FLAGS.epochs)
+    results = run_experiment(config, workdir, log=lambda *a: print(*a, flush=True))
+    print(f"\nKPTransfer convergence on the embedded data set ({FLAGS.num_train} train / {FLAGS.num_val} val people, "
+          f"demo network, {FLAGS.epochs} epochs per arm)")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(main)

@@ -1,0 +1,42 @@
+"""The KPTransfer experiment end to end (--quick, shrunk further): a two-step add-in chain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_two_step_chain_runs_end_to_end_with_quick(tmp_path):
+    steps = "('torso_head','torso_head+shoulders','torso_head+shoulders+elbows')"
+    done = subprocess.run(
+        [sys.executable, "-m", "kpt_tf.experiments.kptransfer", "--config", "configs/kptransfer_add_in_chain.py",
+         f"--config.experiment.steps={steps}", "--config.quick.seeds=(0,)", "--config.quick.source_epochs=2",
+         "--config.quick.target_epochs=2", "--config.quick.steps_per_epoch=6", "--config.quick.input_size=64",
+         "--config.quick.depth=2", "--config.quick.channels=16", "--config.quick.synth_train=96",
+         "--config.quick.synth_val=24", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [s["target"] for s in results["steps"]] == ["torso_head+shoulders", "torso_head+shoulders+elbows"]
+    for step in results["steps"]:
+        assert set(step["arms"]) == {"random", "transfer", "frozen"}
+        for arm in step["arms"].values():
+            assert len(arm["curve_mean"]) == 2 and len(arm["per_joint"]) == len(step["joints"])
+        assert Path(step["plot_png"]).is_file()
+    # Step 2 transfers from step 1's transfer arm (same seed), with the shared joints' heads mapped.
+    report = json.loads((tmp_path / "step2_torso_head_plus_shoulders_plus_elbows" / "transfer" / "seed0" /
+                         "transfer_report.json").read_text())
+    assert report["source"].endswith("step1_torso_head_plus_shoulders/transfer/seed0/best.keras")
+    assert "right_shoulder" in report["shared_joints"] and "right_elbow" not in report["shared_joints"]
+    frozen = json.loads((tmp_path / "step1_torso_head_plus_shoulders" / "frozen" / "seed0" /
+                         "transfer_report.json").read_text())
+    assert frozen["freeze"] and "stem_conv" in frozen["frozen_layers"]
+    table = (tmp_path / "results.md").read_text()
+    assert "transfer - random" in table and "**Mean**" in table
