@@ -11,7 +11,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.joints = "all"
 
     c.model = ml_collections.ConfigDict(dict(
-        num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256))
+        num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256,
+        stem="bearpaw"))            # bearpaw: fixed 64/128-wide stem; scaled: C/4, C/2 (FPD's code)
     # Gaussian targets: sigma 1 output px for the hourglass (Newell; bearpaw), 2 for HRNet/FPD.
     c.codec = ml_collections.ConfigDict(dict(sigma=1.0))
 

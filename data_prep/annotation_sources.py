@@ -5,7 +5,7 @@ Three sources are accepted (`read_annotations` picks by file name):
 - the widely redistributed `mpii_annotations.json[.gz]` (one record per person, `isValidation` split);
 - the generator's `annotations.json` (`data_prep.synth_mpii`): the same schema plus a `headbox` key.
 
-MPII files are 1-based; `from_one_based` is the single place where they become 0-based, and every reader
+MPII files are 1-based; `kpt_tf.mpii_io.from_one_based` is the single place where they become 0-based, and every reader
 calls it exactly once per coordinate. Readers do not decide usability: a person with a missing `objpos`
 or no annotated joint is still returned (with `objpos=None` etc.), so that `dataset_index` counts every
 person of the split and the converter can report why it was skipped.
@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from kpt_tf.mpii_io import from_one_based, load_ground_truth
 from kpt_tf.joints import NUM_JOINTS
 
 SPLITS = ("train", "val")
@@ -45,11 +46,6 @@ class PersonAnnotation:
     annotated: np.ndarray            # (16,) int64, 1 = annotated
     visible: np.ndarray              # (16,) int64, 1 = annotated and not occluded
     head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, None when the source has none
-
-
-def from_one_based(values) -> np.ndarray:
-    """MPII's 1-based pixel coordinates -> the project's 0-based ones (pixel centres at integers)."""
-    return np.asarray(values, np.float64) - 1.0
 
 
 def _empty_joints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -339,35 +335,6 @@ def read_annotations(path, val_list=None) -> list[PersonAnnotation]:
                           "mpii_annotations.json[.gz] or the generator's annotations.json)")
 
 
-def read_validation_gt(path) -> dict[str, np.ndarray]:
-    """A detections_our_format-style .mat -> 0-based joints (N,16,2), annotated (N,16), head boxes (N,4)."""
-    import scipy.io
-
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"--val_gt {path} does not exist")
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as e:
-        raise AnnotationError(f"--val_gt {path} is not a readable MATLAB file: {e}") from e
-    needed = ("pos_gt_src", "jnt_missing", "headboxes_src")
-    if absent := [k for k in needed if k not in mat]:
-        raise AnnotationError(f"--val_gt {path}: missing {absent} (expected the keys of "
-                              "detections_our_format.mat: pos_gt_src, jnt_missing, headboxes_src)")
-    pos, missing, boxes = (np.asarray(mat[k], np.float64) for k in needed)
-    if pos.ndim != 3 or pos.shape[:2] != (NUM_JOINTS, 2) or missing.shape != (NUM_JOINTS, pos.shape[2]) \
-            or boxes.shape != (2, 2, pos.shape[2]):
-        raise AnnotationError(f"--val_gt {path}: shapes pos_gt_src {pos.shape}, jnt_missing {missing.shape}, "
-                              f"headboxes_src {boxes.shape} are not (16,2,N), (16,N), (2,2,N)")
-    raw_joints = pos.transpose(2, 0, 1)
-    return {
-        "raw_joints": raw_joints,                                   # 1-based, 0 where absent: for matching
-        "annotated": (missing.T == 0).astype(np.int64),
-        # headboxes_src[:, :, n] = [[x1, y1], [x2, y2]] -> x1, y1, x2, y2
-        "head_boxes": from_one_based(boxes.transpose(2, 0, 1).reshape(-1, 4)),
-    }
-
-
 def attach_validation_head_boxes(people: Sequence[PersonAnnotation], gt_path,
                                  tolerance_px: float = 0.5) -> int:
     """Give the val people (file order) the head boxes of a detections_our_format-style .mat, in order.
@@ -377,30 +344,36 @@ def attach_validation_head_boxes(people: Sequence[PersonAnnotation], gt_path,
     .mat stores as 0 is accepted (detections_our_format.mat zeroes a few coordinates of 10 people that
     mpii_annotations.json keeps). Returns the number of people given a box.
     """
-    gt = read_validation_gt(gt_path)
+    path = Path(gt_path)
+    if not path.is_file():
+        raise AnnotationError(f"--val_gt {path} does not exist")
+    try:
+        truth = load_ground_truth(path)
+    except ValueError as e:
+        raise AnnotationError(f"--val_gt: {e}") from e
     val = [p for p in people if p.split == "val"]
-    n_gt = gt["raw_joints"].shape[0]
+    n_gt = len(truth)
     if len(val) != n_gt:
         raise AnnotationError(f"--val_gt {gt_path} has {n_gt} people but the annotations have {len(val)} "
                               "validation people: they are not the same split")
     for k, person in enumerate(val):
         problem = None
-        if not np.array_equal(person.annotated, gt["annotated"][k]):
+        if not np.array_equal(person.annotated.astype(bool), truth.annotated[k]):
             problem = "annotated joints differ"
         else:
-            gt_xy = gt["raw_joints"][k]
-            ours = person.joints + 1.0  # back to the file's 1-based pixels for the comparison
-            close = (np.abs(ours - gt_xy) <= tolerance_px) | (gt_xy == 0)
+            gt_xy = truth.positions[k]
+            # A coordinate the .mat stores as 0 (-1 after the 1-based -> 0-based shift) is accepted.
+            close = (np.abs(person.joints - gt_xy) <= tolerance_px) | (gt_xy == from_one_based(0.0))
             bad = (person.annotated[:, None] == 1) & ~close
             if bad.any():
                 j = int(np.where(bad.any(1))[0][0])
-                problem = (f"joint {j} is at {ours[j].round(2).tolist()} (1-based) in the annotations but "
-                           f"{gt_xy[j].round(2).tolist()} in the .mat")
+                problem = (f"joint {j} is at {person.joints[j].round(2).tolist()} (0-based) in the annotations "
+                           f"but {gt_xy[j].round(2).tolist()} in the .mat")
         if problem:
             raise AnnotationError(f"--val_gt {gt_path}: validation person {k} ({person.image}, person "
                                   f"{person.person_index}) does not match: {problem}. The .mat must list the "
                                   "annotations' validation people in the same order")
-        person.head_box = gt["head_boxes"][k].copy()
+        person.head_box = truth.head_boxes[k].reshape(4).copy()
     return len(val)
 
 
@@ -425,7 +398,7 @@ def split_people(people: Iterable[PersonAnnotation]) -> dict[str, list[PersonAnn
 
 
 __all__ = [
-    "SPLITS", "AnnotationError", "PersonAnnotation", "from_one_based", "read_annotations",
-    "read_json_annotations", "read_release_mat", "read_val_list", "read_validation_gt",
+    "SPLITS", "AnnotationError", "PersonAnnotation", "read_annotations",
+    "read_json_annotations", "read_release_mat", "read_val_list",
     "attach_validation_head_boxes", "sha256_of_file", "split_people",
 ]

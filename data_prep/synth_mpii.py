@@ -38,6 +38,7 @@ import scipy.io
 from absl import app, flags
 
 from kpt_tf.joints import MPII_SHORT_NAMES, NUM_JOINTS
+from kpt_tf.mpii_io import to_one_based
 
 (R_ANK, R_KNE, R_HIP, L_HIP, L_KNE, L_ANK, PELVIS, THORAX, NECK, HEAD_TOP,
  R_WRI, R_ELB, R_SHO, L_SHO, L_ELB, L_WRI) = range(NUM_JOINTS)
@@ -770,8 +771,8 @@ def joint_self(joints2d, annotated, visible) -> list:
     out = []
     for j in range(NUM_JOINTS):
         if annotated[j]:
-            out.append([round(float(joints2d[j, 0]) + 1.0, 3), round(float(joints2d[j, 1]) + 1.0, 3),
-                        1.0 if visible[j] else 0.0])
+            x, y = to_one_based(joints2d[j])
+            out.append([round(float(x), 3), round(float(y), 3), 1.0 if visible[j] else 0.0])
         else:
             out.append([0.0, 0.0, 0.0])
     return out
@@ -1140,9 +1141,9 @@ def _synthetic_task(task):
     name = f"synth_{index:06d}.jpg"
     _write_jpeg(Path(images_dir) / name, image)
     rows = [dict(joint_self=joint_self(p["joints"], p["annotated"], p["visible"]),
-                 objpos=[float(p["objpos"][0]) + 1.0, float(p["objpos"][1]) + 1.0],
+                 objpos=[float(v) for v in to_one_based(p["objpos"])],
                  scale_provided=float(p["scale"]),
-                 headbox=(np.round(p["headbox"] + 1.0, 3)).tolist()) for p in people]
+                 headbox=np.round(to_one_based(p["headbox"]), 3).tolist()) for p in people]
     return name, image.shape[1], image.shape[0], rows
 
 

@@ -2,7 +2,7 @@
 
 This module is the file boundary: MPII's .mat/.h5 files hold 1-based pixel coordinates, everything
 returned from here is 0-based (pixel centres at integers) and everything written here is 1-based again.
-The conversion happens only in `_from_file_coords` / `_to_file_coords`.
+The conversion happens only in `from_one_based` / `to_one_based`.
 
 Layouts accepted (MATLAB order, i.e. as `scipy.io.loadmat` shows them):
   ground truth  `pos_gt_src` (16,2,N), `jnt_missing` (16,N; 1 = not annotated), `headboxes_src` (2,2,N)
@@ -33,11 +33,13 @@ _GT_KEYS = ("pos_gt_src", "jnt_missing", "headboxes_src")
 _PRED_KEYS = ("preds", "pos_pred_src")
 
 
-def _from_file_coords(values: np.ndarray) -> np.ndarray:
+def from_one_based(values) -> np.ndarray:
+    """MPII's 1-based pixel coordinates -> the project's 0-based ones (pixel centres at integers)."""
     return np.asarray(values, dtype=np.float64) - MPII_COORD_OFFSET
 
 
-def _to_file_coords(values: np.ndarray) -> np.ndarray:
+def to_one_based(values) -> np.ndarray:
+    """The project's 0-based pixel coordinates -> MPII's 1-based ones (for files in MPII's formats)."""
     return np.asarray(values, dtype=np.float64) + MPII_COORD_OFFSET
 
 
@@ -144,10 +146,10 @@ def load_ground_truth(path) -> GroundTruth:
         raise ValueError(f"{what} file {str(path)!r}: jnt_missing holds values other than 0 and 1")
 
     annotated = (1 - jnt_missing.astype(np.int64)).T.astype(bool)   # [N,16]
-    positions = _from_file_coords(np.transpose(pos, (2, 0, 1)))      # [N,16,2]
+    positions = from_one_based(np.transpose(pos, (2, 0, 1)))      # [N,16,2]
     _check_finite(path, what, "pos_gt_src", positions[annotated], " at annotated joints")
     positions[~annotated] = np.nan
-    head_boxes = _from_file_coords(np.transpose(boxes, (2, 0, 1)))    # [N,2,2]: [[x1,y1],[x2,y2]]
+    head_boxes = from_one_based(np.transpose(boxes, (2, 0, 1)))    # [N,2,2]: [[x1,y1],[x2,y2]]
     _check_finite(path, what, "headboxes_src", head_boxes)
     truth = GroundTruth(positions=positions, annotated=annotated, head_boxes=head_boxes, source=str(path))
     degenerate = np.flatnonzero(truth.head_sizes <= 0)
@@ -196,7 +198,7 @@ def load_predictions(path, expected_count: Optional[int] = None) -> np.ndarray:
                          f"{expected_count}; predictions must list the same people in the same order")
     _check_finite(path, what, "the predictions", preds,
                   "; a model predicts every joint, so NaN is refused even at non-annotated joints")
-    return _from_file_coords(preds)
+    return from_one_based(preds)
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -216,6 +218,6 @@ def save_predictions_mat(path, preds0: np.ndarray) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    preds1 = _to_file_coords(preds0)
+    preds1 = to_one_based(preds0)
     scipy.io.savemat(str(path), {"preds": preds1, "pos_pred_src": np.transpose(preds1, (1, 2, 0))},
                      do_compression=True)

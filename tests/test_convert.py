@@ -17,14 +17,7 @@ from data_prep import annotation_sources as sources
 from data_prep import mpii_to_tfrecord as conv
 from kpt_tf import geometry
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MPII = REPO.parent / "shared" / "mpii"
-
-
-def _require_shared() -> Path:
-    if not SHARED_MPII.is_dir():
-        pytest.skip(f"../shared/mpii not present beside the repo ({SHARED_MPII}): real-MPII checks skipped")
-    return SHARED_MPII
+from tests.conftest import REPO, SHARED_MPII, require_shared_mpii as _require_shared
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from kpt_tf import mpii_io
 from kpt_tf.evaluate import evaluate_files
 from kpt_tf.joints import JOINT_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
-PREDS_DIR = REPO / ".." / "shared" / "mpii" / "preds"
+from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
+
+PREDS_DIR = SHARED_MPII / "preds"
 N = 5
 
 
@@ -89,8 +90,7 @@ def test_save_predictions_mat_round_trip_and_file_layout(tmp_path):
 
 
 def test_all_reference_prediction_files_load():
-    if not PREDS_DIR.is_dir():
-        pytest.skip(f"../shared/mpii not present: {PREDS_DIR} holds the reference prediction files")
+    require_shared_mpii()
     files = sorted(PREDS_DIR.iterdir())
     assert len(files) >= 5
     for path in files:

@@ -9,15 +9,15 @@ from kpt_tf import mpii_io
 from kpt_tf.joints import JOINT_NAMES, JointSubset
 from kpt_tf.metrics import pckh
 
-MPII_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "mpii"
+from tests.conftest import SHARED_MPII as MPII_DIR, require_shared_mpii
+
 GT_FILE = MPII_DIR / "detections_our_format.mat"
 PREDS_DIR = MPII_DIR / "preds"
 ROWS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")
 
 
 def _require_mpii():
-    if not GT_FILE.is_file():
-        pytest.skip(f"../shared/mpii not present: {GT_FILE} is needed for the real-data PCKh checks")
+    require_shared_mpii()
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,14 @@ import scipy.io
 from data_prep import synth_mpii as synth
 from kpt_tf.joints import MPII_SHORT_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MPII = REPO / ".." / "shared" / "mpii"
+from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
+
 REAL_ANNOTATIONS = SHARED_MPII / "mpii_annotations.json.gz"
 REAL_GT = SHARED_MPII / "detections_our_format.mat"
 
 
 def _need_shared(path: Path):
-    if not path.exists():
-        pytest.skip(f"../shared/mpii not present: {path.name} is needed to compare with the real MPII files")
+    require_shared_mpii()
 
 
 def _files(root: Path) -> dict[str, bytes]:

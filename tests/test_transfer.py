@@ -83,13 +83,19 @@ def test_map_heads_by_joint_name(source_16):
     assert report.shared_joints == list(target_joints.names)
 
 
-def test_map_heads_new_joints_keep_init(tmp_path):
-    keras.utils.set_random_seed(3)
-    src = build_net(tiny_config("upper"), JointSubset.parse("upper"))
+def saved_source(directory, joints: str, seed: int):
+    """A source network on `joints`, every weight shifted off its initialisation, saved with its config."""
+    keras.utils.set_random_seed(seed)
+    src = build_net(tiny_config(joints), JointSubset.parse(joints))
     for v in src.weights:
         v.assign(v.numpy() + 1.0)
-    (tmp_path / "config.json").write_text(tiny_config("upper").to_json())
-    src.save(tmp_path / "best.keras")
+    (directory / "config.json").write_text(tiny_config(joints).to_json())
+    src.save(directory / "best.keras")
+    return src
+
+
+def test_map_heads_new_joints_keep_init(tmp_path):
+    src = saved_source(tmp_path, "upper", seed=3)
     target = JointSubset.parse("all")
     net = fresh_target("all")
     init = weights_by_name(net)
@@ -105,12 +111,7 @@ def test_map_heads_new_joints_keep_init(tmp_path):
 
 
 def test_left_right_same_shape_heads_are_not_copied_blindly(tmp_path):
-    keras.utils.set_random_seed(5)
-    src = build_net(tiny_config("left"), JointSubset.parse("left"))
-    for v in src.weights:
-        v.assign(v.numpy() + 1.0)
-    (tmp_path / "config.json").write_text(tiny_config("left").to_json())
-    src.save(tmp_path / "best.keras")
+    saved_source(tmp_path, "left", seed=5)
     net = fresh_target("right")
     init = weights_by_name(net)
     report = transfer_into(net, read_source(tmp_path / "best.keras"), JointSubset.parse("right"), map_heads=True)

@@ -109,7 +109,10 @@ def plot_step(summary: dict, path: Path) -> Path:
     fig = plt.figure(figsize=(4 * cols, 3 * rows))
     colours = {"random": "tab:gray", "transfer": "tab:blue", "frozen": "tab:orange"}
 
+    from matplotlib.ticker import MaxNLocator
+
     def draw(ax, mean, std, arm):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         x = np.arange(1, len(mean) + 1)
         mean, std = np.asarray(mean), np.asarray(std)
         ax.plot(x, mean, label=arm, color=colours.get(arm))

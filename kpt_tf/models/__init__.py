@@ -16,7 +16,7 @@ def build_net(config, subset: JointSubset, synchronized_bn: bool = False) -> ker
     m = config.model
     return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=len(subset),
                            depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
-                           synchronized_bn=synchronized_bn)
+                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")))
 
 
 def net_from_config(config, subset: JointSubset, synchronized_bn: bool, weights_from: Path) -> keras.Model:

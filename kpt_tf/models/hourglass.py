@@ -6,7 +6,7 @@ for layer, so parameter counts match it exactly:
 * pre-activation bottleneck residual: BN-ReLU-1x1 conv C/2, BN-ReLU-3x3 conv C/2, BN-ReLU-1x1 conv C, plus
   a 1x1 conv skip when the channel count changes; every conv has a bias (as in both references);
 * stem: 7x7/2 conv 64, BN, ReLU, residual 64->128, 2x2 max-pool, residual 128->128, residual 128->C
-  (fixed widths as in bearpaw; FPD's code instead scales the stem with C);
+  (fixed widths as in bearpaw; `stem="scaled"` uses C/4 and C/2 instead, as FPD's code does);
 * per stack: a depth-`depth` hourglass, `num_blocks` residuals, 1x1 conv-BN-ReLU ("fc"), a 1x1 conv head to
   the joints; between stacks the features (1x1 conv) and the heatmaps (1x1 conv) are added to the stack input.
 
@@ -43,6 +43,13 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 STEM_WIDTH = 64
 STEM_RESIDUAL_WIDTH = 128
+# Stem widths (7x7 conv, first two residuals) per stem kind: bearpaw's fixed 64/128, or scaled with the
+# feature width C as FPD's code does (C/4, C/2): for narrow networks the fixed stem costs more than the
+# hourglasses (2 x 64 at 128 px: the stem's 128-wide residual at 64x64 is half of all FLOPs).
+STEM_WIDTHS = {
+    "bearpaw": lambda channels: (STEM_WIDTH, STEM_RESIDUAL_WIDTH),
+    "scaled": lambda channels: (max(channels // 4, 8), max(channels // 2, 8)),
+}
 # Spatial reduction of the stem (7x7/2 conv, then a 2x2 max-pool): 256 px in, 64 px heatmaps out.
 OUTPUT_STRIDE = 4
 
@@ -111,7 +118,7 @@ def _hourglass(x, level: int, stack: int, num_blocks: int, synchronized_bn: bool
 
 def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int = 4, num_blocks: int = 1,
                     input_size: int = 256, synchronized_bn: bool = False, name: str = "hourglass",
-                    model_class=keras.Model) -> keras.Model:
+                    model_class=keras.Model, stem: str = "bearpaw") -> keras.Model:
     """Stacked hourglass; input float32 [B, S, S, 3] pixels in 0..255, outputs `num_stacks` heatmaps
     [B, S/4, S/4, num_joints] (float32 under any dtype policy), one per stack, last = final prediction.
 
@@ -129,17 +136,20 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
         raise ValueError(f"build_hourglass: input_size {input_size} must be a multiple of {granularity} "
                          f"(stride {OUTPUT_STRIDE} stem, then {depth} 2x poolings)")
 
+    if stem not in STEM_WIDTHS:
+        raise ValueError(f"build_hourglass: stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
+    stem_width, stem_residual_width = STEM_WIDTHS[stem](channels)
     image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
     x = layers.Rescaling(1.0 / 255.0, name="input_rescale")(image)
     # PyTorch's padding=3 on both sides; Keras' "same" would pad 2 before / 3 after for stride 2 and shift
     # the whole feature grid by one input pixel relative to bearpaw's (and break weight conversion).
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-    x = _conv(STEM_WIDTH, 7, 3, "stem_conv", strides=2, padding="valid")(x)
+    x = _conv(stem_width, 7, 3, "stem_conv", strides=2, padding="valid")(x)
     x = _batch_norm("stem_bn", synchronized_bn)(x)
     x = layers.ReLU(name="stem_relu")(x)
-    x = _residual(x, STEM_RESIDUAL_WIDTH, "stem_res1", synchronized_bn)
+    x = _residual(x, stem_residual_width, "stem_res1", synchronized_bn)
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
-    x = _residual(x, STEM_RESIDUAL_WIDTH, "stem_res2", synchronized_bn)
+    x = _residual(x, stem_residual_width, "stem_res2", synchronized_bn)
     x = _residual(x, channels, "stem_res3", synchronized_bn)
 
     heatmaps = []
