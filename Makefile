@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/convert.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/train_step.py
+	$(PY) bench/kptransfer.py
 
 clean:
 	rm -rf runs

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
 flags.DEFINE_string("steps", "upper,lower", "Source and target subsets (';'-free comma list of named subsets).")
-flags.DEFINE_integer("epochs", 8, "Epochs of the source and of every target arm.")
+flags.DEFINE_integer("epochs", 6, "Epochs of the source and of every target arm.")
+flags.DEFINE_integer("steps_per_epoch", 60, "Batches of 16 per epoch (0 = one pass over the training people).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
 flags.DEFINE_integer("num_train", 2000, "Generated training people.")
 flags.DEFINE_integer("num_val", 250, "Generated validation people.")
@@ -59,13 +60,14 @@ def main(argv):
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
     config = get_config()
+    config.train.steps_per_epoch = FLAGS.steps_per_epoch
     workdir = Path(FLAGS.workdir)
     config.data.dir = str(ensure_embedded_dataset(workdir / "data", FLAGS.num_train, FLAGS.num_val, seed=0,
                                                   input_size=int(config.model.input_size)))
     config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), FLAGS.epochs)
     results = run_experiment(config, workdir, log=lambda *a: print(*a, flush=True))
     print(f"\nKPTransfer convergence on the embedded data set ({FLAGS.num_train} train / {FLAGS.num_val} val people, "
-          f"demo network, {FLAGS.epochs} epochs per arm)")
+          f"demo network, {FLAGS.epochs} epochs of {FLAGS.steps_per_epoch or 'all'} batches per arm)")
     print(table(results))
 
 

@@ -22,7 +22,7 @@ def define_flags():
     flags.DEFINE_integer("num_val", 250, "Generated validation people.")
     flags.DEFINE_integer("epochs", 0, "Override the demo config's epochs (0 = keep).")
     flags.DEFINE_bool("kptransfer", True, "Run the KPTransfer upper -> lower comparison too.")
-    flags.DEFINE_integer("kptransfer_epochs", 4, "Epochs of each KPTransfer run.")
+    flags.DEFINE_integer("kptransfer_epochs", 6, "Epochs of each KPTransfer run.")
 
 
 def banner(text: str) -> None:
@@ -30,7 +30,7 @@ def banner(text: str) -> None:
 
 
 def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptransfer: bool = True,
-             kptransfer_epochs: int = 4) -> dict:
+             kptransfer_epochs: int = 6) -> dict:
     from configs.demo import get_config
     from kpt_tf import evaluate
     from kpt_tf.embedded_data import ensure_embedded_dataset

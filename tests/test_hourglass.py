@@ -254,3 +254,14 @@ def test_heads_stay_float32_under_mixed_precision():
     assert model.get_layer("head0").compute_dtype == "float32"
     heatmaps = model(np.zeros((1, 32, 32, 3), "float32"), training=False)
     assert all(h.dtype == "float32" for h in heatmaps)
+
+
+def test_scaled_stem_matches_fpd_student_and_keeps_names():
+    """stem="scaled" (FPD's code: stem widths C/4, C/2): 3,247,616 parameters for 4 x 128, same layer names."""
+    scaled = build_hourglass(4, 128, 16, stem="scaled")
+    assert trainable_parameter_count(scaled) == 3_247_616
+    bearpaw = build_hourglass(4, 128, 16)
+    assert [layer.name for layer in scaled.layers] == [layer.name for layer in bearpaw.layers]
+    assert scaled.get_layer("stem_conv").filters == 32 and scaled.get_layer("stem_res1_conv3").filters == 64
+    with pytest.raises(ValueError, match="stem must be one of"):
+        build_hourglass(1, 32, 16, stem="wide")
