@@ -257,11 +257,12 @@ def test_heads_stay_float32_under_mixed_precision():
 
 
 def test_scaled_stem_matches_fpd_student_and_keeps_names():
-    """stem="scaled" (FPD's code: stem widths C/4, C/2): 3,247,616 parameters for 4 x 128, same layer names."""
+    """stem="scaled" (FPD's code: stem widths C/4, C/2): 3,247,616 parameters for 4 x 128; the same names as
+    bearpaw's stem plus the 1x1 skip its last stem residual needs (C/2 -> C)."""
     scaled = build_hourglass(4, 128, 16, stem="scaled")
     assert trainable_parameter_count(scaled) == 3_247_616
     bearpaw = build_hourglass(4, 128, 16)
-    assert [layer.name for layer in scaled.layers] == [layer.name for layer in bearpaw.layers]
+    assert {layer.name for layer in scaled.layers} - {layer.name for layer in bearpaw.layers} == {"stem_res3_skip"}
     assert scaled.get_layer("stem_conv").filters == 32 and scaled.get_layer("stem_res1_conv3").filters == 64
     with pytest.raises(ValueError, match="stem must be one of"):
         build_hourglass(1, 32, 16, stem="wide")
