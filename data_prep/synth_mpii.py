@@ -28,7 +28,6 @@ import json
 import math
 import multiprocessing
 import os
-import sys
 import time
 from pathlib import Path
 

@@ -56,7 +56,7 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
     banner(f"3/6 training `demo` ({config.model.num_stacks} stacks x {config.model.channels}, "
            f"{config.model.input_size} px, {config.train.epochs} epochs) on all 16 joints")
     train_dir = workdir / "train"
-    summary = loop.train(config, train_dir)
+    loop.train(config, train_dir)
 
     banner("4/6 evaluation of the best checkpoint (flip test, quarter-pixel decoding, PCKh)")
     result = evaluate.evaluate_model(train_dir / "best.keras", records, split=config.data.val_split,

@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from kpt_tf.codec import HeatmapCodec
-from kpt_tf.geometry import PERSON_BOX_PIXELS
+from kpt_tf.geometry import CENTER_SHIFT_PER_SCALE, PERSON_BOX_PIXELS, SCALE_ENLARGEMENT
 from kpt_tf.joints import JointSubset
 from kpt_tf.transfer import EXPORT_METADATA
 
@@ -85,8 +85,9 @@ class PoseServer(tf.Module):
     def serve_center_scale(self, images, centers, scales):
         self._check(images, tf.shape(centers)[0], "centers")
         tf.debugging.assert_positive(scales, message="scales must be > 0 (person height / 200 px)")
-        adjusted = centers + tf.stack([tf.zeros_like(scales), 15.0 * scales], axis=1)
-        return self.from_centers(images, adjusted, PERSON_BOX_PIXELS * 1.25 * scales)
+        # geometry.adjust_person_box, in the graph
+        adjusted = centers + tf.stack([tf.zeros_like(scales), CENTER_SHIFT_PER_SCALE * scales], axis=1)
+        return self.from_centers(images, adjusted, PERSON_BOX_PIXELS * SCALE_ENLARGEMENT * scales)
 
 
 def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True):

@@ -11,13 +11,16 @@ from __future__ import annotations
 import numpy as np
 
 PERSON_BOX_PIXELS = 200.0
+# The adjustment every reference code base applies to MPII's rough objpos/scale.
+CENTER_SHIFT_PER_SCALE = 15.0
+SCALE_ENLARGEMENT = 1.25
 
 
 def adjust_person_box(objpos, scale):
     """MPII's rough (objpos, scale) -> the crop's (center, scale): c_y += 15 s, then s *= 1.25."""
     center = np.asarray(objpos, np.float64).copy()
-    center[1] += 15.0 * scale
-    return center, float(scale) * 1.25
+    center[1] += CENTER_SHIFT_PER_SCALE * scale
+    return center, float(scale) * SCALE_ENLARGEMENT
 
 
 def crop_affine(center, scale, out_size: int, margin: float = 1.0, rotation_deg: float = 0.0,

@@ -171,9 +171,6 @@ class JointSubset:
                 "flip with this head is a configuration error")
         return tuple(self.indices.index(flip_partner(i)) for i in self.indices)
 
-    def mean_mask(self) -> tuple[bool, ...]:
-        """Which subset joints enter the PCKh Mean (all but pelvis and thorax)."""
-        return tuple(i not in EXCLUDED_FROM_MEAN for i in self.indices)
 
 
 ALL = JointSubset(NAMED_SUBSETS["all"], "all")

@@ -17,7 +17,7 @@ from data_prep import annotation_sources as sources
 from data_prep import mpii_to_tfrecord as conv
 from kpt_tf import geometry
 
-from tests.conftest import REPO, SHARED_MPII, require_shared_mpii as _require_shared
+from tests.conftest import REPO, require_shared_mpii as _require_shared
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """PCKh metric: the published bearpaw-hg_s2_b1 table in three conventions, and hand-made edge cases."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -19,7 +19,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import keras
 import ml_collections
-import numpy as np
 import tensorflow as tf
 
 from kpt_tf.codec import HeatmapCodec
@@ -17,6 +15,7 @@ from kpt_tf.data import pipeline
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import build_net, net_from_config
 from kpt_tf.models.flops import flops_per_image
+from kpt_tf.models.hourglass import trainable_parameter_count
 from kpt_tf.training import callbacks as cb
 from kpt_tf.training.distribute import make_strategy, resolve_xla
 from kpt_tf.training.trainer import PoseTrainer
@@ -38,7 +37,7 @@ def dry_run(config) -> dict:
     subset = JointSubset.parse(config.joints)
     net = build_net(config, subset)
     net.summary(line_length=110)
-    return {"params": int(sum(np.prod(v.shape) for v in net.trainable_variables)),
+    return {"params": trainable_parameter_count(net),
             "flops_per_image": int(flops_per_image(net)), "joints": list(subset.names)}
 
 
@@ -139,7 +138,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
         *extra_callbacks,
     ]
     started = time.time()
-    history = trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+    trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
                           verbose=verbose)
     seconds = time.time() - started
 
