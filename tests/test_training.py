@@ -123,3 +123,30 @@ def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, t
     assert summary == {"xla": xla == "on", "replicas": 2}
     assert check["replicas"] == 2 and check["synchronized_bn"] == (xla == "off") and check["mirrored"] > 50
     assert check["max_diff"] == 0.0, check
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
+    """A run killed after its first epoch continues at the second one (BackupAndRestore in the workdir)."""
+    import keras
+
+    from kpt_tf.training import loop
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise _Crash()
+
+    config = tiny_train_config(embedded_records, epochs=2, steps=3)
+    with pytest.raises(_Crash):
+        loop.train(config, tmp_path / "run", extra_callbacks=[CrashAfterFirstEpoch()], verbose=0)
+    assert (tmp_path / "run" / "backup").is_dir()
+    summary = loop.train(config, tmp_path / "run", verbose=0)
+    epochs = [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv"))]
+    assert epochs == [0, 1], epochs                 # epoch 0 once (before the crash), then epoch 1 only
+    assert [h["epoch"] for h in summary["history"]] == [2]
+    assert not (tmp_path / "run" / "backup").exists()  # removed once training completed

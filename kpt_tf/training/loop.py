@@ -139,7 +139,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
     ]
     started = time.time()
     trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                          verbose=verbose)
+                verbose=verbose)
     seconds = time.time() - started
 
     net.save(workdir / "final.keras")
