@@ -85,8 +85,7 @@ def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=Fal
 
     path = Path(model_path)
     if path.is_dir() and (path / "saved_model.pb").is_file():
-        loaded, subset = load_savedmodel(path)
-        meta = json.loads((path / "assets.extra" / "kpt_tf.json").read_text())
+        loaded, subset, meta = load_savedmodel(path)
         codec = HeatmapCodec(input_size=meta["input_size"], heatmap_size=meta["heatmap_size"], sigma=meta["sigma"])
         # The export fixed flip test into its graph when it was exported (meta["flip_test"]).
         # A bound endpoint alone would let `loaded` (and its variables) be garbage-collected.

@@ -54,6 +54,12 @@ def compose_affine(outer, inner) -> np.ndarray:
     return (o @ i)[:2]
 
 
+def apply_affine_batch(affines, points) -> np.ndarray:
+    """Per-item 2x3 affines [N,2,3] applied to points [N,J,2]."""
+    affines = np.asarray(affines, np.float64)
+    return np.einsum("nij,nkj->nki", affines[:, :, :2], np.asarray(points, np.float64)) + affines[:, None, :, 2]
+
+
 def apply_affine(m, points) -> np.ndarray:
     """Apply a 2x3 affine to points [..., 2]."""
     m = np.asarray(m, np.float64).reshape(2, 3)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kpt_tf.codec import HeatmapCodec
+from kpt_tf.geometry import apply_affine_batch
 from kpt_tf.joints import JointSubset
 
 
@@ -50,11 +51,6 @@ def _last(outputs):
     return tf.cast(outputs[-1] if isinstance(outputs, (list, tuple)) else outputs, tf.float32)
 
 
-def apply_affine_batch(affines, points):
-    """[N,2,3] affines applied to [N,J,2] points (numpy)."""
-    return np.einsum("nij,nkj->nki", affines[:, :, :2], points) + affines[:, None, :, 2]
-
-
 def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = True, flip_shift: bool = False):
     """`heatmaps_fn` for a Keras network and its joint subset (flip test only on flip-closed subsets)."""
     flip_test = flip_test and subset.is_flip_closed
@@ -72,11 +68,11 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     for batch in dataset:
         heatmaps = predict(tf.cast(batch["image"], tf.float32))
         input_joints, scores = codec.decode(heatmaps)
-        affine = batch["input_to_image"].numpy().astype(np.float64)
+        affine = batch["input_to_image"].numpy()
         input_joints = input_joints.numpy().astype(np.float64)
         parts["input"].append(input_joints)
         parts["joints"].append(apply_affine_batch(affine, input_joints))
-        parts["gt"].append(apply_affine_batch(affine, batch["joints"].numpy().astype(np.float64)))
+        parts["gt"].append(apply_affine_batch(affine, batch["joints"].numpy()))
         parts["scores"].append(scores.numpy())
         parts["annotated"].append(batch["annotated"].numpy().astype(bool))
         parts["box"].append(batch["head_box"].numpy())

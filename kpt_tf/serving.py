@@ -18,12 +18,13 @@ from kpt_tf.visualize import draw_skeleton
 
 
 def load_savedmodel(path):
-    """(loaded SavedModel, its joint subset) for a directory written by kpt_tf.export."""
+    """(loaded SavedModel, its joint subset, its export metadata) for a directory written by kpt_tf.export."""
     path = Path(path)
-    meta = path / EXPORT_METADATA
-    if not meta.is_file():
+    meta_path = path / EXPORT_METADATA
+    if not meta_path.is_file():
         raise FileNotFoundError(f"{path}: not a kpt_tf export (no {EXPORT_METADATA})")
-    return tf.saved_model.load(str(path)), JointSubset.parse(json.loads(meta.read_text())["joints"])
+    meta = json.loads(meta_path.read_text())
+    return tf.saved_model.load(str(path)), JointSubset.parse(meta["joints"]), meta
 
 
 def serve_annotated_image(savedmodel_dir, dataset_dir, out_png, split: str = "val") -> Path:
@@ -43,7 +44,7 @@ def serve_annotated_image(savedmodel_dir, dataset_dir, out_png, split: str = "va
     if bgr is None:
         raise FileNotFoundError(f"{dataset_dir / 'images' / image_name}: cannot be read")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    model, subset = load_savedmodel(savedmodel_dir)
+    model, subset, _ = load_savedmodel(savedmodel_dir)
     images = tf.constant(np.repeat(rgb[None], len(group), axis=0))
     centers = tf.constant(np.stack([p.objpos for p in group]).astype(np.float32))
     scales = tf.constant(np.array([p.scale for p in group], np.float32))

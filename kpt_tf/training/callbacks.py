@@ -33,7 +33,8 @@ class ValidationPCKh(keras.callbacks.Callback):
         self.last_mean = None
         self.history: list[dict] = []
 
-    def evaluate(self) -> dict:
+    def evaluate(self):
+        """(Predictions, score_predictions report) of the current network on the validation split."""
         if self._predict is None:
             self._predict = net_heatmaps_fn(self.net, self.subset, self.flip_test)
         preds = predict_dataset(self._predict, self.dataset, self.codec, keep_images=self.skeleton_images,

@@ -121,8 +121,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
         config.data.dir, config.data.val_split, subset, batch_size=max(int(t.batch_size), 8), training=False,
         input_size=int(config.model.input_size), with_meta=True)
 
-    flip_test = bool(t.flip_test) and subset.is_flip_closed
-    validation = cb.ValidationPCKh(net, val_ds, codec, subset, flip_test=flip_test,
+    validation = cb.ValidationPCKh(net, val_ds, codec, subset, flip_test=bool(t.flip_test),
                                    max_people=int(config.data.val_max_people),
                                    log_dir=str(workdir / "tensorboard"),
                                    skeleton_images=int(t.skeleton_images))
