@@ -1,35 +1,47 @@
-# Two commands: `make demo` and `make test`. Both (re)create .venv from requirements.txt when it is
-# missing or older than requirements.txt, so a fresh machine with Python 3.11 and make is enough.
+# Two commands: `make demo` and `make test`. Both (re)create .venv when it is missing or older than the
+# requirement files, so a fresh machine with Python 3.11 and make is enough. The project itself is installed
+# in editable mode (pyproject.toml), so `kpt_tf`, `data_prep`, `tools` and `configs` import from anywhere.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test test-quick bench venv clean
+.PHONY: demo test test-quick lint bench venv clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) -m kpt_tf.demo
+# pytest and ruff: only for testing, not a runtime requirement.
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(PIP) -r requirements-test.txt
+	@touch $(TEST_STAMP)
 
-test: $(STAMP)
+demo: $(STAMP)
+	$(PY) -m tools.demo
+
+lint: $(TEST_STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest -q tests
 
 # The quick subset (about a minute): everything not marked slow.
-test-quick: $(STAMP)
+test-quick: lint
 	$(PY) -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
-	$(PY) bench/convert.py
-	$(PY) bench/pipeline.py
-	$(PY) bench/train_step.py
-	$(PY) bench/kptransfer.py
+	$(PY) -m bench.convert
+	$(PY) -m bench.pipeline
+	$(PY) -m bench.train_step
+	$(PY) -m bench.kptransfer
 
 clean:
 	rm -rf runs

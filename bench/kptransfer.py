@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from absl import app, flags
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
@@ -41,9 +38,11 @@ def table(results: dict) -> str:
         for arm, e in step["arms"].items():
             def fmt(v, spec):
                 return "never" if v is None else format(v, spec)
+            gain = e["final_mean"] - random["final_mean"]
             lines.append(
-                f"{arm:<10}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{e['final_mean'] - random['final_mean']:>+11.2f}"
-                f"{fmt(e.get('epoch_to_95pct_random_final'), 'd'):>14}{fmt(e.get('seconds_to_95pct_random_final'), '.0f'):>10}"
+                f"{arm:<10}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{gain:>+11.2f}"
+                f"{fmt(e.get('epoch_to_95pct_random_final'), 'd'):>14}"
+                f"{fmt(e.get('seconds_to_95pct_random_final'), '.0f'):>10}"
                 f"{fmt(e.get('epoch_to_100pct_random_final'), 'd'):>15}"
                 f"{fmt(e.get('seconds_to_100pct_random_final'), '.0f'):>11}{e['seconds']:>9.0f}")
         lines.append(f"plot: {step['plot_png']}")
@@ -56,7 +55,7 @@ def main(argv):
         print(table(json.loads(Path(FLAGS.results).read_text())))
         return
     from configs.demo import get_config
-    from kpt_tf.embedded_data import ensure_embedded_dataset
+    from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
     config = get_config()

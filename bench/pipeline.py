@@ -14,13 +14,10 @@ from __future__ import annotations
 import gc
 import os
 import struct
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -134,8 +131,8 @@ def _same_warp_check(files) -> float:
     serialized = next(read_tfrecord_file(files[0]))
     record = schema.parse_example_numpy(serialized)
     crop = record["image"]
-    m = pipeline.crop_to_input_affine(CROP_SIZE, MARGIN, INPUT_SIZE, 17.0, 1.1, True)
-    tf_image = pipeline.warp_image(crop, pipeline.invert_affine_tf(m), INPUT_SIZE).numpy()
+    m = geometry.crop_to_input_affine(CROP_SIZE, MARGIN, INPUT_SIZE, 17.0, 1.1, True, backend="tf")
+    tf_image = pipeline.warp_image(crop, geometry.invert_affine(m, backend="tf"), INPUT_SIZE).numpy()
     cv_image = cv2.warpAffine(crop.astype(np.float32), m.numpy().astype(np.float64), (INPUT_SIZE, INPUT_SIZE),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     inner = slice(8, INPUT_SIZE - 8)        # borders differ only in how far fill 0 bleeds in

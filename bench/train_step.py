@@ -31,14 +31,12 @@ import os
 import platform
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # configs/*.py import configs.base; kpt_tf is imported from the checkout
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,9 +46,9 @@ from keras import layers  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from kpt_tf.joints import JointSubset  # noqa: E402
-from kpt_tf.models import build_net  # noqa: E402
+from kpt_tf.models import build_net, codec_from_config  # noqa: E402
 from kpt_tf.models.flops import flops_per_image  # noqa: E402
-from kpt_tf.training.loop import codec_from_config, make_optimizer  # noqa: E402
+from kpt_tf.training.loop import make_optimizer  # noqa: E402
 from kpt_tf.training.trainer import PoseTrainer  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -10,8 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
     # or a comma list of joint names (kpt_tf.joints).
     c.joints = "all"
 
+    # model.name picks the architecture (kpt_tf.models registry); the other keys are that architecture's.
     c.model = ml_collections.ConfigDict(dict(
-        num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256,
+        name="hourglass", num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256,
         stem="bearpaw"))            # bearpaw: fixed 64/128-wide stem; scaled: C/4, C/2 (FPD's code)
     # Gaussian targets: sigma 1 output px for the hourglass (Newell; bearpaw), 2 for HRNet/FPD.
     c.codec = ml_collections.ConfigDict(dict(sigma=1.0))
@@ -31,12 +32,13 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=6,                # global batch (split over replicas)
         epochs=100,
         steps_per_epoch=0,           # 0 = one pass over the training split
+        trainer="pose",              # kpt_tf.training.trainer registry: what the compiled step computes
         optimizer="rmsprop",
         learning_rate=2.5e-4,
         lr_drop_epochs=(60, 90),     # step schedule (bearpaw/pytorch-pose): x lr_drop_factor at each
         lr_drop_factor=0.1,
         mixed_precision=False,
-        xla="auto",                  # auto = on for GPU, off for CPU (XLA measured 20-27 % slower on CPU)
+        xla="auto",                  # auto = on for GPU, off for CPU (XLA measured 0.91x on CPU, BUILD_NOTES)
         num_cpu_replicas=0,          # >1: MirroredStrategy over that many logical CPUs (testing)
         seed=0,
         deterministic=False,

@@ -24,11 +24,9 @@ def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
         map_heads=True,              # carry shared joints' head channels over by name
         source_epochs=100,           # epochs of the source (step 0)
         target_epochs=100,           # epochs of every target arm
-        # Embedded data set used when data.dir is empty (generated once under the experiment's workdir).
-        synth_train=4000, synth_val=500, synth_seed=0,
     ))
     # --quick: a few minutes on 2 CPU cores (tiny network, few people, few epochs).
     c.quick = ml_collections.ConfigDict(dict(
         num_stacks=1, channels=32, depth=4, input_size=128, batch_size=16, source_epochs=3,
-        target_epochs=3, steps_per_epoch=20, seeds=(0, 1, 2), synth_train=400, synth_val=64))
+        target_epochs=3, steps_per_epoch=20, seeds=(0, 1, 2)))
     return c

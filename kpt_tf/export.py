@@ -7,7 +7,7 @@ Signatures (Keras `ExportArchive`, the machinery behind `model.export`, so sever
   coordinates, `scores` [N,J] (heatmap maxima) and `joint_names` [J].
 - `serve_center_scale(images, centers [N,2], scales [N])`: MPII's rough `objpos`/`scale` (0-based
   pixels), adjusted inside by the convention every reference code base uses (c_y += 15 s, s *= 1.25).
-- `heatmaps(crops float32 [N,S,S,3], 0..255)`: the raw last-stack heatmaps of the network.
+- `heatmaps(crops float32 [N,S,S,3], 0..255)`: the network's final heatmaps (kpt_tf.inference's function).
 Flip test (averaging the mirrored pass) is on when the joint subset allows it.
 The exported variables keep their layer-path names (`stem_conv/kernel:0`); kpt_tf.transfer reads them.
 Check with TF's own tool: `saved_model_cli show --dir DIR --all`, `saved_model_cli run ...` (README).
@@ -15,7 +15,6 @@ Check with TF's own tool: `saved_model_cli show --dir DIR --all`, `saved_model_c
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -23,28 +22,16 @@ import keras
 import tensorflow as tf
 from absl import app, flags
 
+from kpt_tf import geometry, inference, workdir
 from kpt_tf.codec import HeatmapCodec
-from kpt_tf.geometry import CENTER_SHIFT_PER_SCALE, PERSON_BOX_PIXELS, SCALE_ENLARGEMENT
 from kpt_tf.joints import JointSubset
-from kpt_tf.transfer import EXPORT_METADATA
 
+# Person box -> crop: a square of 1.25 x the box's longer side (HRNet/mmpose's box padding).
 BOX_PADDING = 1.25
 
 
-def _crop_transforms(centers, sides, size: int):
-    """Projective-transform rows mapping crop pixels to image pixels, and the 2x3 crop->image affine."""
-    k = sides / float(size)                       # image pixels per crop pixel
-    half = (size - 1) / 2.0
-    tx = centers[:, 0] - half * k
-    ty = centers[:, 1] - half * k
-    zeros = tf.zeros_like(k)
-    rows = tf.stack([k, zeros, tx, zeros, k, ty, zeros, zeros], axis=1)
-    affine = tf.reshape(tf.stack([k, zeros, tx, zeros, k, ty], axis=1), [-1, 2, 3])
-    return rows, affine
-
-
 class PoseServer(tf.Module):
-    """The serving graph around a trained network: crop -> network -> decode -> image coordinates."""
+    """The serving graph around a trained network: crop -> network (+ flip test) -> decode -> image pixels."""
 
     def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset, flip_test: bool):
         super().__init__(name="pose_server")
@@ -52,27 +39,24 @@ class PoseServer(tf.Module):
         self.codec = codec
         self.size = int(net.inputs[0].shape[1])
         self.joint_names = tf.constant(list(subset.names))
-        self.flip_permutation = subset.flip_permutation() if flip_test else None
+        self.flip_permutation = inference.flip_permutation_or_none(subset, flip_test)
 
     def raw_heatmaps(self, crops):
-        crops = tf.cast(crops, tf.float32)
-        heatmaps = tf.cast(self.net(crops, training=False)[-1], tf.float32)
-        if self.flip_permutation is not None:
-            mirrored = tf.cast(self.net(tf.reverse(crops, axis=[2]), training=False)[-1], tf.float32)
-            heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip_back(mirrored, self.flip_permutation))
-        return heatmaps
+        return inference.final_heatmaps(self.net, tf.cast(crops, tf.float32), self.flip_permutation)
 
     def _check(self, images, count, what):
         tf.debugging.assert_equal(tf.shape(images)[0], count,
                                   message=f"images and {what} must have the same first dimension (one per image)")
 
-    def from_centers(self, images, centers, sides):
-        rows, affine = _crop_transforms(centers, sides, self.size)
+    def from_centers(self, images, centers, box_scales):
+        """People given as person-box centres [N, 2] and scales [N] (box side = 200 * scale image px)."""
+        crop_to_image = geometry.invert_affine(geometry.crop_affine(centers, box_scales, self.size, backend="tf"),
+                                               backend="tf")
         crops = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.cast(images, tf.float32), transforms=rows, output_shape=[self.size, self.size],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+            images=tf.cast(images, tf.float32), transforms=geometry.to_projective_rows(crop_to_image, backend="tf"),
+            output_shape=[self.size, self.size], fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
         joints, scores = self.codec.decode(self.raw_heatmaps(crops))
-        keypoints = tf.einsum("nij,nkj->nki", affine[:, :, :2], joints) + affine[:, None, :, 2]
+        keypoints = geometry.apply_affine_batch(crop_to_image, joints, backend="tf")
         return {"keypoints": keypoints, "scores": scores, "joint_names": self.joint_names}
 
     def serve_boxes(self, images, boxes):
@@ -80,19 +64,17 @@ class PoseServer(tf.Module):
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         tf.debugging.assert_positive(tf.minimum(w, h), message="boxes must be x1, y1, x2, y2 with x2 > x1, y2 > y1")
         centers = tf.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
-        return self.from_centers(images, centers, BOX_PADDING * tf.maximum(w, h))
+        return self.from_centers(images, centers, BOX_PADDING * tf.maximum(w, h) / geometry.PERSON_BOX_PIXELS)
 
     def serve_center_scale(self, images, centers, scales):
         self._check(images, tf.shape(centers)[0], "centers")
         tf.debugging.assert_positive(scales, message="scales must be > 0 (person height / 200 px)")
-        # geometry.adjust_person_box, in the graph
-        adjusted = centers + tf.stack([tf.zeros_like(scales), CENTER_SHIFT_PER_SCALE * scales], axis=1)
-        return self.from_centers(images, adjusted, PERSON_BOX_PIXELS * SCALE_ENLARGEMENT * scales)
+        return self.from_centers(images, *geometry.adjust_person_box(centers, scales, backend="tf"))
 
 
-def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True):
-    """Write the SavedModel with the three signatures to `out_dir`."""
-    flip_test = flip_test and subset.is_flip_closed
+def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True,
+               architecture: str = "hourglass") -> Path:
+    """Write the SavedModel with the three signatures and its metadata to `out_dir`."""
     server = PoseServer(net, codec, subset, flip_test)
     size = server.size
     archive = keras.export.ExportArchive()
@@ -106,29 +88,25 @@ def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_d
     archive.add_endpoint("heatmaps", server.raw_heatmaps,
                          [tf.TensorSpec([None, size, size, 3], tf.float32, name="crops")])
     archive.write_out(str(out_dir), verbose=False)
-    # Metadata beside the graph (TF Serving's assets.extra convention): kpt_tf.transfer reads the joints.
-    meta = Path(out_dir) / EXPORT_METADATA
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"joints": list(subset.names), "input_size": size, "flip_test": flip_test,
-                                "heatmap_size": codec.heatmap_size, "sigma": codec.sigma}, indent=1))
+    workdir.ExportMetadata(joints=list(subset.names), input_size=size, heatmap_size=codec.heatmap_size,
+                           sigma=codec.sigma, flip_test=server.flip_permutation is not None,
+                           architecture=architecture).write(out_dir)
     return Path(out_dir)
 
 
-def export_workdir(workdir, out_dir, which: str = "best", flip_test: bool = True) -> Path:
-    from kpt_tf.training.loop import codec_from_config, load_config
+def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool = True) -> Path:
+    from kpt_tf.models import architecture_name
 
-    config = load_config(workdir)
-    path = Path(workdir) / f"{which}.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model ({which}.keras) in the workdir; train first")
-    net = keras.saving.load_model(path, compile=False)
-    subset = JointSubset.parse(config.joints)
-    return export_net(net, codec_from_config(config), subset, out_dir, flip_test)
+    trained = workdir.load_trained(workdir_path, which)
+    if trained.net is None:
+        raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir")
+    return export_net(trained.net, trained.codec(), trained.joints, out_dir, flip_test,
+                      architecture_name(trained.config))
 
 
 def define_flags():
     """CLI flags (defined only when run as a program, so importing this module defines none)."""
-    flags.DEFINE_string("workdir", None, "Training workdir (holds config.json and best.keras).")
+    flags.DEFINE_string("workdir", None, "Training workdir (kpt_tf.train's output).")
     flags.DEFINE_string("out", None, "Output SavedModel directory.")
     flags.DEFINE_enum("which", "best", ["best", "final"], "Best-validation or last-epoch model.")
     flags.DEFINE_bool("flip_test", True, "Average with the mirrored image inside the served graph.")
@@ -142,7 +120,7 @@ def main(argv):
     try:
         out = export_workdir(f.workdir, f.out, f.which, f.flip_test)
     except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e))
+        raise app.UsageError(str(e)) from None
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 

@@ -1,12 +1,22 @@
-"""Person-crop geometry: the one place that turns (centre, scale) into affine transforms.
+"""Person-crop geometry: the one place that turns (centre, scale) into affine transforms, for numpy and TF.
 
 Conventions (../shared/CONVENTIONS.md): coordinates are 0-based pixels with pixel centres at integers.
 A person box is a square of side 200 * scale centred on `center`; MPII's rough `objpos`/`scale` are first
 adjusted (centre moved down by 15 * scale, scale enlarged by 1.25), as every reference code base does.
 A crop of `out_size` pixels covering `margin` person boxes maps the box centre to pixel (out_size-1)/2.
+
+Every function is written once against a small array namespace and takes `backend="numpy"` (float64; the
+converter, evaluation and tests: this module imports no TensorFlow at load time, so the converter's worker
+processes stay TF-free) or `backend="tf"` (float32 tensors, usable inside tf.data maps, XLA functions and the
+serving graph). Arguments broadcast: scalars for one crop, [N] vectors (and [N, 2] centres) for a batch;
+affines are [..., 2, 3].
 """
 
 from __future__ import annotations
+
+import functools
+import math
+import types
 
 import numpy as np
 
@@ -15,53 +25,109 @@ PERSON_BOX_PIXELS = 200.0
 CENTER_SHIFT_PER_SCALE = 15.0
 SCALE_ENLARGEMENT = 1.25
 
-
-def adjust_person_box(objpos, scale):
-    """MPII's rough (objpos, scale) -> the crop's (center, scale): c_y += 15 s, then s *= 1.25."""
-    center = np.asarray(objpos, np.float64).copy()
-    center[1] += CENTER_SHIFT_PER_SCALE * scale
-    return center, float(scale) * SCALE_ENLARGEMENT
+_NUMPY = types.SimpleNamespace(
+    asarray=lambda x: np.asarray(x, np.float64), stack=np.stack, concat=np.concatenate, cos=np.cos,
+    sin=np.sin, einsum=np.einsum, zeros_like=np.zeros_like)
 
 
-def crop_affine(center, scale, out_size: int, margin: float = 1.0, rotation_deg: float = 0.0,
-                flip: bool = False) -> np.ndarray:
-    """2x3 affine mapping image pixels to crop pixels (rotation counter-clockwise in the image)."""
-    side = PERSON_BOX_PIXELS * float(scale) * float(margin)
-    k = out_size / side
-    theta = np.deg2rad(rotation_deg)
-    cos, sin = np.cos(theta), np.sin(theta)
-    # y points down in images: a counter-clockwise visual rotation is [[cos, sin], [-sin, cos]].
-    rot = np.array([[cos, sin], [-sin, cos]]) * k
-    if flip:
-        rot = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ rot
-    half = (out_size - 1) / 2.0
-    c = np.asarray(center, np.float64)
-    t = np.array([half, half]) - rot @ c
-    return np.concatenate([rot, t[:, None]], axis=1)
+@functools.cache
+def _tf_namespace():
+    import tensorflow as tf
+
+    return types.SimpleNamespace(
+        asarray=lambda x: tf.cast(x, tf.float32), stack=tf.stack, concat=tf.concat, cos=tf.cos, sin=tf.sin,
+        einsum=tf.einsum, zeros_like=tf.zeros_like)
 
 
-def invert_affine(m) -> np.ndarray:
-    """Inverse of a 2x3 affine transform."""
-    m = np.asarray(m, np.float64).reshape(2, 3)
-    a_inv = np.linalg.inv(m[:, :2])
-    return np.concatenate([a_inv, (-a_inv @ m[:, 2])[:, None]], axis=1)
+def _ops(backend: str):
+    if backend == "numpy":
+        return _NUMPY
+    if backend == "tf":
+        return _tf_namespace()
+    raise ValueError(f"geometry: backend must be 'numpy' or 'tf', not {backend!r}")
 
 
-def compose_affine(outer, inner) -> np.ndarray:
-    """outer o inner, both 2x3."""
-    o = np.vstack([np.asarray(outer, np.float64).reshape(2, 3), [0, 0, 1]])
-    i = np.vstack([np.asarray(inner, np.float64).reshape(2, 3), [0, 0, 1]])
-    return (o @ i)[:2]
+def adjust_person_box(objpos, scale, backend: str = "numpy"):
+    """MPII's rough (objpos [..., 2], scale [...]) -> the crop's (center, scale): c_y += 15 s, then s *= 1.25."""
+    xp = _ops(backend)
+    objpos, scale = xp.asarray(objpos), xp.asarray(scale)
+    center = xp.stack([objpos[..., 0], objpos[..., 1] + CENTER_SHIFT_PER_SCALE * scale], -1)
+    return center, scale * SCALE_ENLARGEMENT
 
 
-def apply_affine_batch(affines, points) -> np.ndarray:
-    """Per-item 2x3 affines [N,2,3] applied to points [N,J,2]."""
-    affines = np.asarray(affines, np.float64)
-    return np.einsum("nij,nkj->nki", affines[:, :, :2], np.asarray(points, np.float64)) + affines[:, None, :, 2]
+def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip=False,
+                backend: str = "numpy"):
+    """[..., 2, 3] affine mapping image pixels to crop pixels (rotation counter-clockwise in the image).
+
+    The crop of `out_size` pixels covers `margin` person boxes of side 200 * `scale` around `center`;
+    `flip` mirrors it horizontally about its centre.
+    """
+    xp = _ops(backend)
+    center = xp.asarray(center)
+    k = float(out_size) / (PERSON_BOX_PIXELS * xp.asarray(scale) * xp.asarray(margin))
+    theta = xp.asarray(rotation_deg) * (math.pi / 180.0)
+    # y points down in images: a counter-clockwise visual rotation is [[cos, sin], [-sin, cos]];
+    # the mirror negates the first row.
+    mirror = 1.0 - 2.0 * xp.asarray(flip)
+    cos, sin = xp.cos(theta) * k, xp.sin(theta) * k
+    a, b, c, d = mirror * cos, mirror * sin, -sin, cos
+    half = (float(out_size) - 1.0) / 2.0
+    cx, cy = center[..., 0], center[..., 1]
+    row0 = xp.stack([a, b, half - (a * cx + b * cy)], -1)
+    row1 = xp.stack([c, d, half - (c * cx + d * cy)], -1)
+    return xp.stack([row0, row1], -2)
 
 
-def apply_affine(m, points) -> np.ndarray:
-    """Apply a 2x3 affine to points [..., 2]."""
-    m = np.asarray(m, np.float64).reshape(2, 3)
-    p = np.asarray(points, np.float64)
-    return p @ m[:, :2].T + m[:, 2]
+def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=0.0, scale=1.0, flip=False,
+                         backend: str = "numpy"):
+    """Stored-crop pixels -> model-input pixels: the input covers `scale` person boxes around the crop centre
+    (a stored crop of `crop_size` px spans `margin` boxes), rotated and mirrored as `crop_affine`."""
+    xp = _ops(backend)
+    crop_size = xp.asarray(crop_size)
+    centre = (crop_size - 1.0) / 2.0
+    box_scale = crop_size * xp.asarray(scale) / (xp.asarray(margin) * PERSON_BOX_PIXELS)
+    return crop_affine(xp.stack([centre, centre], -1), box_scale, input_size, 1.0, rotation_deg, flip, backend)
+
+
+def invert_affine(m, backend: str = "numpy"):
+    """Inverse of [..., 2, 3] affines (closed form)."""
+    xp = _ops(backend)
+    m = xp.asarray(m)
+    a, b, tx = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    c, d, ty = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    row0 = xp.stack([ia, ib, -(ia * tx + ib * ty)], -1)
+    row1 = xp.stack([ic, id_, -(ic * tx + id_ * ty)], -1)
+    return xp.stack([row0, row1], -2)
+
+
+def compose_affine(outer, inner, backend: str = "numpy"):
+    """outer o inner for [..., 2, 3] affines."""
+    xp = _ops(backend)
+    outer, inner = xp.asarray(outer), xp.asarray(inner)
+    linear = xp.einsum("...ij,...jk->...ik", outer[..., :2], inner[..., :2])
+    translation = xp.einsum("...ij,...j->...i", outer[..., :2], inner[..., 2]) + outer[..., 2]
+    return xp.concat([linear, translation[..., None]], -1)
+
+
+def apply_affine(m, points, backend: str = "numpy"):
+    """One 2x3 affine applied to points [..., 2]."""
+    xp = _ops(backend)
+    m, points = xp.asarray(m), xp.asarray(points)
+    return xp.einsum("ij,...j->...i", m[:, :2], points) + m[:, 2]
+
+
+def apply_affine_batch(affines, points, backend: str = "numpy"):
+    """Per-item affines [N, 2, 3] applied to points [N, J, 2]."""
+    xp = _ops(backend)
+    affines, points = xp.asarray(affines), xp.asarray(points)
+    return xp.einsum("nij,nkj->nki", affines[:, :, :2], points) + affines[:, None, :, 2]
+
+
+def to_projective_rows(affine, backend: str = "numpy"):
+    """[N, 2, 3] affines -> [N, 8] rows of ImageProjectiveTransformV3 (output pixel -> input pixel)."""
+    xp = _ops(backend)
+    affine = xp.asarray(affine)
+    flat = xp.concat([affine[..., 0, :], affine[..., 1, :]], -1)
+    return xp.concat([flat, xp.zeros_like(flat[..., :2])], -1)

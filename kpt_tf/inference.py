@@ -15,6 +15,7 @@ import tensorflow as tf
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.geometry import apply_affine_batch
 from kpt_tf.joints import JointSubset
+from kpt_tf.models import outputs
 
 
 @dataclasses.dataclass
@@ -32,34 +33,36 @@ class Predictions:
     input_joints: np.ndarray | None = None  # [N, J, 2] predictions in model-input pixels
 
 
-def heatmaps_fn(net: keras.Model, flip_test: bool, flip_permutation=None, flip_shift: bool = False):
-    """A compiled function images -> last-stack heatmaps, averaged with the mirrored pass if flip_test."""
+def final_heatmaps(net: keras.Model, images, flip_permutation=None, flip_shift: bool = False):
+    """The network's final heatmaps (float32) for float32 images [N, S, S, 3]; with a flip permutation, the
+    average with the mirrored pass flipped back (the flip test). Plain TF: training-time validation,
+    evaluation and the exported serving graph all call this one function."""
+    heatmaps = tf.cast(outputs.final_heatmaps(net(images, training=False)), tf.float32)
+    if flip_permutation is not None:
+        mirrored = tf.cast(outputs.final_heatmaps(net(tf.reverse(images, axis=[2]), training=False)), tf.float32)
+        heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip_back(mirrored, flip_permutation, shift=flip_shift))
+    return heatmaps
+
+
+def flip_permutation_or_none(subset: JointSubset, flip_test: bool):
+    """The subset's flip permutation when the flip test is asked for and possible (flip-closed subsets)."""
+    return subset.flip_permutation() if flip_test and subset.is_flip_closed else None
+
+
+def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = True, flip_shift: bool = False):
+    """A compiled images -> final heatmaps function for a Keras network and its joint subset."""
+    permutation = flip_permutation_or_none(subset, flip_test)
 
     @tf.function(reduce_retracing=True)
     def predict(images):
-        images = tf.cast(images, tf.float32)
-        heatmaps = _last(net(images, training=False))
-        if flip_test:
-            mirrored = _last(net(tf.reverse(images, axis=[2]), training=False))
-            heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip_back(mirrored, flip_permutation, shift=flip_shift))
-        return heatmaps
+        return final_heatmaps(net, tf.cast(images, tf.float32), permutation, flip_shift)
 
     return predict
 
 
-def _last(outputs):
-    return tf.cast(outputs[-1] if isinstance(outputs, (list, tuple)) else outputs, tf.float32)
-
-
-def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = True, flip_shift: bool = False):
-    """`heatmaps_fn` for a Keras network and its joint subset (flip test only on flip-closed subsets)."""
-    flip_test = flip_test and subset.is_flip_closed
-    return heatmaps_fn(net, flip_test, subset.flip_permutation() if flip_test else None, flip_shift)
-
-
 def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep_images: int = 0,
                     max_people: int = 0) -> Predictions:
-    """Run `predict` (images -> last-stack heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
+    """Run `predict` (images -> final heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
     SavedModel's `heatmaps` endpoint) over a dataset built with `make_dataset(..., with_meta=True)`."""
     parts: dict[str, list] = {k: [] for k in ("joints", "scores", "gt", "annotated", "box", "has_box", "index",
                                               "input")}

@@ -1,57 +1,54 @@
-"""Client side of an exported SavedModel: run people of an annotated image through it and draw them.
+"""Client side of an exported SavedModel: send the people of one image through it and draw their skeletons.
 
-Used by the demo (`skeleton.png`) and the export tests; the graph itself is built in kpt_tf.export.
+Used by the demo (`skeleton.png`) and the export tests; the graph itself is built in kpt_tf.export. People are
+given as MPII's rough centres and scales (the `serve_center_scale` signature); where they come from (an
+annotation file, a detector) is the caller's business.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
+from kpt_tf import workdir
 from kpt_tf.joints import JointSubset
-from kpt_tf.transfer import EXPORT_METADATA
 from kpt_tf.visualize import draw_skeleton
 
 
 def load_savedmodel(path):
-    """(loaded SavedModel, its joint subset, its export metadata) for a directory written by kpt_tf.export."""
-    path = Path(path)
-    meta_path = path / EXPORT_METADATA
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path}: not a kpt_tf export (no {EXPORT_METADATA})")
-    meta = json.loads(meta_path.read_text())
-    return tf.saved_model.load(str(path)), JointSubset.parse(meta["joints"]), meta
+    """(loaded SavedModel, its joint subset, its ExportMetadata) for a directory written by kpt_tf.export."""
+    metadata = workdir.ExportMetadata.read(path)
+    return tf.saved_model.load(str(path)), JointSubset.parse(metadata.joints), metadata
 
 
-def serve_annotated_image(savedmodel_dir, dataset_dir, out_png, split: str = "val") -> Path:
-    """Serve every person of the first `split` image of an MPII-format data set (annotations.json +
-    images/) through `serve_center_scale` with their rough objpos/scale, and draw the predicted skeletons
-    on the full image."""
-    from data_prep.annotation_sources import read_json_annotations
-
-    dataset_dir = Path(dataset_dir)
-    people = [p for p in read_json_annotations(dataset_dir / "annotations.json")
-              if p.split == split and p.objpos is not None]
-    if not people:
-        raise ValueError(f"{dataset_dir}: no {split} person with a centre to serve")
-    image_name = people[0].image
-    group = [p for p in people if p.image == image_name]
-    bgr = cv2.imread(str(dataset_dir / "images" / image_name), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"{dataset_dir / 'images' / image_name}: cannot be read")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def serve_people(savedmodel_dir, rgb_image: np.ndarray, centers, scales) -> dict:
+    """Keypoints [N, J, 2] (image pixels), scores [N, J] and the joint subset of N people of one RGB image,
+    given by their rough centres [N, 2] (0-based pixels) and scales [N] (person height / 200 px)."""
+    centers = np.asarray(centers, np.float32).reshape(-1, 2)
+    scales = np.asarray(scales, np.float32).reshape(-1)
+    if len(centers) != len(scales) or not len(centers):
+        raise ValueError(f"serve_people: {len(centers)} centres and {len(scales)} scales; need one of each per "
+                         "person, at least one person")
     model, subset, _ = load_savedmodel(savedmodel_dir)
-    images = tf.constant(np.repeat(rgb[None], len(group), axis=0))
-    centers = tf.constant(np.stack([p.objpos for p in group]).astype(np.float32))
-    scales = tf.constant(np.array([p.scale for p in group], np.float32))
-    out = model.signatures["serve_center_scale"](images=images, centers=centers, scales=scales)
+    images = tf.constant(np.repeat(np.asarray(rgb_image, np.uint8)[None], len(centers), axis=0))
+    out = model.signatures["serve_center_scale"](images=images, centers=tf.constant(centers),
+                                                  scales=tf.constant(scales))
+    return {"keypoints": out["keypoints"].numpy(), "scores": out["scores"].numpy(), "subset": subset}
+
+
+def draw_served_people(savedmodel_dir, image_path, centers, scales, out_png) -> Path:
+    """Serve the people of an image file through the SavedModel and write the image with their skeletons."""
+    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"{image_path}: cannot be read as an image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    served = serve_people(savedmodel_dir, rgb, centers, scales)
     drawn = rgb
-    for keypoints in out["keypoints"].numpy():
-        drawn = draw_skeleton(drawn, keypoints, subset)
+    for keypoints in served["keypoints"]:
+        drawn = draw_skeleton(drawn, keypoints, served["subset"])
     out_png = Path(out_png)
     cv2.imwrite(str(out_png), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
     return out_png

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,11 +34,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from kpt_tf import workdir as wd
 from kpt_tf.joints import JointSubset
-
-EXPORT_METADATA = "assets.extra/kpt_tf.json"  # written by kpt_tf.export beside the SavedModel
-# Layers whose channels follow the joint subset; everything else has subset-independent shapes.
-_HEAD_LAYER = re.compile(r"^(head\d+|reinject\d+_heatmaps)$")
+from kpt_tf.models import DEFAULT_ARCHITECTURE, architecture, architecture_name
+from kpt_tf.models.weights import plan_copy
 
 
 class TransferError(ValueError):
@@ -53,52 +51,26 @@ class SourceWeights:
     description: str
 
 
-def _strip(name: str) -> str:
-    return name.rsplit(":", 1)[0]
-
-
-def is_head_layer(layer_name: str) -> bool:
-    return bool(_HEAD_LAYER.match(layer_name))
-
-
 def read_source(path, joints: str | None = None) -> SourceWeights:
-    """Weights by layer-path name from an exported SavedModel directory or a `.keras` file.
+    """Weights by layer-path name from an exported SavedModel, a training workdir or a `.keras` file.
 
-    The source's joint subset comes from `joints`, else from the export's metadata, else from the
-    `config.json` of the workdir holding the `.keras` file.
+    The source's joint subset comes from `joints`, else from what the source records (the export's
+    metadata, or the config beside the `.keras` file).
     """
     path = Path(path)
     if not path.exists():
         raise TransferError(f"source {path}: does not exist")
-    known = None
     try:
-        if path.is_dir():
-            import tensorflow as tf
-
-            loaded = tf.saved_model.load(str(path))
-            weights = {_strip(v.name): v.numpy() for v in loaded.variables}
-            meta = path / EXPORT_METADATA
-            if meta.is_file():
-                known = json.loads(meta.read_text()).get("joints")
-            kind = "SavedModel"
-        else:
-            import keras
-
-            model = keras.saving.load_model(path, compile=False)
-            weights = {v.path: np.asarray(v.numpy()) for v in model.weights}
-            config = path.parent / "config.json"
-            if config.is_file():
-                known = json.loads(config.read_text()).get("joints")
-            kind = ".keras model"
-    except TransferError:
-        raise
+        trained = wd.load_trained(path)
+        weights = trained.weights()
+        known = trained.joints
     except Exception as e:  # anything that stops reading: say which file and why
-        raise TransferError(f"source {path}: cannot be read as a SavedModel or .keras model ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''})") from e
+        raise TransferError(f"source {path}: cannot be read as a SavedModel, workdir or .keras model "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     if not weights:
         raise TransferError(f"source {path}: holds no variables")
-    spec = joints or known
-    return SourceWeights(weights, JointSubset.parse(spec) if spec else None, f"{kind} {path}")
+    subset = JointSubset.parse(joints) if joints else known
+    return SourceWeights(weights, subset, f"{trained.kind} {path}")
 
 
 @dataclasses.dataclass
@@ -140,63 +112,53 @@ class TransferReport:
 
 
 def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_heads: bool = False,
-                  freeze: bool = False, allow_partial: bool = False) -> TransferReport:
+                  freeze: bool = False, allow_partial: bool = False,
+                  architecture_of_net: str = DEFAULT_ARCHITECTURE) -> TransferReport:
     """Copy matching weights from `source` into the freshly built `net` (in place) and report.
 
+    The joint-dependent layers are the ones the architecture names (`Architecture.joint_layout`).
     Raises TransferError (before touching `net`) for the refusals listed in the module docstring.
     """
-    report = TransferReport()
-    plan: list[tuple] = []   # (variable, value) assignments, applied only once every check has passed
-    layer_of = {}
-    for layer in net.layers:
-        for v in layer.weights:
-            layer_of[v.path] = layer
-    target_names = set(layer_of)
+    layout_of = architecture(architecture_of_net).joint_layout
     if map_heads and source.joints is None:
         raise TransferError(f"--map_heads needs the source's joints: {source.description} does not record "
                             "them; pass --source_joints")
-    shared = []
+    body = plan_copy(net, source.weights, skip=lambda layer_name: layout_of(layer_name) is not None)
+    report = TransferReport(copied=list(body.copied), shape_mismatched=list(body.shape_mismatched),
+                            only_in_target=list(body.only_in_target), only_in_source=list(body.only_in_source))
+    assignments = list(body.assignments)
     if map_heads:
-        shared = [n for n in target_joints.names if n in source.joints.names]
-        report.shared_joints = shared
-    for layer in net.layers:
-        for v in layer.weights:
-            name, target_shape = v.path, tuple(v.shape)
-            n_params = int(np.prod(target_shape))
-            value = source.weights.get(name)
-            if value is None:
-                report.only_in_target.append((name, n_params))
-                continue
-            if is_head_layer(layer.name):
-                mapped = _map_head_weight(layer.name, name, value, np.asarray(v.numpy()), source.joints,
-                                          target_joints) if map_heads else None
-                if mapped is None:
-                    report.heads_not_mapped.append((name, n_params))
-                else:
-                    new_value, n_copied = mapped
-                    plan.append((v, new_value))
-                    if n_copied == n_params:
-                        report.copied.append((name, n_params))
-                    elif n_copied:
-                        report.copied_in_part.append((name, n_copied, n_params))
-                    else:
-                        report.heads_not_mapped.append((name, n_params))
-                continue
-            if tuple(value.shape) != target_shape:
-                report.shape_mismatched.append((name, tuple(value.shape), target_shape))
-                continue
-            plan.append((v, value))
+        report.shared_joints = [n for n in target_joints.names if n in source.joints.names]
+    variables = {v.path: v for v in net.weights}
+    for name, n_params in body.skipped:
+        value = source.weights.get(name)
+        if value is None:
+            report.only_in_target.append((name, n_params))
+            continue
+        layer_name, weight_name = name.split("/")[0], name.split("/")[-1]
+        variable = variables[name]
+        mapped = None
+        if map_heads:
+            axis = layout_of(layer_name).get(weight_name)
+            mapped = _map_joint_channels(value, np.asarray(variable.numpy()), axis, source.joints, target_joints)
+        if mapped is None or mapped[1] == 0:
+            report.heads_not_mapped.append((name, n_params))
+            continue
+        new_value, n_copied = mapped
+        assignments.append((variable, new_value))
+        if n_copied == n_params:
             report.copied.append((name, n_params))
-    report.only_in_source = sorted((n, int(np.prod(w.shape))) for n, w in source.weights.items()
-                                   if n not in target_names and not n.startswith(("seed_generator", "optimizer")))
+        else:
+            report.copied_in_part.append((name, n_copied, n_params))
 
-    body_copied = [n for n, _ in report.copied if not is_head_layer(n.split("/")[0])]
-    if not body_copied:
+    def in_body(row) -> bool:
+        return layout_of(row[0].split("/")[0]) is None
+
+    if not [r for r in report.copied if in_body(r)]:
         raise TransferError(f"nothing but heads would be copied from {source.description}: no weight of the "
                             "network body matches by name and shape (another architecture?)")
-    body_differs = report.shape_mismatched + [r for r in report.only_in_target
-                                              if not is_head_layer(r[0].split("/")[0])]
-    body_extra = [r for r in report.only_in_source if not is_head_layer(r[0].split("/")[0])]
+    body_differs = report.shape_mismatched + [r for r in report.only_in_target if in_body(r)]
+    body_extra = [r for r in report.only_in_source if in_body(r)]
     if (body_differs or body_extra) and not allow_partial:
         example = (body_differs or body_extra)[0][0]
         raise TransferError(
@@ -204,68 +166,62 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
             f"{len(body_differs) - len(report.shape_mismatched)} target-only and {len(body_extra)} source-only "
             f"body weights, e.g. {example}); pass --allow_partial to copy what matches anyway")
 
-    for v, value in plan:
-        v.assign(value)
+    for variable, value in assignments:
+        variable.assign(value)
     if freeze:
         # Frozen weight extraction: the transferred body is a fixed feature extractor; the joint-dependent
         # layers (heads, heatmap re-injection) always train, even when every channel was carried over.
         fully = {n.split("/")[0] for n, _ in report.copied}
         partly = {r[0].split("/")[0] for r in report.only_in_target}
         for layer in net.layers:
-            if layer.weights and layer.name in fully and layer.name not in partly and not is_head_layer(layer.name):
+            if layer.weights and layer.name in fully and layer.name not in partly and layout_of(layer.name) is None:
                 layer.trainable = False
                 report.frozen_layers.append(layer.name)
     return report
 
 
-def _map_head_weight(layer_name, name, source_value, target_value, source_joints, target_joints):
-    """The target value with shared joints' channels taken from the source, and how many were copied."""
+def _map_joint_channels(source_value, target_value, axis, source_joints, target_joints):
+    """The target value with the shared joints' slices (along `axis`) taken from the source, and how many
+    parameters were copied; `axis` None: a joint-independent weight, copied whole when shapes agree.
+    None when the source does not have the layout the joints imply."""
     source_value = np.asarray(source_value)
+    if axis is None:
+        return (source_value, source_value.size) if source_value.shape == target_value.shape else None
+    other_axes = [d for i, d in enumerate(target_value.shape) if i != axis]
+    if (source_value.ndim != target_value.ndim or source_value.shape[axis] != len(source_joints)
+            or [d for i, d in enumerate(source_value.shape) if i != axis] != other_axes):
+        return None
     out = np.array(target_value, copy=True)
     pairs = [(target_joints.position(j), source_joints.position(j))
              for j in target_joints.names if j in source_joints.names]
-    if layer_name.startswith("head"):
-        # kernel [1,1,C,J] / bias [J]: joints are the last axis
-        if source_value.shape[:-1] != out.shape[:-1] or source_value.shape[-1] != len(source_joints):
-            return None
-        for t, s in pairs:
-            out[..., t] = source_value[..., s]
-        per_joint = int(np.prod(out.shape[:-1]))
-        return out, per_joint * len(pairs)
-    # reinject{s}_heatmaps: kernel [1,1,J,C] (joints on the input axis), bias [C] (joint-independent)
-    if name.endswith("bias"):
-        return (source_value, out.size) if source_value.shape == out.shape else None
-    if source_value.shape[-1] != out.shape[-1] or source_value.shape[2] != len(source_joints):
-        return None
     for t, s in pairs:
-        out[:, :, t, :] = source_value[:, :, s, :]
-    return out, int(out.shape[0] * out.shape[1] * out.shape[3]) * len(pairs)
+        np.moveaxis(out, axis, 0)[t] = np.moveaxis(source_value, axis, 0)[s]
+    return out, int(np.prod(other_axes)) * len(pairs)
 
 
 def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, freeze=False,
                         allow_partial=False, source_joints=None, verbose=True) -> TransferReport:
     """Build the target network, transfer, and write the workdir atomically (nothing on refusal)."""
     from kpt_tf.models import build_net
-    from kpt_tf.training.loop import INIT_MODEL, save_config
 
     out_dir = Path(out_dir)
-    if (out_dir / INIT_MODEL).exists():
-        raise TransferError(f"{out_dir}: already holds {INIT_MODEL}; choose a new --out")
+    if (out_dir / wd.INIT_MODEL).exists():
+        raise TransferError(f"{out_dir}: already holds {wd.INIT_MODEL}; choose a new --out")
     source = read_source(source_path, source_joints)
     target_joints = JointSubset.parse(target_config.joints)
     net = build_net(target_config, target_joints)
     report = transfer_into(net, source, target_joints, map_heads=map_heads, freeze=freeze,
-                           allow_partial=allow_partial)
+                           allow_partial=allow_partial, architecture_of_net=architecture_name(target_config))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".transfer-", dir=out_dir.parent))
     try:
-        net.save(staging / INIT_MODEL)
-        save_config(target_config, staging)
+        net.save(staging / wd.INIT_MODEL)
+        wd.save_config(target_config, staging)
         payload = report.to_dict()
         payload.update(source=str(source_path), source_joints=list(source.joints.names) if source.joints else None,
                        target_joints=list(target_joints.names), map_heads=map_heads, freeze=freeze)
-        (staging / "transfer_report.json").write_text(json.dumps(payload, indent=1))
-        (staging / "transfer_report.txt").write_text(report.text() + "\n")
+        (staging / wd.TRANSFER_REPORT_JSON).write_text(json.dumps(payload, indent=1))
+        (staging / wd.TRANSFER_REPORT_TEXT).write_text(report.text() + "\n")
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
             os.replace(item, out_dir / item.name)
@@ -296,7 +252,7 @@ def main(argv):
         transfer_to_workdir(f.source, f.target_config, f.out, map_heads=f.map_heads, freeze=f.freeze,
                             allow_partial=f.allow_partial, source_joints=f.source_joints)
     except TransferError as e:
-        raise app.UsageError(f"transfer refused: {e}")
+        raise app.UsageError(f"transfer refused: {e}") from None
     print(f"workdir ready: {f.out} (continue with python -m kpt_tf.train --config ... --workdir {f.out})")
 
 

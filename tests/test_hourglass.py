@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kpt_tf.models.flops import flops_per_image, multiply_adds_per_image  # noqa: E402
-from kpt_tf.models.hourglass import build_hourglass, trainable_parameter_count  # noqa: E402
+from kpt_tf.models.hourglass import build_hourglass  # noqa: E402
+from kpt_tf.models.weights import trainable_parameter_count  # noqa: E402
 
 # A small but complete network: 2 stacks (so re-injection exists), full depth 4, 2 residuals per module.
 TINY = dict(num_stacks=2, channels=32, depth=4, num_blocks=2, input_size=64)

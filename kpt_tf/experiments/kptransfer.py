@@ -22,6 +22,8 @@ from pathlib import Path
 from absl import app, flags
 from ml_collections import config_flags
 
+from kpt_tf import workdir as wd
+
 ARMS = ("random", "transfer", "frozen")
 
 
@@ -34,7 +36,6 @@ def apply_quick(config):
     c.train.batch_size, c.train.steps_per_epoch = int(q.batch_size), int(q.steps_per_epoch)
     c.experiment.source_epochs, c.experiment.target_epochs = int(q.source_epochs), int(q.target_epochs)
     c.experiment.seeds = tuple(q.seeds)
-    c.experiment.synth_train, c.experiment.synth_val = int(q.synth_train), int(q.synth_val)
     c.train.skeleton_images = 0
     return c
 
@@ -49,7 +50,7 @@ def experiment_from_training_config(config, steps, seeds, epochs: int):
     c.train.lr_drop_epochs = ()
     c.experiment = ml_collections.ConfigDict(dict(
         steps=tuple(steps), seeds=tuple(int(s) for s in seeds), arms=ARMS, map_heads=True,
-        source_epochs=int(epochs), target_epochs=int(epochs), synth_train=0, synth_val=0, synth_seed=0))
+        source_epochs=int(epochs), target_epochs=int(epochs)))
     return c
 
 
@@ -75,15 +76,14 @@ def train_once(config, workdir: Path) -> dict:
 
     from kpt_tf.training import loop
 
-    done = workdir / "train_summary.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    if wd.is_finished(workdir):
+        return json.loads((workdir / wd.TRAIN_SUMMARY).read_text())
     keras.backend.clear_session()
     return loop.train(config, workdir, verbose=0)
 
 
 def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
-    from kpt_tf.experiments.report import write_step_report, write_overall_report
+    from kpt_tf.experiments.report import write_overall_report, write_step_report
     from kpt_tf.transfer import transfer_to_workdir
 
     if quick:
@@ -99,17 +99,14 @@ def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
     if unknown:
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
     if not config.data.dir:
-        from kpt_tf.embedded_data import ensure_embedded_dataset
-
-        config.data.dir = str(ensure_embedded_dataset(
-            workdir / "data", int(exp.synth_train), int(exp.synth_val), int(exp.synth_seed),
-            input_size=int(config.model.input_size)))
+        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
+                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
     seeds = [int(s) for s in exp.seeds]
 
     source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
     log(f"[kptransfer] step 0: source {steps[0]} ({exp.source_epochs} epochs)")
     source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir)
-    previous = {s: source_dir / "best.keras" for s in seeds}
+    previous = {s: source_dir / wd.BEST_MODEL for s in seeds}
     step_results = []
     for k, joints in enumerate(steps[1:], start=1):
         step_dir = workdir / f"step{k}_{_run_dirname(joints)}"
@@ -118,13 +115,13 @@ def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
             for arm in arms:
                 run_dir = step_dir / arm / f"seed{seed}"
                 cfg = step_config(config, joints, exp.target_epochs, seed)
-                if arm != "random" and not (run_dir / "init.keras").exists():
+                if arm != "random" and not (run_dir / wd.INIT_MODEL).exists():
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
                                         freeze=arm == "frozen", allow_partial=False, verbose=False)
                 log(f"[kptransfer] step {k}: {steps[k - 1]} -> {joints}, arm {arm}, seed {seed}")
                 runs[arm][seed] = train_once(cfg, run_dir)
             if "transfer" in arms:
-                previous[seed] = step_dir / "transfer" / f"seed{seed}" / "best.keras"
+                previous[seed] = step_dir / "transfer" / f"seed{seed}" / wd.BEST_MODEL
         result = write_step_report(step_dir, steps[k - 1], joints, runs, log=log)
         step_results.append(result)
     overall = {"config": json.loads(config.to_json_best_effort()), "source": {

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kpt_tf.training.history import history_from_summary
 
-def _curves(runs_of_arm: dict, key: str, joint: str | None = None, field: str = "mean") -> np.ndarray:
-    """[seeds, epochs] of the mean (joint None) or one joint's PCKh, at `key` ('' = 0.5, '@0.1');
-    `field="seconds"` gives the wall-time curve instead."""
-    rows = []
-    for summary in runs_of_arm.values():
-        hist = summary["history"]
-        if joint is None:
-            rows.append([h[field + key] for h in hist])
-        else:
-            rows.append([h["per_joint" + key][joint] for h in hist])
+
+def _curves(runs_of_arm: dict, value) -> np.ndarray:
+    """[seeds, epochs] of `value(EpochScores)` over every run of an arm (cut to the shortest run)."""
+    rows = [[value(h) for h in history_from_summary(summary)] for summary in runs_of_arm.values()]
     width = min(len(r) for r in rows)
     return np.array([r[:width] for r in rows], dtype=np.float64)
 
@@ -30,29 +25,29 @@ def first_epoch_reaching(curve: np.ndarray, level: float) -> int | None:
 
 def summarise_step(source: str, target: str, runs: dict) -> dict:
     arms = list(runs)
-    joints = list(next(iter(runs[arms[0]].values()))["history"][-1]["per_joint"])
+    joints = list(history_from_summary(next(iter(runs[arms[0]].values())))[-1].per_joint)
     out = {"source": source, "target": target, "arms": {}, "joints": joints,
            "seeds": sorted(next(iter(runs.values())).keys())}
     for arm in arms:
-        mean_curves = _curves(runs[arm], "")
+        mean_curves = _curves(runs[arm], lambda h: h.mean)
         entry = {
             "curve_mean": mean_curves.mean(0).tolist(), "curve_std": mean_curves.std(0).tolist(),
             "final_mean": float(mean_curves[:, -1].mean()), "final_std": float(mean_curves[:, -1].std()),
-            "final_mean@0.1": float(_curves(runs[arm], "@0.1")[:, -1].mean()),
+            "final_mean@0.1": float(_curves(runs[arm], lambda h: h.mean_01)[:, -1].mean()),
             "per_joint": {}, "per_joint@0.1": {}, "per_seed_final": mean_curves[:, -1].tolist(),
             "seconds": float(sum(r.get("seconds", 0.0) for r in runs[arm].values())),
             # wall time since the start of training at each epoch's end, mean over seeds
-            "seconds_curve": _curves(runs[arm], "", None, field="seconds").mean(0).tolist(),
+            "seconds_curve": _curves(runs[arm], lambda h: h.seconds).mean(0).tolist(),
         }
         for j in joints:
-            c = _curves(runs[arm], "", j)
+            c = _curves(runs[arm], lambda h, j=j: h.per_joint[j])
             entry["per_joint"][j] = {"mean": float(c[:, -1].mean()), "std": float(c[:, -1].std()),
                                      "curve_mean": c.mean(0).tolist(), "curve_std": c.std(0).tolist()}
-            entry["per_joint@0.1"][j] = float(_curves(runs[arm], "@0.1", j)[:, -1].mean())
+            entry["per_joint@0.1"][j] = float(_curves(runs[arm], lambda h, j=j: h.per_joint_01[j])[:, -1].mean())
         out["arms"][arm] = entry
     if "random" in out["arms"]:
         target_level = out["arms"]["random"]["final_mean"]
-        for arm, entry in out["arms"].items():
+        for entry in out["arms"].values():
             curve = np.asarray(entry["curve_mean"])
             entry["epoch_to_95pct_random_final"] = first_epoch_reaching(curve, 0.95 * target_level)
             entry["epoch_to_100pct_random_final"] = first_epoch_reaching(curve, target_level)

@@ -1,39 +1,73 @@
-"""Pose networks built from a config. The stacked hourglass is the one architecture so far."""
+"""Pose networks: the architecture registry (`config.model.name`), building from a config, the codec a
+network's output stride implies, and rebuilding a saved network for the current strategy.
+
+Architectures live one module each (`hourglass.py`), built from the shared `blocks`; each registers itself
+(`registry.register`) when imported below.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-
 from kpt_tf.joints import JointSubset
+from kpt_tf.models import hourglass  # noqa: F401  (registers "hourglass")
+from kpt_tf.models.registry import ARCHITECTURES, Architecture
+from kpt_tf.models.weights import plan_copy, weights_by_name
+
+DEFAULT_ARCHITECTURE = "hourglass"
 
 
-def build_net(config, subset: JointSubset, synchronized_bn: bool = False) -> keras.Model:
+def architecture_name(config) -> str:
+    return str(config.model.get("name", DEFAULT_ARCHITECTURE))
+
+
+def architecture(config_or_name) -> Architecture:
+    """The registered architecture of a config (its `model.name`, `hourglass` when absent) or of a name."""
+    name = config_or_name if isinstance(config_or_name, str) else architecture_name(config_or_name)
+    if name not in ARCHITECTURES:
+        raise ValueError(f"config model.name {name!r}: unknown architecture; registered: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def build_net(config, subset: JointSubset, synchronized_bn: bool = False):
     """The config's network with heads sized to `subset` (layer names do not depend on the subset)."""
-    from kpt_tf.models.hourglass import build_hourglass
-
-    m = config.model
-    return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=len(subset),
-                           depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
-                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")))
+    return architecture(config).build(config.model, len(subset), synchronized_bn)
 
 
-def net_from_config(config, subset: JointSubset, synchronized_bn: bool, weights_from: Path) -> keras.Model:
-    """Build the config's network and take every weight and `trainable` flag from a saved `.keras` model
-    of the same architecture (a transfer-initialised workdir), matched by layer name.
+def heatmap_size(config) -> int:
+    input_size = int(config.model.input_size)
+    stride = int(architecture(config).output_stride(config.model))
+    if input_size % stride:
+        raise ValueError(f"config model.input_size {input_size} is not a multiple of the output stride {stride}")
+    return input_size // stride
+
+
+def codec_from_config(config):
+    """The heatmap codec of a config: its input size, the architecture's heatmap size, its sigma."""
+    from kpt_tf.codec import HeatmapCodec
+
+    return HeatmapCodec(input_size=int(config.model.input_size), heatmap_size=heatmap_size(config),
+                        sigma=float(config.codec.sigma))
+
+
+def net_from_saved(config, subset: JointSubset, synchronized_bn: bool, saved_path: Path):
+    """Build the config's network and take every weight and `trainable` flag from a saved `.keras` model of
+    the same architecture (a transfer-initialised workdir), matched by layer-path name.
 
     Rebuilding rather than loading keeps the BatchNormalization mode right for the current strategy.
     """
+    import keras
+
     net = build_net(config, subset, synchronized_bn)
-    saved = keras.saving.load_model(weights_from, compile=False)
+    saved = keras.saving.load_model(saved_path, compile=False)
+    plan = plan_copy(net, weights_by_name(saved))
+    if plan.only_in_target or plan.shape_mismatched:
+        missing = [r[0] for r in plan.only_in_target + plan.shape_mismatched]
+        raise ValueError(f"{saved_path}: does not match the config's network; weights missing or of another "
+                         f"shape: {missing[:5]}")
+    plan.apply()
     saved_layers = {layer.name: layer for layer in saved.layers}
-    missing = [layer.name for layer in net.layers if layer.weights and layer.name not in saved_layers]
-    if missing:
-        raise ValueError(f"{weights_from}: does not match the config's network; layers missing: {missing[:5]}")
     for layer in net.layers:
         if layer.weights:
-            source = saved_layers[layer.name]
-            layer.set_weights(source.get_weights())
-            layer.trainable = source.trainable
+            layer.trainable = saved_layers[layer.name].trainable
     return net

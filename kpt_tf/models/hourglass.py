@@ -33,87 +33,29 @@ Variables are `<layer name>/<weight name>`, e.g. `stem_conv/kernel`, `stack0_fc_
 
 from __future__ import annotations
 
-import math
+import re
 
 import keras
 from keras import layers
 
-# PyTorch's BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5 (Keras' own: 0.99, 1e-3).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
+from kpt_tf.models import blocks
+from kpt_tf.models.registry import Architecture, register
+
 STEM_WIDTH = 64
 STEM_RESIDUAL_WIDTH = 128
 # Stem widths (7x7 conv, first two residuals) per stem kind: bearpaw's fixed 64/128, or scaled with the
 # feature width C as FPD's code does (C/4, C/2): for narrow networks the fixed stem costs more than the
-# hourglasses (2 x 64 at 128 px: the stem's 128-wide residual at 64x64 is half of all FLOPs).
+# hourglasses (2 x 64 at 128 px: 0.90 vs 0.28 GFLOPs, BUILD_NOTES.md).
 STEM_WIDTHS = {
     "bearpaw": lambda channels: (STEM_WIDTH, STEM_RESIDUAL_WIDTH),
     "scaled": lambda channels: (max(channels // 4, 8), max(channels // 2, 8)),
 }
 # Spatial reduction of the stem (7x7/2 conv, then a 2x2 max-pool): 256 px in, 64 px heatmaps out.
 OUTPUT_STRIDE = 4
-
-
-def _conv(filters: int, kernel_size: int, fan_in_channels: int, name: str, strides: int = 1,
-          padding: str = "same", dtype=None) -> layers.Conv2D:
-    """Conv with bias, initialised like PyTorch's / Torch7's default: weights and bias U(+-1/sqrt(fan_in)).
-
-    Both reference implementations train with that default, so we keep their scale at initialisation
-    (VarianceScaling(1/3, fan_in, uniform) is exactly kaiming_uniform(a=sqrt(5))).
-    """
-    bound = 1.0 / math.sqrt(kernel_size * kernel_size * fan_in_channels)
-    return layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=True,
-        kernel_initializer=keras.initializers.VarianceScaling(
-            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
-        name=name, dtype=dtype)
-
-
-def _batch_norm(name: str, synchronized: bool) -> layers.BatchNormalization:
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                     synchronized=synchronized, name=name)
-
-
-def _residual(x, out_channels: int, prefix: str, synchronized_bn: bool):
-    """Pre-activation bottleneck (bearpaw `Bottleneck`, expansion 2) with a 1x1 conv skip if widths differ."""
-    in_channels = x.shape[-1]
-    mid_channels = out_channels // 2
-    y = _batch_norm(f"{prefix}_bn1", synchronized_bn)(x)
-    y = layers.ReLU(name=f"{prefix}_relu1")(y)
-    y = _conv(mid_channels, 1, in_channels, f"{prefix}_conv1")(y)
-    y = _batch_norm(f"{prefix}_bn2", synchronized_bn)(y)
-    y = layers.ReLU(name=f"{prefix}_relu2")(y)
-    y = _conv(mid_channels, 3, mid_channels, f"{prefix}_conv2")(y)
-    y = _batch_norm(f"{prefix}_bn3", synchronized_bn)(y)
-    y = layers.ReLU(name=f"{prefix}_relu3")(y)
-    y = _conv(out_channels, 1, mid_channels, f"{prefix}_conv3")(y)
-    skip = x
-    if in_channels != out_channels:
-        skip = _conv(out_channels, 1, in_channels, f"{prefix}_skip")(x)
-    return layers.Add(name=f"{prefix}_add")([y, skip])
-
-
-def _residuals(x, channels: int, prefix: str, num_blocks: int, synchronized_bn: bool):
-    for r in range(1, num_blocks + 1):
-        x = _residual(x, channels, f"{prefix}_res{r}", synchronized_bn)
-    return x
-
-
-def _hourglass(x, level: int, stack: int, num_blocks: int, synchronized_bn: bool):
-    """One hourglass level (recursive, as the authors' `hourglass(n, f, inp)`); `level` counts down to 1."""
-    channels = x.shape[-1]
-    p = f"hg{stack}"
-    upper = _residuals(x, channels, f"{p}_up{level}", num_blocks, synchronized_bn)
-    lower = layers.MaxPooling2D(2, strides=2, name=f"{p}_pool{level}")(x)
-    lower = _residuals(lower, channels, f"{p}_down{level}", num_blocks, synchronized_bn)
-    if level > 1:
-        lower = _hourglass(lower, level - 1, stack, num_blocks, synchronized_bn)
-    else:
-        lower = _residuals(lower, channels, f"{p}_bottom", num_blocks, synchronized_bn)
-    lower = _residuals(lower, channels, f"{p}_low{level}", num_blocks, synchronized_bn)
-    lower = layers.UpSampling2D(2, interpolation="nearest", name=f"{p}_upsample{level}")(lower)
-    return layers.Add(name=f"{p}_merge{level}")([upper, lower])
+# Layers whose channels follow the joint subset, with the axis of each weight that indexes joints
+# (None: a weight of such a layer that does not depend on the joints, copied along with the mapping).
+_HEAD = re.compile(r"^head\d+$")
+_REINJECT_HEATMAPS = re.compile(r"^reinject\d+_heatmaps$")
 
 
 def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int = 4, num_blocks: int = 1,
@@ -144,32 +86,47 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
     # PyTorch's padding=3 on both sides; Keras' "same" would pad 2 before / 3 after for stride 2 and shift
     # the whole feature grid by one input pixel relative to bearpaw's (and break weight conversion).
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-    x = _conv(stem_width, 7, 3, "stem_conv", strides=2, padding="valid")(x)
-    x = _batch_norm("stem_bn", synchronized_bn)(x)
+    x = blocks.conv(stem_width, 7, 3, "stem_conv", strides=2, padding="valid")(x)
+    x = blocks.batch_norm("stem_bn", synchronized_bn)(x)
     x = layers.ReLU(name="stem_relu")(x)
-    x = _residual(x, stem_residual_width, "stem_res1", synchronized_bn)
+    x = blocks.residual(x, stem_residual_width, "stem_res1", synchronized_bn)
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
-    x = _residual(x, stem_residual_width, "stem_res2", synchronized_bn)
-    x = _residual(x, channels, "stem_res3", synchronized_bn)
+    x = blocks.residual(x, stem_residual_width, "stem_res2", synchronized_bn)
+    x = blocks.residual(x, channels, "stem_res3", synchronized_bn)
 
     heatmaps = []
     for s in range(num_stacks):
-        y = _hourglass(x, depth, s, num_blocks, synchronized_bn)
-        y = _residuals(y, channels, f"stack{s}", num_blocks, synchronized_bn)
-        y = _conv(channels, 1, channels, f"stack{s}_fc_conv")(y)
-        y = _batch_norm(f"stack{s}_fc_bn", synchronized_bn)(y)
-        y = layers.ReLU(name=f"stack{s}_fc_relu")(y)
-        # float32 heads: the loss and decoding see full-precision heatmaps under mixed_float16.
-        score = _conv(num_joints, 1, channels, f"head{s}", dtype="float32")(y)
+        y = blocks.hourglass(x, depth, f"hg{s}", num_blocks, synchronized_bn)
+        y = blocks.residuals(y, channels, f"stack{s}", num_blocks, synchronized_bn)
+        y = blocks.conv_bn_relu(y, channels, f"stack{s}_fc", synchronized_bn)
+        score = blocks.heatmap_head(y, num_joints, f"head{s}")
         heatmaps.append(score)
         if s < num_stacks - 1:
-            features_back = _conv(channels, 1, channels, f"reinject{s}_features")(y)
-            heatmaps_back = _conv(channels, 1, num_joints, f"reinject{s}_heatmaps")(score)
+            features_back = blocks.conv(channels, 1, channels, f"reinject{s}_features")(y)
+            heatmaps_back = blocks.conv(channels, 1, num_joints, f"reinject{s}_heatmaps")(score)
             x = layers.Add(name=f"reinject{s}_add")([x, features_back, heatmaps_back])
 
     return model_class(inputs=image, outputs=heatmaps, name=name)
 
 
-def trainable_parameter_count(model: keras.Model) -> int:
-    """Trainable weights only (BN moving mean/variance are non-trainable), like PyTorch's parameters()."""
-    return int(sum(math.prod(v.shape) for v in model.trainable_weights))
+def joint_layout(layer_name: str) -> dict | None:
+    """Which weights of a layer index joints, and on which axis; None for a layer independent of the subset.
+
+    head{s}: kernel [1, 1, C, J], bias [J]; reinject{s}_heatmaps: kernel [1, 1, J, C], bias [C].
+    """
+    if _HEAD.match(layer_name):
+        return {"kernel": 3, "bias": 0}
+    if _REINJECT_HEATMAPS.match(layer_name):
+        return {"kernel": 2, "bias": None}
+    return None
+
+
+def build_from_config(model_config, num_joints: int, synchronized_bn: bool = False) -> keras.Model:
+    m = model_config
+    return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=num_joints,
+                           depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
+                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")))
+
+
+register(Architecture(name="hourglass", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,
+                      joint_layout=joint_layout))

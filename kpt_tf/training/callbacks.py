@@ -10,15 +10,17 @@ import tensorflow as tf
 
 from kpt_tf.inference import net_heatmaps_fn, predict_dataset
 from kpt_tf.metrics import pckh
+from kpt_tf.training.history import EpochScores
 from kpt_tf.visualize import draw_skeleton
 
 
 class ValidationPCKh(keras.callbacks.Callback):
     """Scores the network on the validation split after every epoch with the project's one metric.
 
-    Adds to the epoch logs (so CSVLogger, ModelCheckpoint and TensorBoard see them, which is why it must
-    come first in the callback list): `val_pckh_mean`, `val_pckh01_mean` (true 0.10), `val_pckh_<joint>`,
-    `learning_rate`; and writes predicted skeletons on a few validation crops to TensorBoard.
+    Adds `EpochScores.logs()` (val_pckh_mean, val_pckh01_mean at a true 0.10, val_pckh_<joint>) and
+    `learning_rate` to the epoch logs (so CSVLogger, ModelCheckpoint and TensorBoard see them, which is why
+    it must come first in the callback list), keeps `history` (a list of EpochScores), and writes predicted
+    skeletons on a few validation crops to TensorBoard.
     """
 
     def __init__(self, net, dataset, codec, subset, flip_test: bool, max_people: int = 0, log_dir=None,
@@ -31,7 +33,7 @@ class ValidationPCKh(keras.callbacks.Callback):
         self._predict = None
         self._started = time.time()
         self.last_mean = None
-        self.history: list[dict] = []
+        self.history: list[EpochScores] = []
 
     def evaluate(self):
         """(Predictions, score_predictions report) of the current network on the validation split."""
@@ -47,18 +49,15 @@ class ValidationPCKh(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         preds, report = self.evaluate()
-        logs["val_pckh_mean"] = report["mean"]
-        logs["val_pckh01_mean"] = report["mean@0.1"]
-        for name, value in report["per_joint"].items():
-            logs[f"val_pckh_{name}"] = value
+        scores = EpochScores(epoch=epoch + 1, seconds=round(time.time() - self._started, 2), mean=report["mean"],
+                             mean_01=report["mean@0.1"], per_joint=dict(report["per_joint"]),
+                             per_joint_01=dict(report["per_joint@0.1"]))
+        logs.update(scores.logs())
         lr = self.model.optimizer.learning_rate
         logs["learning_rate"] = float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
-        self.last_mean = report["mean"]
-        self.best = report["mean"] if self.best is None else max(self.best, report["mean"])
-        self.history.append({"epoch": epoch + 1, "seconds": round(time.time() - self._started, 2),
-                             "mean": report["mean"], "mean@0.1": report["mean@0.1"],
-                             "per_joint": dict(report["per_joint"]),
-                             "per_joint@0.1": dict(report["per_joint@0.1"])})
+        self.last_mean = scores.mean
+        self.best = scores.mean if self.best is None else max(self.best, scores.mean)
+        self.history.append(scores)
         if self._writer is not None and preds.images:
             drawn = [draw_skeleton(img, j, self.subset) for img, j in zip(preds.images, preds.input_joints)]
             with self._writer.as_default():

@@ -1,4 +1,9 @@
-"""`PoseTrainer`: wraps the functional pose network for `model.fit`.
+"""Trainers: `keras.Model` wrappers that train a functional pose network with `model.fit`.
+
+The trainer seam: `train.trainer` in the config picks a registered trainer class (`pose` = `PoseTrainer`);
+a new training objective (e.g. distillation from a teacher) subclasses `PoseTrainer`, overrides
+`loss_names` and `compute_losses(images, outputs, joints, weights)`, and registers itself with
+`@register_trainer("name")` -- the distributed step, XLA path and BN handling below stay shared.
 
 The network itself stays a plain functional `keras.Model` (saved, exported and transferred as is); the
 trainer adds what training needs: heatmap targets rendered inside the compiled step from the small
@@ -26,20 +31,34 @@ import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution
 
 from kpt_tf.codec import HeatmapCodec
+from kpt_tf.models.outputs import stage_outputs
+from kpt_tf.training.losses import per_stage_mse
+
+TRAINERS: dict[str, type] = {}
 
 
-def weighted_heatmap_mse(predicted, target, weights):
-    """Mean over batch, joints and pixels of w * (pred - target)^2 (HRNet's JointsMSELoss without 1/2).
+def register_trainer(name: str):
+    """Class decorator: make a trainer class selectable as `train.trainer = name`."""
+    def add(cls):
+        if name in TRAINERS and TRAINERS[name] is not cls:
+            raise ValueError(f"trainer {name!r} is registered twice")
+        TRAINERS[name] = cls
+        return cls
+    return add
 
-    A joint of weight 0 (not annotated, or pushed out of the crop by augmentation) contributes nothing.
-    """
-    predicted = tf.cast(predicted, tf.float32)
-    w = weights[:, None, None, :]
-    return tf.reduce_mean(tf.square(predicted - target) * w)
+
+def make_trainer(config, net: keras.Model, codec: HeatmapCodec, xla: bool) -> keras.Model:
+    """The trainer the config's `train.trainer` names (default `pose`), wrapped around `net`."""
+    name = str(config.train.get("trainer", "pose"))
+    if name not in TRAINERS:
+        raise ValueError(f"config train.trainer {name!r}: unknown trainer; registered: {sorted(TRAINERS)}")
+    return TRAINERS[name].from_config(config, net, codec, xla)
 
 
+@register_trainer("pose")
 class PoseTrainer(keras.Model):
-    """Trains `net` (images -> list of per-stack heatmaps) from batches `(images, {"joints", "weights"})`."""
+    """Trains `net` (images -> per-stage heatmaps) from batches `(images, {"joints", "weights"})` with the
+    target-weighted heatmap MSE summed over stages (intermediate supervision)."""
 
     def __init__(self, net: keras.Model, codec: HeatmapCodec, xla: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "pose_trainer"), **kwargs)
@@ -47,8 +66,7 @@ class PoseTrainer(keras.Model):
         self.codec = codec
         self.xla = xla
         self.num_stacks = len(net.outputs)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.stack_trackers = [keras.metrics.Mean(name=f"loss_stack{s + 1}") for s in range(self.num_stacks)]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names()}
         # Only the XLA path nests a tf.function (fit already traces train_step); a nested non-XLA function
         # would forbid the synchronized BN all-reduce for nothing.
         self._forward_backward = (tf.function(self._forward_backward_impl, jit_compile=True) if xla
@@ -56,40 +74,51 @@ class PoseTrainer(keras.Model):
         self._moving_statistics = [v for v in net.non_trainable_variables
                                    if v.path.endswith(("moving_mean", "moving_variance"))]
 
-    def call(self, images, training=False):
-        return self._stacks(self.net(tf.cast(images, tf.float32), training=training))
+    @classmethod
+    def from_config(cls, config, net, codec, xla):
+        """Built by `make_trainer`; subclasses read their own config keys here."""
+        return cls(net, codec, xla=xla)
 
-    @staticmethod
-    def _stacks(outputs):
-        """Per-stack heatmaps as a list (a one-stack functional model returns a bare tensor)."""
-        return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    # --- the hook ---------------------------------------------------------------------------------
+    def loss_names(self) -> list[str]:
+        """Names of the values `compute_losses` returns ("loss", the total, first); one metric each."""
+        return ["loss", *(f"loss_stack{s + 1}" for s in range(self.num_stacks))]
+
+    def compute_losses(self, images, outputs, joints, weights) -> dict:
+        """Losses of one batch: `outputs` are the network's per-stage heatmaps on `images` (float32 pixels),
+        `joints` [B, J, 2] model-input pixels, `weights` [B, J]. Returns {name: scalar}, "loss" minimised."""
+        targets, target_weights = self.codec.encode(joints, weights)
+        per_stack = per_stage_mse(outputs, targets, target_weights)
+        losses = {"loss": tf.add_n(per_stack)}
+        losses.update({f"loss_stack{s + 1}": v for s, v in enumerate(per_stack)})
+        return losses
+
+    # --- shared machinery ---------------------------------------------------------------------------
+    def call(self, images, training=False):
+        return stage_outputs(self.net(tf.cast(images, tf.float32), training=training))
 
     @property
     def metrics(self):
-        return [self.loss_tracker, *self.stack_trackers]
-
-    def _heatmap_losses(self, outputs, joints, weights):
-        targets, target_weights = self.codec.encode(joints, weights)
-        per_stack = [weighted_heatmap_mse(o, targets, target_weights) for o in outputs]
-        return tf.add_n(per_stack), per_stack
+        return list(self.trackers.values())
 
     def _forward_backward_impl(self, images, joints, weights):
         variables = self.net.trainable_variables
+        images = tf.cast(images, tf.float32)
         with tf.GradientTape() as tape:
-            outputs = self._stacks(self.net(tf.cast(images, tf.float32), training=True))
-            loss, per_stack = self._heatmap_losses(outputs, joints, weights)
+            outputs = stage_outputs(self.net(images, training=True))
+            losses = self.compute_losses(images, outputs, joints, weights)
             # Gradients are summed across replicas by the optimizer: scale so the sum is the global mean.
-            scaled = self.optimizer.scale_loss(scale_loss_for_distribution(loss))
+            scaled = self.optimizer.scale_loss(scale_loss_for_distribution(losses["loss"]))
         grads = tape.gradient(scaled, variables)
-        return loss, per_stack, grads
+        return losses, grads
 
     def train_step(self, data):
         images, targets = data
-        loss, per_stack, grads = self._forward_backward(images, targets["joints"], targets["weights"])
+        losses, grads = self._forward_backward(images, targets["joints"], targets["weights"])
         self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
         if self.xla:
             self._average_moving_statistics()
-        return self._update_metrics(loss, per_stack)
+        return self._update_metrics(losses)
 
     def _average_moving_statistics(self):
         """Replica-mean of the BN moving statistics (a no-op on one replica)."""
@@ -102,12 +131,11 @@ class PoseTrainer(keras.Model):
 
     def test_step(self, data):
         images, targets = data
-        outputs = self._stacks(self.net(tf.cast(images, tf.float32), training=False))
-        loss, per_stack = self._heatmap_losses(outputs, targets["joints"], targets["weights"])
-        return self._update_metrics(loss, per_stack)
+        images = tf.cast(images, tf.float32)
+        outputs = stage_outputs(self.net(images, training=False))
+        return self._update_metrics(self.compute_losses(images, outputs, targets["joints"], targets["weights"]))
 
-    def _update_metrics(self, loss, per_stack):
-        self.loss_tracker.update_state(loss)
-        for tracker, value in zip(self.stack_trackers, per_stack):
-            tracker.update_state(value)
-        return {m.name: m.result() for m in self.metrics}
+    def _update_metrics(self, losses: dict):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(losses[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}

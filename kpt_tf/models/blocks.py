@@ -1,0 +1,96 @@
+"""Reusable building blocks of the pose networks (stacked hourglass, part-based branches, ...).
+
+Every block takes a tensor and a name prefix and creates layers whose names are derived from that prefix
+only, so two networks built from the same blocks share layer names wherever they share structure: that is
+what KPTransfer's copy-by-name relies on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+# PyTorch's BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5 (Keras' own: 0.99, 1e-3).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def conv(filters: int, kernel_size: int, fan_in_channels: int, name: str, strides: int = 1,
+         padding: str = "same", dtype=None) -> layers.Conv2D:
+    """Conv with bias, initialised like PyTorch's / Torch7's default: weights and bias U(+-1/sqrt(fan_in)).
+
+    Both reference implementations train with that default, so we keep their scale at initialisation
+    (VarianceScaling(1/3, fan_in, uniform) is exactly kaiming_uniform(a=sqrt(5))).
+    """
+    bound = 1.0 / math.sqrt(kernel_size * kernel_size * fan_in_channels)
+    return layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, use_bias=True,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=1.0 / 3.0, mode="fan_in", distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        name=name, dtype=dtype)
+
+
+def batch_norm(name: str, synchronized: bool) -> layers.BatchNormalization:
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                     synchronized=synchronized, name=name)
+
+
+def residual(x, out_channels: int, prefix: str, synchronized_bn: bool):
+    """Pre-activation bottleneck (bearpaw `Bottleneck`, expansion 2) with a 1x1 conv skip if widths differ.
+
+    Layers: {prefix}_bn1, _relu1, _conv1, _bn2, _relu2, _conv2, _bn3, _relu3, _conv3, [_skip], _add.
+    """
+    in_channels = x.shape[-1]
+    mid_channels = out_channels // 2
+    y = batch_norm(f"{prefix}_bn1", synchronized_bn)(x)
+    y = layers.ReLU(name=f"{prefix}_relu1")(y)
+    y = conv(mid_channels, 1, in_channels, f"{prefix}_conv1")(y)
+    y = batch_norm(f"{prefix}_bn2", synchronized_bn)(y)
+    y = layers.ReLU(name=f"{prefix}_relu2")(y)
+    y = conv(mid_channels, 3, mid_channels, f"{prefix}_conv2")(y)
+    y = batch_norm(f"{prefix}_bn3", synchronized_bn)(y)
+    y = layers.ReLU(name=f"{prefix}_relu3")(y)
+    y = conv(out_channels, 1, mid_channels, f"{prefix}_conv3")(y)
+    skip = x
+    if in_channels != out_channels:
+        skip = conv(out_channels, 1, in_channels, f"{prefix}_skip")(x)
+    return layers.Add(name=f"{prefix}_add")([y, skip])
+
+
+def residuals(x, channels: int, prefix: str, num_blocks: int, synchronized_bn: bool):
+    """`num_blocks` residuals named {prefix}_res1 .. {prefix}_res{num_blocks}."""
+    for r in range(1, num_blocks + 1):
+        x = residual(x, channels, f"{prefix}_res{r}", synchronized_bn)
+    return x
+
+
+def hourglass(x, level: int, prefix: str, num_blocks: int, synchronized_bn: bool):
+    """One hourglass of depth `level` (recursive, as the authors' `hourglass(n, f, inp)`; levels count down
+    to 1): {prefix}_up{d}, _pool{d}, _down{d}, _bottom (lowest level), _low{d}, _upsample{d}, _merge{d}."""
+    channels = x.shape[-1]
+    upper = residuals(x, channels, f"{prefix}_up{level}", num_blocks, synchronized_bn)
+    lower = layers.MaxPooling2D(2, strides=2, name=f"{prefix}_pool{level}")(x)
+    lower = residuals(lower, channels, f"{prefix}_down{level}", num_blocks, synchronized_bn)
+    if level > 1:
+        lower = hourglass(lower, level - 1, prefix, num_blocks, synchronized_bn)
+    else:
+        lower = residuals(lower, channels, f"{prefix}_bottom", num_blocks, synchronized_bn)
+    lower = residuals(lower, channels, f"{prefix}_low{level}", num_blocks, synchronized_bn)
+    lower = layers.UpSampling2D(2, interpolation="nearest", name=f"{prefix}_upsample{level}")(lower)
+    return layers.Add(name=f"{prefix}_merge{level}")([upper, lower])
+
+
+def conv_bn_relu(x, channels: int, prefix: str, synchronized_bn: bool):
+    """1x1 conv, BN, ReLU ({prefix}_conv, _bn, _relu): the hourglass' "fc" after each stack."""
+    y = conv(channels, 1, x.shape[-1], f"{prefix}_conv")(x)
+    y = batch_norm(f"{prefix}_bn", synchronized_bn)(y)
+    return layers.ReLU(name=f"{prefix}_relu")(y)
+
+
+def heatmap_head(x, num_joints: int, name: str):
+    """1x1 conv to one heatmap per joint, float32 so the loss and decoding see full precision under
+    mixed_float16."""
+    return conv(num_joints, 1, x.shape[-1], name, dtype="float32")(x)

@@ -1,0 +1,36 @@
+"""The architecture seam: every pose network registers what the rest of the toolkit needs to know of it.
+
+`config.model.name` picks the architecture (`hourglass`; others register the same way). Training, export,
+the codec and KPTransfer ask the architecture instead of assuming a stacked hourglass:
+- `build(model_config, num_joints, synchronized_bn)`: a functional keras.Model, input float32 [B, S, S, 3]
+  pixels 0..255, outputs per `kpt_tf.models.outputs` (one heatmap tensor per supervised stage, last = final);
+- `output_stride(model_config)`: input pixels per heatmap pixel (the codec's heatmap size follows from it);
+- `joint_layout(layer_name)`: None for a layer whose weights do not depend on the joint subset, else a dict
+  weight name -> axis that indexes joints (None for a weight of that layer that does not), so transfer can
+  carry channels over by joint name and never copies a joint-dependent weight blindly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+ARCHITECTURES: dict[str, "Architecture"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable
+    output_stride: Callable
+    joint_layout: Callable
+
+    def is_joint_dependent(self, layer_name: str) -> bool:
+        return self.joint_layout(layer_name) is not None
+
+
+def register(architecture: Architecture) -> Architecture:
+    if architecture.name in ARCHITECTURES and ARCHITECTURES[architecture.name] is not architecture:
+        raise ValueError(f"architecture {architecture.name!r} is registered twice")
+    ARCHITECTURES[architecture.name] = architecture
+    return architecture

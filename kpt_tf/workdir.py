@@ -1,0 +1,180 @@
+"""The layout of a training workdir and of an exported SavedModel: every file name, the config file, the export
+metadata, and loading a trained network from any of them. No other module spells these names.
+
+A training workdir (kpt_tf.train, kpt_tf.transfer):
+
+    config.json                the full training config (ml_collections, JSON)
+    init.keras                 starting weights of a fine-tuning run (written by kpt_tf.transfer)
+    transfer_report.{json,txt} what kpt_tf.transfer copied
+    best.keras, final.keras    the network at its best validation PCKh / after the last epoch
+    checkpoints/best.weights.h5, backup/ (BackupAndRestore, removed when training completes)
+    metrics.csv, tensorboard/, train_summary.json
+
+An exported SavedModel (kpt_tf.export) carries `assets.extra/kpt_tf.json` (TF Serving's convention for extra
+files): the joints, input and heatmap size, sigma, flip test and architecture of the exported network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+CONFIG = "config.json"
+INIT_MODEL = "init.keras"
+BEST_MODEL = "best.keras"
+FINAL_MODEL = "final.keras"
+MODELS = {"init": INIT_MODEL, "best": BEST_MODEL, "final": FINAL_MODEL}
+BEST_WEIGHTS = "checkpoints/best.weights.h5"
+BACKUP = "backup"
+METRICS_CSV = "metrics.csv"
+TENSORBOARD = "tensorboard"
+TRAIN_SUMMARY = "train_summary.json"
+TRANSFER_REPORT_JSON = "transfer_report.json"
+TRANSFER_REPORT_TEXT = "transfer_report.txt"
+EXPORT_METADATA = "assets.extra/kpt_tf.json"
+SAVED_MODEL_GRAPH = "saved_model.pb"
+
+
+def save_config(config, directory) -> Path:
+    path = Path(directory) / CONFIG
+    path.write_text(config.to_json_best_effort(indent=1))
+    return path
+
+
+def load_config(directory):
+    """The ml_collections config of a training workdir."""
+    import ml_collections
+
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {CONFIG}; is {directory} a kpt_tf training workdir?")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def is_finished(directory) -> bool:
+    """True when a training run completed in `directory` (its summary is written last)."""
+    return (Path(directory) / TRAIN_SUMMARY).is_file()
+
+
+def is_savedmodel(path) -> bool:
+    return Path(path).is_dir() and (Path(path) / SAVED_MODEL_GRAPH).is_file()
+
+
+# --- export metadata ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ExportMetadata:
+    """What a served network is: read by evaluation, transfer and clients without loading the graph."""
+
+    joints: list
+    input_size: int
+    heatmap_size: int
+    sigma: float
+    flip_test: bool
+    architecture: str = "hourglass"
+
+    def write(self, savedmodel_dir) -> Path:
+        path = Path(savedmodel_dir) / EXPORT_METADATA
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        return path
+
+    @classmethod
+    def read(cls, savedmodel_dir) -> "ExportMetadata":
+        path = Path(savedmodel_dir) / EXPORT_METADATA
+        if not path.is_file():
+            raise FileNotFoundError(f"{savedmodel_dir}: not a kpt_tf export (no {EXPORT_METADATA})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+
+    def codec(self):
+        from kpt_tf.codec import HeatmapCodec
+
+        return HeatmapCodec(input_size=int(self.input_size), heatmap_size=int(self.heatmap_size),
+                            sigma=float(self.sigma))
+
+
+# --- trained networks ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A trained network from a workdir, a `.keras` file or an exported SavedModel, behind one interface."""
+
+    path: Path
+    net: object = None          # keras.Model (workdir, .keras), else None
+    savedmodel: object = None   # the loaded SavedModel, else None
+    config: object = None       # the training config when known (workdir, .keras beside its config.json)
+    metadata: ExportMetadata | None = None
+
+    @property
+    def kind(self) -> str:
+        return "SavedModel" if self.savedmodel is not None else ".keras model"
+
+    @property
+    def joints(self):
+        """The JointSubset of the network's heads, or None when nothing records it."""
+        from kpt_tf.joints import JointSubset
+
+        if self.metadata is not None:
+            return JointSubset.parse(self.metadata.joints)
+        if self.config is not None:
+            return JointSubset.parse(self.config.joints)
+        return None
+
+    def codec(self):
+        if self.metadata is not None:
+            return self.metadata.codec()
+        if self.config is None:
+            raise ValueError(f"{self.path}: no config.json beside it, so its codec is unknown")
+        from kpt_tf.models import codec_from_config
+
+        return codec_from_config(self.config)
+
+    def heatmaps_fn(self, flip_test: bool = True, flip_shift: bool = False):
+        """crops float32 [N, S, S, 3] -> final heatmaps. A SavedModel has its flip test fixed at export."""
+        if self.savedmodel is not None:
+            # A bound endpoint alone would let the SavedModel (and its variables) be garbage-collected.
+            return lambda crops, _model=self.savedmodel: _model.heatmaps(crops)
+        from kpt_tf.inference import net_heatmaps_fn
+
+        return net_heatmaps_fn(self.net, self.joints, flip_test, flip_shift)
+
+    def weights(self) -> dict:
+        """Layer-path name ("stem_conv/kernel") -> numpy value."""
+        import numpy as np
+
+        if self.savedmodel is not None:
+            return {v.name.rsplit(":", 1)[0]: np.asarray(v.numpy()) for v in self.savedmodel.variables}
+        from kpt_tf.models.weights import weights_by_name
+
+        return weights_by_name(self.net)
+
+
+def load_trained(path, which: str = "best", config=None) -> TrainedModel:
+    """A trained network from an exported SavedModel, a training workdir (its `which` model) or a `.keras` file.
+
+    Raises FileNotFoundError / ValueError naming the path when it is none of those.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: does not exist")
+    if is_savedmodel(path):
+        import tensorflow as tf
+
+        metadata = ExportMetadata.read(path)
+        return TrainedModel(path=path, savedmodel=tf.saved_model.load(str(path)), metadata=metadata)
+    if path.is_dir():
+        if which not in MODELS:
+            raise ValueError(f"which={which!r}: expected one of {sorted(MODELS)}")
+        config = config or load_config(path)
+        path = path / MODELS[which]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trained model ({MODELS[which]}) in the workdir; train first")
+    if path.suffix != ".keras" or not path.is_file():
+        raise ValueError(f"{path}: not a SavedModel, a training workdir or a .keras file")
+    import keras
+
+    if config is None and (path.parent / CONFIG).is_file():
+        config = load_config(path.parent)
+    return TrainedModel(path=path, net=keras.saving.load_model(path, compile=False), config=config)
