@@ -44,7 +44,7 @@ def tiny_train_config(data_dir, joints: str = "all", epochs: int = 2, steps: int
 @pytest.fixture(scope="session")
 def embedded_records(tmp_path_factory) -> Path:
     """A small generated data set converted for 64-pixel inputs (shared by the training tests)."""
-    from kpt_tf.embedded_data import ensure_embedded_dataset
+    from data_prep.embedded import ensure_embedded_dataset
 
     return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded"), num_train=160, num_val=32, seed=0,
                                    input_size=64, num_workers=2, progress=False)

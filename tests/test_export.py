@@ -67,6 +67,26 @@ def test_keypoints_land_in_image_coordinates(exported):
     assert [n.decode() for n in out["joint_names"].numpy()][:2] == ["right_ankle", "right_knee"]
 
 
+def test_one_stack_network_exports_and_serves(tmp_path):
+    """A 1-stack functional model returns a bare tensor; the output contract makes the export work anyway."""
+    from kpt_tf.codec import HeatmapCodec
+    from kpt_tf.export import export_net
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.models.hourglass import build_hourglass
+
+    net = build_hourglass(1, 16, 16, depth=2, input_size=64)
+    codec = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
+    out_dir = export_net(net, codec, JointSubset.parse("all"), tmp_path / "one_stack", flip_test=True)
+    loaded = tf.saved_model.load(str(out_dir))
+    crops = _image(64, seed=3).astype(np.float32)
+    heatmaps = loaded.heatmaps(tf.constant(crops)).numpy()
+    assert heatmaps.shape == (1, 16, 16, 16)
+    box = tf.constant([[4.0, 4.0, 50.0, 60.0]])
+    served = loaded.signatures["serving_default"](images=tf.constant(_image(64, seed=3)), boxes=box)
+    assert served["keypoints"].shape == (1, 16, 2) and served["scores"].shape == (1, 16)
+    assert np.isfinite(served["keypoints"].numpy()).all()
+
+
 def test_flip_test_export_and_metadata(exported):
     _, flipped, net = exported
     meta = json.loads((flipped / "assets.extra" / "kpt_tf.json").read_text())
@@ -118,6 +138,6 @@ def test_evaluate_cli_model_mode_on_export_and_workdir(exported, trained_workdir
         results[name] = json.loads(out.read_text())
     # The exported graph (flip test inside) and the workdir's Keras model (flip test in Python) agree.
     assert abs(results["export"]["hrnet"]["Mean"] - results["workdir"]["hrnet"]["Mean"]) < 1e-6
-    from kpt_tf import mpii_io
-    preds = mpii_io.load_predictions(tmp_path / "export.mat")
+    from kpt_tf.mpii import load_predictions
+    preds = load_predictions(tmp_path / "export.mat")
     assert preds.shape[1:] == (16, 2)

@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 
-from kpt_tf import mpii_io
+from kpt_tf import mpii
 from kpt_tf.joints import JOINT_NAMES, JointSubset
 from kpt_tf.metrics import pckh
-
-from tests.conftest import SHARED_MPII as MPII_DIR, require_shared_mpii
+from tests.conftest import SHARED_MPII as MPII_DIR
+from tests.conftest import require_shared_mpii
 
 GT_FILE = MPII_DIR / "detections_our_format.mat"
 PREDS_DIR = MPII_DIR / "preds"
@@ -22,11 +22,11 @@ def _require_mpii():
 @pytest.fixture(scope="module")
 def truth():
     _require_mpii()
-    return mpii_io.load_ground_truth(GT_FILE)
+    return mpii.load_ground_truth(GT_FILE)
 
 
 def _report(truth, name):
-    preds = mpii_io.load_predictions(PREDS_DIR / name, expected_count=len(truth))
+    preds = mpii.load_predictions(PREDS_DIR / name, expected_count=len(truth))
     counts = pckh.score(preds, truth.positions, truth.head_sizes, truth.annotated)
     return counts, pckh.report(counts)
 

@@ -1,4 +1,4 @@
-"""The offline converter (data_prep.mpii_to_tfrecord) and its annotation readers (data_prep.annotation_sources)."""
+"""The offline converter (data_prep.mpii_to_tfrecord, data_prep.crops, data_prep.shards)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data_prep import annotation_sources as sources
+from data_prep import crops
 from data_prep import mpii_to_tfrecord as conv
 from kpt_tf import geometry
-
-from tests.conftest import REPO, require_shared_mpii as _require_shared
-
+from tests.conftest import REPO
+from tests.conftest import require_shared_mpii as _require_shared
+from tests.mpii.test_annotations import write_release_mat
 
 # --------------------------------------------------------------------------------------------------
 # Small hand-made data sets in the real mpii_annotations.json schema (1-based pixels)
@@ -33,7 +33,7 @@ def _person(rng, width, height, is_val, image_index, people_index, scale=None, h
     scale = float(rng.uniform(0.5, 0.9)) if scale is None else scale
     objpos = [float(rng.uniform(0.35, 0.65) * width), float(rng.uniform(0.35, 0.55) * height)]
     joints = []
-    for j in range(16):
+    for _ in range(16):
         x = objpos[0] + float(rng.uniform(-60, 60)) * scale
         y = objpos[1] + float(rng.uniform(-80, 100)) * scale
         joints.append([round(x, 3), round(y, 3), float(rng.integers(0, 2))])
@@ -201,8 +201,8 @@ def test_image_to_crop_to_image_is_exact_in_float64():
 def test_jpeg_dimensions_read_from_the_header(progressive):
     image = np.zeros((37, 53, 3), np.uint8)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)])
-    assert conv.jpeg_dimensions(data.tobytes()) == (37, 53)
-    assert conv.jpeg_dimensions(b"\x89PNG\r\n") is None
+    assert crops.jpeg_dimensions(data.tobytes()) == (37, 53)
+    assert crops.jpeg_dimensions(b"\x89PNG\r\n") is None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_interrupted_run_resumes_and_redoes_only_missing_shards(tmp_path, monkey
     reference = shard_bytes(tmp_path / "reference")
     out = tmp_path / "out"
 
-    publish = conv._ShardWriter.publish
+    publish = shards.ShardWriter.publish
     published = []
 
     def publish_then_die(self):
@@ -309,21 +309,21 @@ def test_interrupted_run_resumes_and_redoes_only_missing_shards(tmp_path, monkey
         published.append(self.plan.file)
         return publish(self)
 
-    monkeypatch.setattr(conv._ShardWriter, "publish", publish_then_die)
+    monkeypatch.setattr(shards.ShardWriter, "publish", publish_then_die)
     with pytest.raises(KeyboardInterrupt):
         _convert(annotations, images, out, num_shards=shards)
-    monkeypatch.setattr(conv._ShardWriter, "publish", publish)
+    monkeypatch.setattr(shards.ShardWriter, "publish", publish)
     partial = json.loads((out / "manifest.json").read_text())
     assert partial["complete"] is False and [s["file"] for s in partial["shards"]] == sorted(published)
     assert sorted(p.name for p in out.glob("[!.]*.tfrecord")) == sorted(published)
-    assert list(out.glob(conv.TMP_PREFIX + "*.tfrecord"))  # the unfinished shards are only .tmp files
+    assert list(out.glob(shards.TMP_PREFIX + "*.tfrecord"))  # the unfinished shards are only .tmp files
     stamps = {name: (out / name).stat().st_mtime_ns for name in published}
 
     manifest = _convert(annotations, images, out, num_shards=shards)
     assert manifest["complete"] is True
     assert shard_bytes(out) == reference
     assert {name: (out / name).stat().st_mtime_ns for name in published} == stamps  # kept, not redone
-    assert not list(out.glob(conv.TMP_PREFIX + "*"))
+    assert not list(out.glob(shards.TMP_PREFIX + "*"))
 
     # A damaged shard and a deleted one are redone; the others are kept.
     damaged, deleted, *kept = sorted(reference)
@@ -360,82 +360,12 @@ def test_max_people_takes_the_first_people_of_each_split(tmp_path):
 # The official release .mat
 # --------------------------------------------------------------------------------------------------
 
-def _struct_array(items: list[dict]) -> np.ndarray:
-    """A 1 x n MATLAB struct array (savemat writes a structured object array as one)."""
-    fields = list(items[0])
-    array = np.empty((1, len(items)), dtype=[(f, object) for f in fields])
-    for i, item in enumerate(items):
-        for f in fields:
-            array[0, i][f] = item[f]
-    return array
 
+# The release .mat's reader: tests/mpii/test_annotations.py
 
-EMPTY = np.zeros((0, 0))
-
-
-def _point(pid, x, y, is_visible):
-    return {"id": float(pid), "x": float(x), "y": float(y), "is_visible": is_visible}
-
-
-def _rect(points, objpos=(100.0, 120.0), scale=0.8, box=(90.0, 40.0, 120.0, 75.0)):
-    return {"x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3],
-            "annopoints": EMPTY if points is None else {"point": _struct_array(points)},
-            "scale": scale,
-            "objpos": EMPTY if objpos is None else {"x": float(objpos[0]), "y": float(objpos[1])}}
-
-
-def write_release_mat(path: Path):
-    """A small file in the structure of mpii_human_pose_v1_u12_1.mat (RELEASE.annolist / img_train)."""
-    single = _struct_array([_rect([_point(0, 101, 201, 1.0), _point(9, 111, 51, "0"), _point(8, 112, 71, EMPTY),
-                                   _point(13, 131, 91, "1")])])               # one person: a 1x1 struct
-    several = _struct_array([
-        _rect([_point(2, 201, 151, 1.0), _point(3, 221, 152, "")], objpos=(210.0, 140.0)),
-        _rect(None, objpos=(300.0, 140.0)),                                   # no annopoints
-        _rect([_point(4, 50, 60, 1.0)], objpos=None),                         # objpos empty
-    ])
-    test_rect = _struct_array([{"scale": 1.0, "objpos": {"x": 10.0, "y": 10.0}}])  # test image: other fields
-    annolist = _struct_array([
-        {"image": {"name": "a.jpg"}, "annorect": single, "frame_sec": EMPTY, "vididx": EMPTY},
-        {"image": {"name": "test.jpg"}, "annorect": test_rect, "frame_sec": EMPTY, "vididx": EMPTY},
-        {"image": {"name": "b.jpg"}, "annorect": several, "frame_sec": EMPTY, "vididx": EMPTY},
-        {"image": {"name": "c.jpg"}, "annorect": EMPTY, "frame_sec": EMPTY, "vididx": EMPTY},
-    ])
-    release = {"annolist": annolist, "img_train": np.array([[1, 0, 1, 1]], np.float64),
-               "version": "12", "single_person": EMPTY, "act": EMPTY, "video_list": EMPTY}
-    scipy.io.savemat(str(path), {"RELEASE": release})
-
-
-def test_release_mat_reader_follows_the_official_structure(tmp_path):
+def test_release_mat_people_convert_with_their_head_boxes(tmp_path):
     path = tmp_path / "mpii_human_pose_v1_u12_1.mat"
     write_release_mat(path)
-    people = sources.read_annotations(path)
-    assert [(p.split, p.dataset_index, p.image, p.person_index, p.image_index) for p in people] == [
-        ("train", 0, "a.jpg", 0, 0), ("train", 1, "b.jpg", 0, 2), ("train", 2, "b.jpg", 1, 2),
-        ("train", 3, "b.jpg", 2, 2)]
-    first = people[0]
-    np.testing.assert_array_equal(np.where(first.annotated)[0], [0, 8, 9, 13])
-    np.testing.assert_allclose(first.joints[[0, 8, 9, 13]], [[100, 200], [111, 70], [110, 50], [130, 90]])
-    # numeric 1 -> 1, '0' -> 0, empty -> 1 (upper neck / head top), '1' -> 1
-    np.testing.assert_array_equal(first.visible[[0, 8, 9, 13]], [1, 1, 0, 1])
-    np.testing.assert_allclose(first.objpos, [99, 119])
-    np.testing.assert_allclose(first.head_box, [89, 39, 119, 74])
-    assert first.scale == pytest.approx(0.8)
-    assert people[1].visible[3] == 1 and people[1].annotated.sum() == 2  # '' counts as empty
-    assert not people[2].annotated.any() and people[3].objpos is None
-
-    val_list = tmp_path / "val.txt"
-    val_list.write_text("# annolist_index people_index (1-based)\n3 1\n")
-    people = sources.read_annotations(path, val_list)
-    assert [(p.split, p.dataset_index, p.image, p.person_index) for p in people] == [
-        ("train", 0, "a.jpg", 0), ("val", 0, "b.jpg", 0), ("train", 1, "b.jpg", 1), ("train", 2, "b.jpg", 2)]
-    val_json = tmp_path / "val.json"
-    val_json.write_text(json.dumps([{"isValidation": 1.0, "annolist_index": 3.0, "people_index": 1.0},
-                                    {"isValidation": 0.0, "annolist_index": 1.0, "people_index": 1.0}]))
-    assert [p.split for p in sources.read_annotations(path, val_json)] == ["train", "val", "train", "train"]
-    val_list.write_text("2 1\n")  # a test-image person
-    with pytest.raises(sources.AnnotationError, match="not people of training images"):
-        sources.read_annotations(path, val_list)
-
     # End to end: the release's head boxes reach the records; unusable people are counted skips.
     images = tmp_path / "images"
     images.mkdir()
@@ -449,15 +379,6 @@ def test_release_mat_reader_follows_the_official_structure(tmp_path):
     assert all(int(r["head/has_box"]) == 1 for r in records)
     np.testing.assert_allclose(records[0]["head/box"], [89, 39, 119, 74])
 
-
-def test_not_a_release_mat_is_refused(tmp_path):
-    path = tmp_path / "other.mat"
-    scipy.io.savemat(str(path), {"something": np.ones(3)})
-    with pytest.raises(sources.AnnotationError, match="RELEASE"):
-        sources.read_annotations(path)
-    path.write_bytes(b"garbage")
-    with pytest.raises(sources.AnnotationError, match="not a readable MATLAB file"):
-        sources.read_annotations(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,29 +426,14 @@ def test_val_gt_head_boxes_are_attached_in_order_or_refused(tmp_path):
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
 
 
-def test_real_json_reader_and_detections_our_format_agree():
-    shared = _require_shared()
-    people = sources.read_annotations(shared / "mpii_annotations.json.gz")
-    assert sum(p.split == "train" for p in people) == 22246 and sum(p.split == "val" for p in people) == 2958
-    # The json marks an unannotated joint [0, 0, 0] and annotated-but-occluded ones with is_visible 0.
-    annotated = np.array([p.annotated for p in people])
-    visible = np.array([p.visible for p in people])
-    assert annotated.all(1).mean() < 0.8 and (annotated & ~visible.astype(bool)).any()
-    assert sources.attach_validation_head_boxes(people, shared / "detections_our_format.mat") == 2958
-    gt = scipy.io.loadmat(str(shared / "detections_our_format.mat"))
-    val = [p for p in people if p.split == "val"]
-    np.testing.assert_allclose(val[5].head_box, gt["headboxes_src"][:, :, 5].reshape(-1) - 1.0)
-    np.testing.assert_allclose(val[5].joints[val[5].annotated == 1] + 1.0,
-                               gt["pos_gt_src"][:, :, 5][val[5].annotated == 1], atol=1e-3)
-
 
 # --------------------------------------------------------------------------------------------------
-# Integration with the generator (data_prep.synth_mpii)
+# Integration with the generator (data_prep.synth)
 # --------------------------------------------------------------------------------------------------
 
 def _run_generator(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    subprocess.run([sys.executable, "-m", "data_prep.synth_mpii", *args], cwd=REPO, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "data_prep.synth", *args], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=120)
 
 

@@ -1,4 +1,4 @@
-"""The procedural MPII-format data set (data_prep/synth_mpii.py)."""
+"""The procedural MPII-format data set (the data_prep.synth package)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data_prep import synth_mpii as synth
+from data_prep.synth.generate import generate
+from data_prep.synth import figure, from_annotations, painting, scene
 from kpt_tf.joints import MPII_SHORT_NAMES
-
 from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
 
 REAL_ANNOTATIONS = SHARED_MPII / "mpii_annotations.json.gz"
@@ -51,7 +51,7 @@ def _annotated(record) -> np.ndarray:
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
-    summary = synth.generate(out, num_train=30, num_val=10, seed=7, num_workers=1)
+    summary = generate(out, num_train=30, num_val=10, seed=7, num_workers=1)
     records = json.loads((out / "annotations.json").read_text())
     return out, summary, records
 
@@ -97,9 +97,9 @@ def test_schema_and_number_format_match_the_real_file(small_set):
 
 
 def test_same_seed_same_bytes_any_worker_count(tmp_path):
-    a = synth.generate(tmp_path / "a", num_train=5, num_val=3, seed=11, num_workers=1)
-    synth.generate(tmp_path / "b", num_train=5, num_val=3, seed=11, num_workers=2)
-    synth.generate(tmp_path / "c", num_train=5, num_val=3, seed=12, num_workers=1)
+    a = generate(tmp_path / "a", num_train=5, num_val=3, seed=11, num_workers=1)
+    generate(tmp_path / "b", num_train=5, num_val=3, seed=11, num_workers=2)
+    generate(tmp_path / "c", num_train=5, num_val=3, seed=12, num_workers=1)
     files_a, files_b = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert len([n for n in files_a if n.endswith(".jpg")]) == a["images"]
     assert files_a == files_b
@@ -110,7 +110,7 @@ def test_figures_are_drawn_at_their_visible_joints():
     rng = np.random.default_rng(3)
     differs, total = 0, 0
     for _ in range(6):
-        _, people, background, drawn = synth.render_synthetic_image(rng, 2, return_layers=True)
+        _, people, background, drawn = scene.render_synthetic_image(rng, 2, return_layers=True)
         diff = np.abs(drawn.astype(np.int16) - background.astype(np.int16)).max(-1)
         for p in people:
             for x, y in np.round(p["joints"][p["visible"]]).astype(int):
@@ -136,7 +136,7 @@ def test_truncated_joints_are_not_annotated(small_set):
     rng = np.random.default_rng(0)
     outside_seen = 0
     for _ in range(8):
-        image, people = synth.render_synthetic_image(rng, 2)
+        image, people = scene.render_synthetic_image(rng, 2)
         h, w = image.shape[:2]
         for p in people:
             inside = ((p["joints"] >= 0) & (p["joints"] <= [w - 1, h - 1])).all(1)
@@ -148,16 +148,16 @@ def test_truncated_joints_are_not_annotated(small_set):
 
 def test_visibility_is_decided_by_the_topmost_shape():
     joints = np.zeros((16, 2))
-    joints[synth.R_WRI] = [50, 50]
-    joints[synth.R_ELB] = [20, 50]
-    forearm = synth.Part(synth.capsule(joints[synth.R_ELB], joints[synth.R_WRI], 6, 5), (0, 0, 0), 0.0,
-                         frozenset((synth.R_ELB, synth.R_WRI)), person=0)
-    box = synth.Part(np.array([[40, 40], [60, 40], [60, 60], [40, 60]], float), (0, 0, 0), 0.0)
+    joints[figure.R_WRI] = [50, 50]
+    joints[figure.R_ELB] = [20, 50]
+    forearm = painting.Part(painting.capsule(joints[figure.R_ELB], joints[figure.R_WRI], 6, 5), (0, 0, 0), 0.0,
+                         frozenset((figure.R_ELB, figure.R_WRI)), person=0)
+    box = painting.Part(np.array([[40, 40], [60, 40], [60, 60], [40, 60]], float), (0, 0, 0), 0.0)
     annotated = np.zeros(16, bool)
-    annotated[[synth.R_WRI, synth.R_ELB]] = True
-    visible = synth.visibility([forearm, box], 0, joints, annotated)
-    assert not visible[synth.R_WRI] and visible[synth.R_ELB]
-    assert synth.visibility([box, forearm], 0, joints, annotated)[synth.R_WRI]
+    annotated[[figure.R_WRI, figure.R_ELB]] = True
+    visible = scene.visibility([forearm, box], 0, joints, annotated)
+    assert not visible[figure.R_WRI] and visible[figure.R_ELB]
+    assert scene.visibility([box, forearm], 0, joints, annotated)[figure.R_WRI]
 
 
 def test_gt_val_mat_matches_val_records(small_set):
@@ -187,8 +187,8 @@ def test_centre_scale_and_head_box_follow_mpii_semantics(small_set):
         inside += (np.abs(js[annotated, :2] - centre).max(1) <= half).sum()
         total += annotated.sum()
         box = np.asarray(r["headbox"])
-        if annotated[synth.NECK] and annotated[synth.HEAD_TOP]:
-            segment = np.linalg.norm(js[synth.HEAD_TOP, :2] - js[synth.NECK, :2])
+        if annotated[figure.NECK] and annotated[figure.HEAD_TOP]:
+            segment = np.linalg.norm(js[figure.HEAD_TOP, :2] - js[figure.NECK, :2])
             assert np.linalg.norm(box[1] - box[0]) == pytest.approx(1.25 * segment, rel=1e-3, abs=2e-3)
             # MPII's scale: 200 s = 6 head segments (our segment is foreshortened by head pitch).
             assert 0.6 < segment * 6 / (200 * r["scale_provided"]) < 1.15
@@ -197,7 +197,7 @@ def test_centre_scale_and_head_box_follow_mpii_semantics(small_set):
 
 def test_from_annotations_on_the_real_file(tmp_path):
     _need_shared(REAL_ANNOTATIONS)
-    summary = synth.render_from_annotations(REAL_ANNOTATIONS, tmp_path, max_people=20, num_workers=1)
+    summary = from_annotations.render_from_annotations(REAL_ANNOTATIONS, tmp_path, max_people=20, num_workers=1)
     real = _first_real_records(20)
     records = json.loads((tmp_path / "annotations.json").read_text())
     assert summary["people"] == len(records) == 20
@@ -220,28 +220,29 @@ def test_from_annotations_on_the_real_file(tmp_path):
 
 
 def test_infer_missing_joints_extends_the_limbs():
-    template = synth.TEMPLATE_2D * 300 + [400, 300]
+    template = from_annotations.TEMPLATE_2D * 300 + [400, 300]
     annotated = np.ones(16, bool)
-    annotated[[synth.R_ANK, synth.L_ANK, synth.L_KNE]] = False
-    inferred = synth.infer_missing_joints(np.where(annotated[:, None], template, 0), annotated, 300, [400, 280])
+    annotated[[figure.R_ANK, figure.L_ANK, figure.L_KNE]] = False
+    inferred = from_annotations.infer_missing_joints(np.where(annotated[:, None], template, 0), annotated, 300,
+                                                     [400, 280])
     np.testing.assert_allclose(inferred[annotated], template[annotated])
     np.testing.assert_allclose(inferred[~annotated], template[~annotated], atol=3.0)
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="num_train"):
-        synth.generate(tmp_path, num_train=-1, num_val=2)
+        generate(tmp_path, num_train=-1, num_val=2)
     with pytest.raises(ValueError, match="at least 1"):
-        synth.generate(tmp_path, num_train=0, num_val=0)
+        generate(tmp_path, num_train=0, num_val=0)
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        synth.render_from_annotations(tmp_path / "nope.json", tmp_path / "out")
+        from_annotations.render_from_annotations(tmp_path / "nope.json", tmp_path / "out")
     broken = tmp_path / "broken.json"
     broken.write_text('[{"img_paths": "a.jpg"}]')
     with pytest.raises(ValueError, match="record 0 lacks"):
-        synth.render_from_annotations(broken, tmp_path / "out")
+        from_annotations.render_from_annotations(broken, tmp_path / "out")
     with pytest.raises(ValueError, match="max_people"):
-        synth.render_from_annotations(broken, tmp_path / "out", max_people=0)
-    result = subprocess.run([sys.executable, "-m", "data_prep.synth_mpii", "--output_dir", str(tmp_path / "cli"),
+        from_annotations.render_from_annotations(broken, tmp_path / "out", max_people=0)
+    result = subprocess.run([sys.executable, "-m", "data_prep.synth", "--output_dir", str(tmp_path / "cli"),
                              "--num_train", "-3"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "num_train must be an integer >= 0" in result.stderr + result.stdout

@@ -1,0 +1,54 @@
+"""The converter's manifest (kpt_tf.data.manifest): built by the converter, read by the pipeline, no TensorFlow."""
+
+import subprocess
+import sys
+
+from kpt_tf.data import manifest as mf
+from tests.conftest import REPO
+
+
+def _entries():
+    skipped = {"split": "train", "dataset_index": 1, "image": "a.jpg", "person": 0, "reason": "scale <= 0"}
+    return {
+        "val-00000-of-00001.tfrecord": {"file": "val-00000-of-00001.tfrecord", "split": "val", "records": 2,
+                                        "sha256": "c", "read": 2, "people": [0, 2], "skipped": []},
+        "train-00001-of-00002.tfrecord": {"file": "train-00001-of-00002.tfrecord", "split": "train", "records": 3,
+                                          "sha256": "b", "read": 3, "people": [2, 5], "skipped": []},
+        "train-00000-of-00002.tfrecord": {"file": "train-00000-of-00002.tfrecord", "split": "train", "records": 1,
+                                          "sha256": "a", "read": 2, "people": [0, 2], "skipped": [skipped]},
+    }
+
+
+def test_build_manifest_totals_order_and_round_trip():
+    entries = _entries()
+    built = mf.build_manifest(entries, {"train": 2, "val": 1}, {"flag": 1}, {"crop_size": 64}, True, ("train", "val"))
+    assert list(built) == ["complete", "splits", "skipped", "shards", "flags", "content"]
+    assert built["splits"] == {"train": {"read": 5, "written": 4, "skipped": 1, "num_shards": 2},
+                               "val": {"read": 2, "written": 2, "skipped": 0, "num_shards": 1}}
+    assert [s["file"] for s in built["shards"]] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord",
+                                                     "val-00000-of-00001.tfrecord"]
+    assert all(set(s) == set(mf.SHARD_KEYS) for s in built["shards"])
+    assert len(built["skipped"]) == 1
+    assert mf.entries_from_manifest(built) == entries
+
+
+def test_split_record_count_trusts_only_a_matching_shard_list():
+    built = mf.build_manifest(_entries(), {"train": 2, "val": 1}, {}, {}, True, ("train", "val"))
+    train = ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert mf.split_record_count(built, "train", train) == 4
+    assert mf.split_record_count(built, "train", train[:1]) is None            # a shard missing on disk
+    assert mf.split_record_count(built, "val", ["val-00000-of-00001.tfrecord"]) == 2
+    # Without shard entries: the split totals, only when the manifest is complete.
+    totals = {"complete": True, "splits": {"train": {"written": 7}}}
+    assert mf.split_record_count(totals, "train", ["x"]) == 7
+    assert mf.split_record_count(dict(totals, complete=False), "train", ["x"]) is None
+    assert mf.split_record_count({}, "train", ["x"]) is None
+    assert mf.MANIFEST_NAME == "manifest.json"
+
+
+def test_manifest_module_does_not_import_tensorflow():
+    code = ("import sys, kpt_tf.data.manifest, kpt_tf.mpii, data_prep.crops, data_prep.workers; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'configs')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,78 @@
+"""The trainer seam (kpt_tf/training/trainer.py): the loss hook, the registry, one-stack networks."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs.base import base_config
+from kpt_tf.codec import HeatmapCodec
+from kpt_tf.models.hourglass import build_hourglass
+from kpt_tf.training.losses import weighted_heatmap_mse
+from kpt_tf.training.trainer import TRAINERS, PoseTrainer, make_trainer, register_trainer
+
+CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
+
+
+def batch(n=4, joints=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 64, 64, 3)).astype(np.uint8)
+    return images, {"joints": rng.uniform(8, 56, (n, joints, 2)).astype(np.float32),
+                    "weights": np.ones((n, joints), np.float32)}
+
+
+@register_trainer("test_extra_term")
+class ExtraTermTrainer(PoseTrainer):
+    """A subclass that adds a term without copying train_step: what distillation does."""
+
+    def loss_names(self):
+        return [*super().loss_names(), "loss_extra"]
+
+    def compute_losses(self, images, outputs, joints, weights):
+        losses = super().compute_losses(images, outputs, joints, weights)
+        extra = 0.5 * tf.reduce_mean(tf.square(outputs[-1]))
+        losses["loss_extra"] = extra
+        losses["loss"] = losses["loss"] + extra
+        return losses
+
+
+def test_the_loss_is_the_weighted_mse_summed_over_stacks():
+    net = build_hourglass(2, 16, 16, depth=2, input_size=64)
+    trainer = PoseTrainer(net, CODEC)
+    images, targets = batch()
+    outputs = trainer(images)
+    losses = trainer.compute_losses(tf.cast(images, tf.float32), outputs, targets["joints"], targets["weights"])
+    heatmaps, weights = CODEC.encode(targets["joints"], targets["weights"])
+    per_stack = [weighted_heatmap_mse(o, heatmaps, weights).numpy() for o in outputs]
+    assert set(losses) == {"loss", "loss_stack1", "loss_stack2"}
+    np.testing.assert_allclose(losses["loss"].numpy(), sum(per_stack), rtol=1e-6)
+
+
+def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
+    config = base_config()
+    config.train.trainer = "test_extra_term"
+    net = build_hourglass(1, 16, 16, depth=2, input_size=64)
+    trainer = make_trainer(config, net, CODEC, xla=False)
+    assert isinstance(trainer, ExtraTermTrainer)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images, targets = batch()
+    history = trainer.fit(tf.data.Dataset.from_tensors((images, targets)).repeat(2), epochs=1, verbose=0)
+    assert {"loss", "loss_stack1", "loss_extra"} <= set(history.history)
+    assert history.history["loss"][0] > history.history["loss_stack1"][0]
+
+
+def test_one_stack_network_trains_with_xla_and_unknown_trainers_are_refused():
+    net = build_hourglass(1, 16, 16, depth=2, input_size=64)
+    trainer = PoseTrainer(net, CODEC, xla=True)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    images, targets = batch()
+    before = net.get_layer("head0").kernel.numpy().copy()
+    trainer.fit(tf.data.Dataset.from_tensors((images, targets)), epochs=1, verbose=0)
+    assert not np.allclose(before, net.get_layer("head0").kernel.numpy())
+    config = base_config()
+    config.train.trainer = "nope"
+    with pytest.raises(ValueError, match="nope.*pose"):
+        make_trainer(config, net, CODEC, xla=False)
+    assert TRAINERS["pose"] is PoseTrainer
