@@ -70,7 +70,7 @@ def _run_dirname(joints: str) -> str:
     return joints.replace(",", "_").replace("+", "_plus_").replace("-", "_minus_")
 
 
-def train_once(config, workdir: Path) -> dict:
+def train_once(config, workdir: Path, verbose: int = 1) -> dict:
     """Train unless a finished summary is already there; returns the training summary."""
     import keras
 
@@ -79,10 +79,10 @@ def train_once(config, workdir: Path) -> dict:
     if wd.is_finished(workdir):
         return json.loads((workdir / wd.TRAIN_SUMMARY).read_text())
     keras.backend.clear_session()
-    return loop.train(config, workdir, verbose=0)
+    return loop.train(config, workdir, verbose=verbose)
 
 
-def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
+def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import write_overall_report, write_step_report
     from kpt_tf.transfer import transfer_to_workdir
 
@@ -105,7 +105,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
 
     source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
     log(f"[kptransfer] step 0: source {steps[0]} ({exp.source_epochs} epochs)")
-    source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir)
+    source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir, verbose)
     previous = {s: source_dir / wd.BEST_MODEL for s in seeds}
     step_results = []
     for k, joints in enumerate(steps[1:], start=1):
@@ -119,7 +119,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print) -> dict:
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
                                         freeze=arm == "frozen", allow_partial=False, verbose=False)
                 log(f"[kptransfer] step {k}: {steps[k - 1]} -> {joints}, arm {arm}, seed {seed}")
-                runs[arm][seed] = train_once(cfg, run_dir)
+                runs[arm][seed] = train_once(cfg, run_dir, verbose)
             if "transfer" in arms:
                 previous[seed] = step_dir / "transfer" / f"seed{seed}" / wd.BEST_MODEL
         result = write_step_report(step_dir, steps[k - 1], joints, runs, log=log)

@@ -1,7 +1,8 @@
-"""Training callbacks: validation PCKh every epoch (into the epoch logs, TensorBoard and the CSV)."""
+"""Training callbacks: validation PCKh every epoch (into the epoch logs, TensorBoard and the CSV), progress."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import keras
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 from kpt_tf.inference import net_heatmaps_fn, predict_dataset
 from kpt_tf.metrics import pckh
-from kpt_tf.training.history import EpochScores
+from kpt_tf.training.history import MEAN_01_LOG_KEY, MEAN_LOG_KEY, EpochScores
 from kpt_tf.visualize import draw_skeleton
 
 
@@ -63,3 +64,57 @@ class ValidationPCKh(keras.callbacks.Callback):
             with self._writer.as_default():
                 tf.summary.image("predicted_skeletons", np.stack(drawn), step=epoch, max_outputs=len(drawn))
             self._writer.flush()
+
+
+class Progress(keras.callbacks.Callback):
+    """Shows movement inside every epoch without flooding logs: on a terminal one line rewritten about twice a
+    second, elsewhere (CI, files) one line every `log_interval` seconds; and one summary line per epoch with
+    the losses, the validation PCKh and the estimated time left. Must come after ValidationPCKh."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream=None, log_interval: float = 10.0):
+        super().__init__()
+        self.epochs, self.steps = int(epochs), int(steps_per_epoch)
+        self.stream = stream if stream is not None else sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = 0.5 if self.tty else float(log_interval)
+        self._train_started = self._epoch_started = self._last = time.time()
+        self._epoch = 0
+        self._epochs_done = 0
+
+    def _write(self, text: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r" + text.ljust(110) + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def on_train_begin(self, logs=None):
+        self._train_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_started = self._last = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.time()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        done = batch + 1
+        rate = done / max(now - self._epoch_started, 1e-9)
+        loss = float(np.asarray((logs or {}).get("loss", float("nan"))))
+        self._write(f"epoch {self._epoch + 1}/{self.epochs}  step {done}/{self.steps}  loss {loss:.4g}  "
+                    f"{rate:.1f} steps/s  epoch ends in {(self.steps - done) / rate:.0f} s", final=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        now = time.time()
+        self._epochs_done += 1
+        per_epoch = (now - self._train_started) / self._epochs_done
+        left = per_epoch * (self.epochs - epoch - 1)
+        pckh_text = ""
+        if MEAN_LOG_KEY in logs:
+            pckh_text = f"  val PCKh@0.5 {float(logs[MEAN_LOG_KEY]):.2f}  @0.1 {float(logs[MEAN_01_LOG_KEY]):.2f}"
+        loss = float(np.asarray(logs.get("loss", float("nan"))))
+        self._write(f"epoch {epoch + 1}/{self.epochs}  {now - self._epoch_started:.0f} s  loss {loss:.4g}"
+                    f"{pckh_text}  about {left:.0f} s left", final=True)

@@ -58,8 +58,10 @@ def _steps_per_epoch(config, train_count: int) -> int:
     return steps
 
 
-def train(config, workdir, extra_callbacks=(), verbose: int = 2) -> dict:
-    """Train per `config` into `workdir`; returns a summary with the per-epoch history (EpochScores dicts)."""
+def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
+    """Train per `config` into `workdir`; returns a summary with the per-epoch history (EpochScores dicts).
+
+    verbose 1: progress inside every epoch and a line per epoch (`callbacks.Progress`); 0: silent."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
@@ -119,9 +121,11 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
         keras.callbacks.TensorBoard(str(workdir / wd.TENSORBOARD), write_graph=False, profile_batch=0),
         *extra_callbacks,
     ]
+    if verbose:
+        callbacks.append(cb.Progress(int(t.epochs), steps))
     started = time.time()
     trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                verbose=verbose)
+                verbose=0)
     seconds = time.time() - started
 
     net.save(workdir / wd.FINAL_MODEL)

@@ -1,4 +1,4 @@
-"""The KPTransfer experiment end to end (--quick, shrunk further): a two-step add-in chain."""
+"""The KPTransfer experiment end to end (--quick, shrunk further): a two-step add-in chain on embedded data."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_two_step_chain_runs_end_to_end_with_quick(tmp_path):
+def test_two_step_chain_runs_end_to_end_with_quick(tmp_path, tmp_path_factory):
+    from data_prep.embedded import ensure_embedded_dataset
+
+    records = ensure_embedded_dataset(tmp_path_factory.mktemp("kpt_data"), num_train=96, num_val=24, seed=0,
+                                      input_size=64, num_workers=2, progress=False)
     steps = "('torso_head','torso_head+shoulders','torso_head+shoulders+elbows')"
     done = subprocess.run(
         [sys.executable, "-m", "kpt_tf.experiments.kptransfer", "--config", "configs/kptransfer_add_in_chain.py",
          f"--config.experiment.steps={steps}", "--config.quick.seeds=(0,)", "--config.quick.source_epochs=2",
          "--config.quick.target_epochs=2", "--config.quick.steps_per_epoch=6", "--config.quick.input_size=64",
-         "--config.quick.depth=2", "--config.quick.channels=16", "--config.quick.synth_train=96",
-         "--config.quick.synth_val=24", "--quick", "--workdir", str(tmp_path)],
+         "--config.quick.depth=2", "--config.quick.channels=16", f"--config.data.dir={records}",
+         "--quick", "--workdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
