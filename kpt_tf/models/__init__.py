@@ -61,10 +61,10 @@ def net_from_saved(config, subset: JointSubset, synchronized_bn: bool, saved_pat
     net = build_net(config, subset, synchronized_bn)
     saved = keras.saving.load_model(saved_path, compile=False)
     plan = plan_copy(net, weights_by_name(saved))
-    if plan.only_in_target or plan.shape_mismatched:
-        missing = [r[0] for r in plan.only_in_target + plan.shape_mismatched]
-        raise ValueError(f"{saved_path}: does not match the config's network; weights missing or of another "
-                         f"shape: {missing[:5]}")
+    if plan.only_in_target or plan.shape_mismatched or plan.only_in_source:
+        differ = [r[0] for r in plan.only_in_target + plan.shape_mismatched + plan.only_in_source]
+        raise ValueError(f"{saved_path}: does not match the config's network; weights missing, extra or of "
+                         f"another shape: {differ[:5]}")
     plan.apply()
     saved_layers = {layer.name: layer for layer in saved.layers}
     for layer in net.layers:

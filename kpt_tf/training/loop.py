@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+import kpt_tf.distill  # noqa: F401  (registers the "distill" trainer)
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
 from kpt_tf.joints import JointSubset

@@ -1,0 +1,100 @@
+"""Fast Pose Distillation (kpt_tf/distill): the loss formula, channel selection by joint name, a frozen teacher."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs.base import base_config
+from kpt_tf import workdir as wd
+from kpt_tf.codec import HeatmapCodec
+from kpt_tf.distill.losses import fpd_stage_losses, teacher_term_weights
+from kpt_tf.distill.teacher import Teacher, TeacherError
+from kpt_tf.joints import JointSubset
+from kpt_tf.models import build_net
+from kpt_tf.models.hourglass import build_hourglass
+from kpt_tf.training.trainer import make_trainer
+
+CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
+
+
+def tiny(joints="all", stacks=2):
+    c = base_config()
+    c.joints = joints
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 2, 64
+    c.codec.sigma = 2.0
+    return c
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A saved 16-joint 'teacher' with random weights (what it predicts does not matter here)."""
+    keras.utils.set_random_seed(11)
+    net = build_net(tiny("all"), JointSubset.parse("all"))
+    d = tmp_path_factory.mktemp("teacher")
+    wd.save_config(tiny("all"), d)
+    net.save(d / wd.BEST_MODEL)
+    return d
+
+
+def test_loss_is_the_formula_on_hand_made_tensors():
+    rng = np.random.default_rng(0)
+    s1, s2, gt, t = (tf.constant(rng.uniform(0, 1, (2, 4, 4, 3)), tf.float32) for _ in range(4))
+    w = tf.constant([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # crop 2 is unlabelled
+
+    def mse(a, b, weights):
+        return float(np.mean(np.square(a.numpy() - b.numpy()) * weights[:, None, None, :]))
+
+    kd_w = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    for alpha in (0.0, 0.5, 1.0):
+        stages = fpd_stage_losses([s1, s2], gt, w, t, alpha)
+        for (g, k, c), s in zip(stages, (s1, s2)):
+            assert float(g) == pytest.approx(mse(s, gt, w.numpy()), rel=1e-5)
+            assert float(k) == pytest.approx(mse(s, t, kd_w), rel=1e-5)
+            assert float(c) == pytest.approx((1 - alpha) * mse(s, gt, w.numpy()) + alpha * mse(s, t, kd_w), rel=1e-5)
+    np.testing.assert_array_equal(teacher_term_weights(w, kd_on_all_joints=True).numpy(), np.ones((2, 3)))
+
+
+def test_teacher_channels_are_selected_by_joint_name(teacher_dir):
+    teacher = Teacher(teacher_dir, JointSubset.parse("upper"), 64, 16)
+    images = tf.random.uniform([2, 64, 64, 3], 0, 255, seed=3)
+    full = teacher.net(images, training=False)[-1].numpy()
+    upper = JointSubset.parse("upper")
+    got = teacher(images).numpy()
+    for k, name in enumerate(upper.names):
+        np.testing.assert_allclose(got[..., k], full[..., JointSubset.parse("all").position(name)])
+
+
+def test_teachers_that_cannot_teach_are_refused_naming_the_problem(teacher_dir, tmp_path):
+    upper_teacher = tmp_path / "upper_teacher"
+    upper_teacher.mkdir()
+    wd.save_config(tiny("upper"), upper_teacher)
+    build_net(tiny("upper"), JointSubset.parse("upper")).save(upper_teacher / wd.BEST_MODEL)
+    with pytest.raises(TeacherError, match="right_ankle"):
+        Teacher(upper_teacher, JointSubset.parse("all"), 64, 16)
+    with pytest.raises(TeacherError, match="same crops"):
+        Teacher(teacher_dir, JointSubset.parse("all"), 128, 32)
+    with pytest.raises(TeacherError, match="does not exist"):
+        Teacher(tmp_path / "nowhere", JointSubset.parse("all"), 64, 16)
+
+
+def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
+    config = tiny("upper", stacks=1)
+    config.train.trainer = "distill"
+    config.distill = dict(teacher=str(teacher_dir), alpha=0.5, kd_on_all_joints=False, init_student="")
+    student = build_hourglass(1, 16, len(JointSubset.parse("upper")), depth=2, input_size=64)
+    trainer = make_trainer(config, student, CODEC, xla=False)
+    teacher_before = [np.array(v.numpy()) for v in trainer.teacher.variables]
+    student_before = [np.array(v.numpy()) for v in student.trainable_weights]
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+    n = len(JointSubset.parse("upper"))
+    targets = {"joints": rng.uniform(8, 56, (4, n, 2)).astype(np.float32), "weights": np.ones((4, n), np.float32)}
+    history = trainer.fit(tf.data.Dataset.from_tensors((images, targets)).repeat(3), epochs=1, verbose=0)
+    assert {"loss", "loss_gt", "loss_kd", "loss_kd_stack1"} <= set(history.history)
+    for before, v in zip(teacher_before, trainer.teacher.variables):
+        np.testing.assert_array_equal(before, v.numpy())  # weights and BN moving statistics alike
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(student_before, student.trainable_weights))
