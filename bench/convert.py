@@ -1,7 +1,7 @@
 """Conversion throughput: data_prep.mpii_to_tfrecord vs a naive one-process, decode-per-person loop.
 
 Renders figures at the real poses, centres, scales and image sizes of the first `--num_people` people of
-the real annotation file (data_prep.synth_mpii --from_annotations), so images have MPII's sizes and
+the real annotation file (data_prep.synth --from_annotations), so images have MPII's sizes and
 people per image. MPII's own JPEGs average about 0.5 MB (12.9 GB for 24,987 images) while rendered
 figures compress to ~0.2 MB, and JPEG decoding time grows with the compressed size; `--photo_noise`
 adds sensor-like noise and re-encodes the images so that they weigh what real MPII images weigh.
@@ -99,9 +99,9 @@ def naive_convert(annotations: Path, images_dir: Path, output_file: Path, crop_s
     """One process, one full decode per person, same crop/encoding/schema as the converter."""
     import tensorflow as tf
 
-    from data_prep.annotation_sources import read_annotations
-    from data_prep.mpii_to_tfrecord import CropSettings, convert_image, crop_job, skip_reason
+    from data_prep.crops import CropSettings, convert_image, crop_job, skip_reason
     from kpt_tf.data.schema import encode_example
+    from kpt_tf.mpii import read_annotations
 
     cv2.setNumThreads(1)
     settings = CropSettings(crop_size, margin, 95, reduced_decode=False)
@@ -171,7 +171,7 @@ def main(argv):
             shutil.rmtree(synth, ignore_errors=True)
             t = time.perf_counter()
             # The generator is run as a program: importing it would define absl flags that clash with ours.
-            subprocess.run([sys.executable, "-m", "data_prep.synth_mpii", "--output_dir", str(synth),
+            subprocess.run([sys.executable, "-m", "data_prep.synth", "--output_dir", str(synth),
                             "--from_annotations", str(annotations), "--max_people", str(FLAGS.num_people),
                             "--num_workers", str(FLAGS.num_workers)], check=True, cwd=REPO,
                            stdout=subprocess.DEVNULL)

@@ -27,7 +27,7 @@ from typing import Optional
 
 from absl import app, flags
 
-from kpt_tf import mpii_io
+from kpt_tf import mpii
 from kpt_tf.metrics import pckh
 
 FLAGS = flags.FLAGS
@@ -50,8 +50,8 @@ BAD_INPUT_EXIT_CODE = 2
 
 def score_files(gt_path, preds_path) -> pckh.PCKhCounts:
     """PCKh counts of a prediction file against a ground-truth file (ValueError on a bad file)."""
-    truth = mpii_io.load_ground_truth(gt_path)
-    preds = mpii_io.load_predictions(preds_path, expected_count=len(truth))
+    truth = mpii.load_ground_truth(gt_path)
+    preds = mpii.load_predictions(preds_path, expected_count=len(truth))
     return pckh.score(preds, truth.positions, truth.head_sizes, truth.annotated)
 
 
@@ -75,31 +75,15 @@ def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str 
 
 def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=False):
     """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir or a .keras file."""
-    import keras
+    from kpt_tf.workdir import load_trained
 
-    from kpt_tf.codec import HeatmapCodec
-    from kpt_tf.inference import net_heatmaps_fn
-    from kpt_tf.joints import JointSubset
-    from kpt_tf.serving import load_savedmodel
-    from kpt_tf.training.loop import codec_from_config, load_config
-
-    path = Path(model_path)
-    if path.is_dir() and (path / "saved_model.pb").is_file():
-        loaded, subset, meta = load_savedmodel(path)
-        codec = HeatmapCodec(input_size=meta["input_size"], heatmap_size=meta["heatmap_size"], sigma=meta["sigma"])
-        # The export fixed flip test into its graph when it was exported (meta["flip_test"]).
-        # A bound endpoint alone would let `loaded` (and its variables) be garbage-collected.
-        return (lambda crops, _model=loaded: _model.heatmaps(crops)), codec, subset
-    if path.is_dir():
-        config = config or load_config(path)
-        path = path / "best.keras"
-    if not path.is_file():
-        raise ValueError(f"{model_path}: not a SavedModel, a training workdir or a .keras file")
-    if config is None:
-        config = load_config(path.parent)
-    net = keras.saving.load_model(path, compile=False)
-    subset = JointSubset.parse(config.joints)
-    return net_heatmaps_fn(net, subset, flip_test, flip_shift), codec_from_config(config), subset
+    try:
+        trained = load_trained(model_path, config=config)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    if trained.joints is None:
+        raise ValueError(f"{model_path}: its joint subset is unknown (no config.json beside the .keras file)")
+    return trained.heatmaps_fn(flip_test, flip_shift), trained.codec(), trained.joints
 
 
 def _score(preds, subset, title: str) -> dict:
@@ -137,7 +121,7 @@ def write_predictions_mat(path, preds, subset) -> None:
     count = int(preds.dataset_index.max()) + 1
     out = np.zeros((count, 16, 2))
     out[preds.dataset_index] = preds.joints
-    mpii_io.save_predictions_mat(path, out)
+    mpii.save_predictions_mat(path, out)
 
 
 def mean_pose_baseline(config, split: str | None = None) -> dict:
@@ -150,7 +134,7 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
     from kpt_tf.data import pipeline
     from kpt_tf.inference import predict_dataset
     from kpt_tf.joints import JointSubset
-    from kpt_tf.training.loop import codec_from_config
+    from kpt_tf.models import codec_from_config
 
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)

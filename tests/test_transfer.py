@@ -14,8 +14,8 @@ from kpt_tf.codec import HeatmapCodec
 from kpt_tf.export import export_net
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import build_net
-from kpt_tf.transfer import TransferError, read_source, transfer_into, transfer_to_workdir
 from kpt_tf.training.trainer import PoseTrainer
+from kpt_tf.transfer import TransferError, read_source, transfer_into, transfer_to_workdir
 
 
 def tiny_config(joints: str, channels: int = 16, stacks: int = 2):

@@ -26,13 +26,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from kpt_tf.data import schema
+from kpt_tf import geometry
+from kpt_tf.data import manifest, schema
 from kpt_tf.joints import NUM_JOINTS, JointSubset, full_flip_permutation
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -85,52 +85,6 @@ class AugmentConfig:
 
     def get_config(self) -> dict:
         return dataclasses.asdict(self)
-
-
-# --- affine helpers (TF; the numpy originals are in kpt_tf.geometry) ------------------------------
-
-def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=0.0, scale=1.0, flip=False):
-    """2x3 affine, stored-crop pixels -> model-input pixels (TF, scalar arguments may be tensors).
-
-    The input covers `scale` person boxes (a crop of `crop_size` px spans `margin` boxes) around the crop
-    centre, rotated counter-clockwise by `rotation_deg` and mirrored when `flip`. Same matrix as
-    geometry.crop_affine(center=((crop_size-1)/2,)*2, scale=crop_size*scale/(margin*200), out_size=input_size,
-    rotation_deg=rotation_deg, flip=flip).
-    """
-    crop_size = tf.cast(crop_size, tf.float32)
-    margin = tf.cast(margin, tf.float32)
-    side = crop_size / margin * tf.cast(scale, tf.float32)
-    k = float(input_size) / side
-    theta = tf.cast(rotation_deg, tf.float32) * (math.pi / 180.0)
-    cos, sin = tf.cos(theta) * k, tf.sin(theta) * k
-    mirror = 1.0 - 2.0 * tf.cast(flip, tf.float32)
-    linear = tf.stack([tf.stack([mirror * cos, mirror * sin]), tf.stack([-sin, cos])])  # [2, 2]
-    crop_centre = (crop_size - 1.0) / 2.0
-    input_centre = (float(input_size) - 1.0) / 2.0
-    translation = input_centre - tf.reduce_sum(linear, axis=1) * crop_centre
-    return tf.concat([linear, translation[:, None]], axis=1)
-
-
-def invert_affine_tf(m):
-    """Inverse of a 2x3 affine (TF)."""
-    a, b, tx = m[0, 0], m[0, 1], m[0, 2]
-    c, d, ty = m[1, 0], m[1, 1], m[1, 2]
-    det = a * d - b * c
-    inv = tf.stack([tf.stack([d, -b]), tf.stack([-c, a])]) / det
-    t = -tf.linalg.matvec(inv, tf.stack([tx, ty]))
-    return tf.concat([inv, t[:, None]], axis=1)
-
-
-def compose_affine_tf(outer, inner):
-    """outer o inner for 2x3 affines (TF)."""
-    linear = tf.matmul(outer[:, :2], inner[:, :2])
-    translation = tf.linalg.matvec(outer[:, :2], inner[:, 2]) + outer[:, 2]
-    return tf.concat([linear, translation[:, None]], axis=1)
-
-
-def apply_affine_tf(m, points):
-    """Apply a 2x3 affine to points [N, 2] (TF)."""
-    return tf.matmul(points, m[:, :2], transpose_b=True) + m[:, 2]
 
 
 def warp_image(image, input_to_source, output_size: int):
@@ -226,12 +180,13 @@ def _make_transform(subset: JointSubset, input_size: int, augment: AugmentConfig
             rotation, scale, flip, colour = _sample_augmentation(key, augment)
         else:
             rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), None
-        crop_to_input = crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip)
-        input_to_crop = invert_affine_tf(crop_to_input)
+        crop_to_input = geometry.crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip,
+                                                      backend="tf")
+        input_to_crop = geometry.invert_affine(crop_to_input, backend="tf")
 
         pixels = render(image, input_to_crop, tf.ones([3]) if colour is None else colour)
 
-        joints = apply_affine_tf(crop_to_input, record["joints/xy"])            # [16, 2]
+        joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [16, 2]
         annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [16]
         # A mirrored right wrist is where the left wrist channel must point: swap every pair, then select.
         joints = tf.where(flip, tf.gather(joints, full_flip), joints)
@@ -245,7 +200,7 @@ def _make_transform(subset: JointSubset, input_size: int, augment: AugmentConfig
             "image": pixels,
             "joints": joints,
             "weights": annotated,
-            "input_to_image": compose_affine_tf(record["crop/to_image"], input_to_crop),
+            "input_to_image": geometry.compose_affine(record["crop/to_image"], input_to_crop, backend="tf"),
             "head_box": record["head/box"],
             "has_head_box": record["head/has_box"],
             "dataset_index": record["person/dataset_index"],
@@ -335,32 +290,14 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
 
 # --- split statistics ------------------------------------------------------------------------------
 
-def _manifest_count(manifest: dict, split: str, shard_names: list[str]) -> int | None:
-    """The record count of `split` from the converter's manifest.json, or None when it cannot be trusted.
-
-    data_prep.mpii_to_tfrecord lists every published shard with its record count; the count is used only
-    when the shards listed for the split are exactly the shard files on disk.
-    """
-    shards = [s for s in manifest.get("shards", []) if isinstance(s, dict) and s.get("split") == split]
-    if shards:
-        listed = sorted(os.path.basename(str(s.get("file", ""))) for s in shards)
-        if listed == sorted(shard_names) and all(isinstance(s.get("records"), int) for s in shards):
-            return sum(s["records"] for s in shards)
-        return None
-    entry = (manifest.get("splits") or {}).get(split)
-    if isinstance(entry, dict) and isinstance(entry.get("written"), int) and manifest.get("complete", True):
-        return entry["written"]
-    return None
-
-
 def count_records(data_dir: str, split: str) -> int:
     """Number of records of a split: from `manifest.json` when it matches the shards, else by reading them."""
     files = shard_files(data_dir, split)
-    manifest_path = os.path.join(os.fspath(data_dir), "manifest.json")
+    manifest_path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
     if tf.io.gfile.exists(manifest_path):
         try:
             with tf.io.gfile.GFile(manifest_path) as f:
-                count = _manifest_count(json.load(f), split, [os.path.basename(p) for p in files])
+                count = manifest.split_record_count(json.load(f), split, [os.path.basename(p) for p in files])
         except (json.JSONDecodeError, AttributeError, TypeError):
             count = None
         if count is not None:
@@ -378,8 +315,9 @@ def mean_training_pose(data_dir: str, subset, input_size: int = 256, split: str 
 
     def joints_in_input(serialized):
         record = schema.parse_example(serialized, decode_image=False)
-        m = crop_to_input_affine(record["image/crop_size"], record["person/crop_margin"], input_size)
-        return (apply_affine_tf(m, record["joints/xy"]),
+        m = geometry.crop_to_input_affine(record["image/crop_size"], record["person/crop_margin"], input_size,
+                                          backend="tf")
+        return (geometry.apply_affine(m, record["joints/xy"], backend="tf"),
                 tf.cast(record["joints/annotated"] > 0, tf.float64))
 
     ds = (tf.data.TFRecordDataset(shard_files(data_dir, split))

@@ -15,6 +15,7 @@ import scipy.io
 
 from data_prep import crops
 from data_prep import mpii_to_tfrecord as conv
+from data_prep.shards import TMP_PREFIX, ShardWriter
 from kpt_tf import geometry
 from tests.conftest import REPO
 from tests.conftest import require_shared_mpii as _require_shared
@@ -300,7 +301,7 @@ def test_interrupted_run_resumes_and_redoes_only_missing_shards(tmp_path, monkey
     reference = shard_bytes(tmp_path / "reference")
     out = tmp_path / "out"
 
-    publish = shards.ShardWriter.publish
+    publish = ShardWriter.publish
     published = []
 
     def publish_then_die(self):
@@ -309,21 +310,21 @@ def test_interrupted_run_resumes_and_redoes_only_missing_shards(tmp_path, monkey
         published.append(self.plan.file)
         return publish(self)
 
-    monkeypatch.setattr(shards.ShardWriter, "publish", publish_then_die)
+    monkeypatch.setattr(ShardWriter, "publish", publish_then_die)
     with pytest.raises(KeyboardInterrupt):
         _convert(annotations, images, out, num_shards=shards)
-    monkeypatch.setattr(shards.ShardWriter, "publish", publish)
+    monkeypatch.setattr(ShardWriter, "publish", publish)
     partial = json.loads((out / "manifest.json").read_text())
     assert partial["complete"] is False and [s["file"] for s in partial["shards"]] == sorted(published)
     assert sorted(p.name for p in out.glob("[!.]*.tfrecord")) == sorted(published)
-    assert list(out.glob(shards.TMP_PREFIX + "*.tfrecord"))  # the unfinished shards are only .tmp files
+    assert list(out.glob(TMP_PREFIX + "*.tfrecord"))  # the unfinished shards are only .tmp files
     stamps = {name: (out / name).stat().st_mtime_ns for name in published}
 
     manifest = _convert(annotations, images, out, num_shards=shards)
     assert manifest["complete"] is True
     assert shard_bytes(out) == reference
     assert {name: (out / name).stat().st_mtime_ns for name in published} == stamps  # kept, not redone
-    assert not list(out.glob(shards.TMP_PREFIX + "*"))
+    assert not list(out.glob(TMP_PREFIX + "*"))
 
     # A damaged shard and a deleted one are redone; the others are kept.
     damaged, deleted, *kept = sorted(reference)

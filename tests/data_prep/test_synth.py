@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data_prep.synth.generate import generate
 from data_prep.synth import figure, from_annotations, painting, scene
+from data_prep.synth.generate import generate
 from kpt_tf.joints import MPII_SHORT_NAMES
 from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
 

@@ -115,7 +115,8 @@ def test_names_are_deterministic_readable_and_variables_follow_them():
         assert not re.search(r"_\d+$", layer.name), layer.name
         for weight in layer.weights:
             assert weight.path == f"{layer.name}/{weight.name}"
-    expected = {"image", "input_rescale", "stem_pad", "stem_conv", "stem_bn", "stem_relu", "stem_pool", "stem_res1_skip",
+    expected = {"image", "input_rescale", "stem_pad", "stem_conv", "stem_bn", "stem_relu", "stem_pool",
+                "stem_res1_skip",
                 "stem_res3_add", "hg0_up4_res2_conv2", "hg1_down1_res1_bn1", "hg0_bottom_res2_conv3",
                 "hg1_low3_res1_relu2", "hg0_pool2", "hg1_upsample4", "hg1_merge1", "stack1_res2_add",
                 "stack0_fc_conv", "stack0_fc_bn", "stack0_fc_relu", "head0", "head1",

@@ -58,7 +58,7 @@ def test_training_run_writes_a_complete_workdir(embedded_records, tmp_path):
 @pytest.mark.slow
 def test_overfits_a_handful_of_crops(tmp_path):
     """A few hundred steps on 8 crops, scored on the same crops: PCKh must climb far above its start."""
-    from kpt_tf.embedded_data import ensure_embedded_dataset
+    from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf.evaluate import mean_pose_baseline
     from kpt_tf.training import loop
 
@@ -118,8 +118,8 @@ def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, t
     done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run"), xla],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    check = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("CHECK "))[6:])
-    summary = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("SUMMARY "))[8:])
+    check = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("CHECK "))[6:])
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))[8:])
     assert summary == {"xla": xla == "on", "replicas": 2}
     assert check["replicas"] == 2 and check["synchronized_bn"] == (xla == "off") and check["mirrored"] > 50
     assert check["max_diff"] == 0.0, check

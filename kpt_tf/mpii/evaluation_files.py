@@ -2,7 +2,7 @@
 
 This module is the file boundary: MPII's .mat/.h5 files hold 1-based pixel coordinates, everything
 returned from here is 0-based (pixel centres at integers) and everything written here is 1-based again.
-The conversion happens only in `from_one_based` / `to_one_based`.
+The conversion happens only in `kpt_tf.mpii.coords` (`from_one_based` / `to_one_based`).
 
 Layouts accepted (MATLAB order, i.e. as `scipy.io.loadmat` shows them):
   ground truth  `pos_gt_src` (16,2,N), `jnt_missing` (16,N; 1 = not annotated), `headboxes_src` (2,2,N)
@@ -18,29 +18,19 @@ so a NaN means the exporter went wrong. (The official toolkit would silently cou
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from kpt_tf.joints import NUM_JOINTS
+from kpt_tf.joints import MPII_SHORT_NAMES, NUM_JOINTS
 from kpt_tf.metrics.pckh import head_sizes_from_boxes
-
-# MPII files count pixels from 1; the project counts from 0.
-MPII_COORD_OFFSET = 1.0
+from kpt_tf.mpii.coords import from_one_based, parse_joint_self, to_one_based
 
 _GT_KEYS = ("pos_gt_src", "jnt_missing", "headboxes_src")
 _PRED_KEYS = ("preds", "pos_pred_src")
-
-
-def from_one_based(values) -> np.ndarray:
-    """MPII's 1-based pixel coordinates -> the project's 0-based ones (pixel centres at integers)."""
-    return np.asarray(values, dtype=np.float64) - MPII_COORD_OFFSET
-
-
-def to_one_based(values) -> np.ndarray:
-    """The project's 0-based pixel coordinates -> MPII's 1-based ones (for files in MPII's formats)."""
-    return np.asarray(values, dtype=np.float64) + MPII_COORD_OFFSET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,3 +211,47 @@ def save_predictions_mat(path, preds0: np.ndarray) -> None:
     preds1 = to_one_based(preds0)
     scipy.io.savemat(str(path), {"preds": preds1, "pos_pred_src": np.transpose(preds1, (1, 2, 0))},
                      do_compression=True)
+
+
+# The .mat text header carries a creation time; a fixed one keeps equal inputs byte-identical. (The text is
+# the one the generator has always written, so that its output stays byte-identical across versions.)
+_GT_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by kpt_tf data_prep.synth_mpii"
+_MAT_HEADER_BYTES = 116
+
+
+def save_ground_truth_mat(path, joint_self, head_boxes) -> None:
+    """Write validation ground truth in the layout of detections_our_format.mat (what load_ground_truth reads).
+
+    Takes the people as annotations.json stores them, so nothing is converted twice: `joint_self` [N,16,3]
+    rows [x, y, is_visible] in 1-based pixels (not annotated = x = y = 0, kpt_tf.mpii.coords) and
+    `head_boxes` [N,2,2] [[x1,y1],[x2,y2]] in 1-based pixels. Writes `pos_gt_src` (16,2,N, 0 where not
+    annotated), `jnt_missing` (16,N uint8), `headboxes_src` (2,2,N) and `dataset_joints`; the bytes depend on
+    the inputs only (written atomically).
+    """
+    n = len(joint_self)
+    if len(head_boxes) != n:
+        raise ValueError(f"ground truth to write to {str(path)!r}: {n} joint_self entries but "
+                         f"{len(head_boxes)} head boxes")
+    pos = np.zeros((NUM_JOINTS, 2, n))
+    missing = np.zeros((NUM_JOINTS, n), np.uint8)
+    boxes = np.zeros((2, 2, n))
+    for i, (rows, box) in enumerate(zip(joint_self, head_boxes)):
+        rows = np.asarray(rows, np.float64)
+        _, annotated, _ = parse_joint_self(rows)
+        pos[:, :, i] = np.where(annotated[:, None], rows[:, :2], 0.0)
+        missing[:, i] = ~annotated
+        boxes[:, :, i] = np.asarray(box, np.float64)
+    names = np.empty((1, NUM_JOINTS), dtype=object)
+    for k, short in enumerate(MPII_SHORT_NAMES):
+        names[0, k] = np.array([short])
+    import scipy.io
+
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, {"pos_gt_src": pos, "jnt_missing": missing, "headboxes_src": boxes,
+                              "dataset_joints": names})
+    data = bytearray(buffer.getvalue())
+    data[:_MAT_HEADER_BYTES] = _GT_MAT_HEADER.ljust(_MAT_HEADER_BYTES, b" ")
+    path = Path(path)
+    tmp = path.with_suffix(".mat.tmp")
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, path)

@@ -1,14 +1,16 @@
-"""Readers of MPII annotation files -> one `PersonAnnotation` per person, 0-based pixels.
+"""MPII annotation files: one `PersonAnnotation` per person (0-based pixels), and the json writer.
 
-Three sources are accepted (`read_annotations` picks by file name):
+Three sources are read (`read_annotations` picks by file name):
 - the official release `mpii_human_pose_v1_u12_1.mat` (MATLAB struct `RELEASE`);
 - the widely redistributed `mpii_annotations.json[.gz]` (one record per person, `isValidation` split);
-- the generator's `annotations.json` (`data_prep.synth_mpii`): the same schema plus a `headbox` key.
+- the generator's `annotations.json` (`data_prep.synth`): the same schema plus a `headbox` key, written by
+  `write_json_annotations` in the real file's number style.
 
-MPII files are 1-based; `kpt_tf.mpii_io.from_one_based` is the single place where they become 0-based, and every reader
-calls it exactly once per coordinate. Readers do not decide usability: a person with a missing `objpos`
-or no annotated joint is still returned (with `objpos=None` etc.), so that `dataset_index` counts every
-person of the split and the converter can report why it was skipped.
+MPII files are 1-based; `kpt_tf.mpii.coords` holds the 1-based rule and the "not annotated = (0, 0)" rule of
+joint_self, and every reader goes through it. There is one json reader: `load_json_records` (the file) and
+`people_from_json_records` (its records -> people); `read_json_annotations` is both. Readers do not decide
+usability: a person with a missing `objpos` or no annotated joint is still returned (with `objpos=None` etc.),
+so that `dataset_index` counts every person of the split and the converter can report why it was skipped.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from kpt_tf.mpii_io import from_one_based, load_ground_truth
 from kpt_tf.joints import NUM_JOINTS
+from kpt_tf.mpii.coords import from_one_based, parse_joint_self
+from kpt_tf.mpii.evaluation_files import load_ground_truth
 
 SPLITS = ("train", "val")
 
@@ -79,7 +83,10 @@ def _open_text(path: Path):
 # JSON: mpii_annotations.json[.gz] and the generator's annotations.json
 # --------------------------------------------------------------------------------------------------
 
-def _load_json_list(path: Path) -> list:
+def load_json_records(path, required_keys: Sequence[str] = ()) -> list:
+    """The records of an mpii_annotations-style .json[.gz] as stored: a list, each record an object holding
+    `required_keys` (AnnotationError otherwise)."""
+    path = Path(path)
     try:
         with _open_text(path) as f:
             data = json.load(f)
@@ -90,44 +97,34 @@ def _load_json_list(path: Path) -> list:
     if not isinstance(data, list):
         raise AnnotationError(f"annotations file {path}: expected a list of person records, got "
                               f"{type(data).__name__}")
+    for i, rec in enumerate(data if required_keys else ()):
+        if not isinstance(rec, dict):
+            raise AnnotationError(f"annotations file {path}: record {i} is not an object")
+        if missing := [k for k in required_keys if k not in rec]:
+            raise AnnotationError(f"annotations file {path}: record {i} lacks {', '.join(missing)}")
     return data
 
 
-def _json_joints(rows, where: str):
-    """joint_self rows [x, y, is_visible] (1-based) -> joints, annotated, visible.
-
-    In mpii_annotations.json an unannotated joint is [0, 0, 0]; an annotated joint may have x or y = 0
-    (nine head tops sit on the top image row) and is_visible 0 when occluded.
-    """
-    rows = np.asarray(rows, np.float64)
-    if rows.shape != (NUM_JOINTS, 3):
-        raise AnnotationError(f"{where}: joint_self has shape {rows.shape}, expected ({NUM_JOINTS}, 3)")
-    annotated = ~((rows[:, 0] == 0) & (rows[:, 1] == 0))
-    joints = np.where(annotated[:, None], from_one_based(rows[:, :2]), 0.0)
-    visible = annotated & (rows[:, 2] > 0)
-    return joints, annotated.astype(np.int64), visible.astype(np.int64)
-
-
-def read_json_annotations(path) -> list[PersonAnnotation]:
-    """mpii_annotations.json[.gz] (or the generator's annotations.json) -> people, file order.
+def people_from_json_records(records: Sequence, source="annotations") -> list[PersonAnnotation]:
+    """Records of mpii_annotations.json (or of the generator's annotations.json) -> people, file order.
 
     Split: `isValidation` truthy -> 'val', else 'train'. A `headbox` key (generator output), given as
     [x1, y1, x2, y2] or [[x1, y1], [x2, y2]] in 1-based pixels, becomes the head box.
     """
-    path = Path(path)
-    records = _load_json_list(path)
     people: list[PersonAnnotation] = []
     split_counts = {s: 0 for s in SPLITS}
     for i, rec in enumerate(records):
-        where = f"{path} record {i}"
+        where = f"{source} record {i}"
         try:
             split = "val" if float(rec.get("isValidation", 0)) else "train"
             image = str(rec["img_paths"])
-            joints, annotated, visible = _json_joints(rec["joint_self"], where)
+            rows = rec["joint_self"]
         except (KeyError, TypeError, AttributeError, ValueError) as e:
-            if isinstance(e, AnnotationError):
-                raise
             raise AnnotationError(f"{where}: not an mpii_annotations person record ({e!r})") from e
+        try:
+            joints, annotated, visible = parse_joint_self(rows)
+        except (TypeError, ValueError) as e:
+            raise AnnotationError(f"{where}: {e}") from e
         head_box = None
         if rec.get("headbox") is not None:
             box = np.asarray(rec["headbox"], np.float64).reshape(-1)
@@ -145,11 +142,45 @@ def read_json_annotations(path) -> list[PersonAnnotation]:
             image_index=int(image_index) - 1 if image_index is not None else None,
             objpos=_objpos_or_none(rec.get("objpos")),
             scale=_scale_or_none(rec.get("scale_provided")),
-            joints=joints, annotated=annotated, visible=visible, head_box=head_box))
+            joints=joints, annotated=annotated.astype(np.int64), visible=visible.astype(np.int64),
+            head_box=head_box))
         split_counts[split] += 1
     if bad_index := [p for p in people if p.person_index < 0]:
-        raise AnnotationError(f"{path}: {len(bad_index)} records have people_index < 1 (it is 1-based)")
+        raise AnnotationError(f"{source}: {len(bad_index)} records have people_index < 1 (it is 1-based)")
     return people
+
+
+def read_json_annotations(path) -> list[PersonAnnotation]:
+    """mpii_annotations.json[.gz] (or the generator's annotations.json) -> people, file order."""
+    return people_from_json_records(load_json_records(path), Path(path))
+
+
+def encode_json(value) -> str:
+    """JSON in the real file's style: numbers as %.3f (ints only where the file has ints), no spaces."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}: {encode_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        text = f"{float(value):.3f}"
+        return "0.000" if text == "-0.000" else text
+    if isinstance(value, str):
+        return json.dumps(value)
+    raise TypeError(f"cannot encode {type(value).__name__} in annotations.json")
+
+
+def write_json_annotations(path, records: Sequence[dict]) -> None:
+    """Write person records as an mpii_annotations-style annotations.json (atomically, real file's style)."""
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text("[" + ",".join(encode_json(r) for r in records) + "]")
+    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +318,7 @@ def read_val_list(path) -> set[tuple[int, int]]:
         raise AnnotationError(f"--val_list {path} does not exist")
     if path.name.endswith((".json", ".json.gz")):
         pairs = set()
-        for i, rec in enumerate(_load_json_list(path)):
+        for i, rec in enumerate(load_json_records(path)):
             try:
                 if float(rec.get("isValidation", 0)):
                     pairs.add((int(rec["annolist_index"]) - 1, int(rec["people_index"]) - 1))
@@ -377,28 +408,18 @@ def attach_validation_head_boxes(people: Sequence[PersonAnnotation], gt_path,
     return len(val)
 
 
-def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def split_people(people: Iterable[PersonAnnotation]) -> dict[str, list[PersonAnnotation]]:
     """People grouped by split, each list in dataset_index order."""
     groups: dict[str, list[PersonAnnotation]] = {s: [] for s in SPLITS}
     for person in people:
         groups.setdefault(person.split, []).append(person)
-    for split, group in groups.items():
+    for group in groups.values():
         group.sort(key=lambda p: p.dataset_index)
     return groups
 
 
 __all__ = [
-    "SPLITS", "AnnotationError", "PersonAnnotation", "read_annotations",
-    "read_json_annotations", "read_release_mat", "read_val_list",
-    "attach_validation_head_boxes", "sha256_of_file", "split_people",
+    "SPLITS", "AnnotationError", "PersonAnnotation", "read_annotations", "load_json_records",
+    "people_from_json_records", "read_json_annotations", "read_release_mat", "read_val_list",
+    "attach_validation_head_boxes", "split_people", "encode_json", "write_json_annotations",
 ]

@@ -1,0 +1,192 @@
+"""One person's crop, from annotation to record: pure numpy/OpenCV, run in the converter's worker processes.
+
+A person becomes a small picklable `CropJob`; a worker decodes an image once for all its people
+(`convert_image`) and crops each (`crop_person`) into a record dict with every key of kpt_tf.data.schema
+(serialized in the parent, the only process that imports TensorFlow). The crop covers `crop_margin` person
+boxes around the adjusted person box (geometry.adjust_person_box / crop_affine, CONVENTIONS.md).
+
+When every person of an image is large (the crop samples >= f source pixels per crop pixel), the JPEG is
+decoded at 1/f size by libjpeg's DCT scaling (f = 2, 4, 8), which is several times cheaper and loses no
+detail the crop could hold; the reduced image is mapped back exactly (reduced pixel i covers source pixels
+f*i .. f*i+f-1, centre f*i + (f-1)/2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from kpt_tf import geometry
+from kpt_tf.mpii.annotations import PersonAnnotation
+
+_REDUCED_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                         4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+@dataclasses.dataclass(frozen=True)
+class CropJob:
+    """What a worker needs to crop one person (picklable, small)."""
+
+    key: tuple[str, int]           # (split, dataset_index)
+    image: str
+    person_index: int
+    objpos: tuple[float, float]    # 0-based, rough
+    scale: float                   # rough (MPII scale_provided)
+    joints: tuple                  # (16, 2) 0-based, nested tuples
+    annotated: tuple
+    visible: tuple
+    head_box: tuple | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CropSettings:
+    crop_size: int
+    crop_margin: float
+    jpeg_quality: int
+    reduced_decode: bool
+
+
+def person_crop_transform(objpos, scale, crop_size: int, crop_margin: float):
+    """(adjusted centre, adjusted scale, 2x3 image->crop affine) of one person."""
+    center, adjusted_scale = geometry.adjust_person_box(objpos, scale)
+    return center, adjusted_scale, geometry.crop_affine(center, adjusted_scale, crop_size, crop_margin)
+
+
+def jpeg_dimensions(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's SOF header without decoding it; None if not a parsable JPEG."""
+    buffer = (np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray))
+              else np.ascontiguousarray(data, np.uint8).reshape(-1))
+    data = memoryview(buffer)  # indexing gives plain ints
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    i = 2
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > n:
+                return None
+            height = (data[i + 5] << 8) | data[i + 6]
+            width = (data[i + 7] << 8) | data[i + 8]
+            return (height, width) if height and width else None
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def decode_factor(jobs: Sequence[CropJob], settings: CropSettings) -> int:
+    """Largest f in 1, 2, 4, 8 such that every crop of the image samples >= f source pixels per crop pixel."""
+    if not settings.reduced_decode:
+        return 1
+    source_px_per_crop_px = min(
+        geometry.PERSON_BOX_PIXELS * geometry.adjust_person_box(j.objpos, j.scale)[1] * settings.crop_margin
+        / settings.crop_size for j in jobs)
+    return max(f for f in _REDUCED_DECODE_FLAGS if f <= max(source_px_per_crop_px, 1.0))
+
+
+def _reduced_to_image(factor: int) -> np.ndarray:
+    offset = (factor - 1) / 2.0
+    return np.array([[factor, 0.0, offset], [0.0, factor, offset]])
+
+
+def decode_image(path: str, jobs: Sequence[CropJob], settings: CropSettings):
+    """-> (image or None, reduction factor, (height, width) of the full image, skip reason or None)."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except (FileNotFoundError, IsADirectoryError):
+        return None, 1, None, "image file missing"
+    except OSError as e:
+        return None, 1, None, f"image file unreadable ({e.strerror})"
+    factor = decode_factor(jobs, settings)
+    full_size = jpeg_dimensions(data) if factor > 1 else None
+    if full_size is None:
+        factor = 1
+    # EXIF orientation is ignored: annotations refer to the stored pixel grid (as MATLAB's imread reads it).
+    image = cv2.imdecode(data, _REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is not None and factor > 1 and image.shape[:2] != tuple(math.ceil(s / factor) for s in full_size):
+        factor = 1  # a JPEG whose header and scaled decode disagree: fall back to the full decode
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        return None, 1, None, "image undecodable"
+    if factor == 1:
+        full_size = image.shape[:2]
+    return image, factor, tuple(int(s) for s in full_size), None
+
+
+def crop_person(image: np.ndarray, factor: int, full_size, job: CropJob, settings: CropSettings) -> dict:
+    """One person's record (every key of kpt_tf.data.schema.FEATURES) from the decoded image."""
+    center, scale, image_to_crop = person_crop_transform(job.objpos, job.scale, settings.crop_size,
+                                                         settings.crop_margin)
+    decoded_to_crop = geometry.compose_affine(image_to_crop, _reduced_to_image(factor))
+    crop = cv2.warpAffine(image, decoded_to_crop, (settings.crop_size, settings.crop_size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding of the crop of {job.image} person {job.person_index} failed")
+    annotated = np.asarray(job.annotated, np.int64)
+    joints_crop = np.where(annotated[:, None] == 1,
+                           geometry.apply_affine(image_to_crop, np.asarray(job.joints, np.float64)), 0.0)
+    has_box = job.head_box is not None
+    return {
+        "image/encoded": jpeg.tobytes(),
+        "image/crop_size": settings.crop_size,
+        "image/id": job.image,
+        "image/original_size": np.asarray(full_size, np.int64),
+        "person/index": job.person_index,
+        "person/dataset_index": job.key[1],
+        "person/center": center.astype(np.float32),
+        "person/scale": np.float32(scale),
+        "person/crop_margin": np.float32(settings.crop_margin),
+        "joints/xy": joints_crop.astype(np.float32).reshape(-1),
+        "joints/annotated": annotated,
+        "joints/visible": np.asarray(job.visible, np.int64) * annotated,
+        "crop/to_image": geometry.invert_affine(image_to_crop).astype(np.float32).reshape(-1),
+        "head/box": np.asarray(job.head_box if has_box else np.zeros(4), np.float32),
+        "head/has_box": int(has_box),
+    }
+
+
+def convert_image(task) -> list[tuple[tuple[str, int], dict | None, str | None]]:
+    """Worker: decode one image once, crop all its people -> [(key, record or None, skip reason)]."""
+    path, jobs, settings = task
+    image, factor, full_size, reason = decode_image(path, jobs, settings)
+    if image is None:
+        return [(job.key, None, reason) for job in jobs]
+    return [(job.key, crop_person(image, factor, full_size, job, settings), None) for job in jobs]
+
+
+def skip_reason(person: PersonAnnotation) -> str | None:
+    """Why a person cannot become a record before its image is even opened (None: usable so far)."""
+    if person.objpos is None:
+        return "objpos missing or -1"
+    if person.scale is None:
+        return "scale missing"
+    if person.scale <= 0:
+        return "scale <= 0"
+    if not person.annotated.any():
+        return "no annotated joint"
+    return None
+
+
+def crop_job(person: PersonAnnotation) -> CropJob:
+    return CropJob(
+        key=(person.split, person.dataset_index), image=person.image, person_index=person.person_index,
+        objpos=tuple(float(v) for v in person.objpos), scale=float(person.scale),
+        joints=tuple(map(tuple, person.joints.tolist())), annotated=tuple(int(v) for v in person.annotated),
+        visible=tuple(int(v) for v in person.visible),
+        head_box=None if person.head_box is None else tuple(float(v) for v in person.head_box))
+

@@ -1,0 +1,196 @@
+"""The converter's output: shard plan, ordered shard writing with atomic publication, manifest entries.
+
+Each split's people (file order) are cut into `num_shards` contiguous blocks. A shard is written under a
+temporary name (`TMP_PREFIX`) in dataset_index order whatever order its people's results arrive in, fsynced,
+hashed and renamed when complete; its manifest entry (kpt_tf.data.manifest) is then published by the caller.
+Images are cropped by worker processes (data_prep.workers, data_prep.crops); records are serialized here,
+in the only process that imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from data_prep import workers
+from data_prep.crops import CropJob, CropSettings, convert_image, crop_job, skip_reason
+from kpt_tf.data import manifest as mf
+from kpt_tf.mpii.annotations import PersonAnnotation
+
+TMP_PREFIX = ".tmp-"
+
+
+def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class ShardPlan:
+    split: str
+    index: int
+    num_shards: int
+    people: list[PersonAnnotation]   # contiguous block of the split's people, dataset_index order
+
+    @property
+    def file(self) -> str:
+        return shard_file_name(self.split, self.index, self.num_shards)
+
+
+def shard_file_name(split: str, index: int, num_shards: int) -> str:
+    from kpt_tf.data.schema import shard_name  # imported lazily: the schema module imports TensorFlow
+    return shard_name(split, index, num_shards)
+
+
+def plan_shards(people_by_split: dict[str, list[PersonAnnotation]], num_shards: dict[str, int]) -> list[ShardPlan]:
+    """Contiguous blocks of each split's people (file order): shard k holds [k*n/S, (k+1)*n/S)."""
+    plans = []
+    for split, people in people_by_split.items():
+        count = num_shards[split]
+        n = len(people)
+        for k in range(count):
+            plans.append(ShardPlan(split, k, count, people[k * n // count:(k + 1) * n // count]))
+    return plans
+
+
+def image_tasks(shards: Iterable[ShardPlan], images_dir: Path, settings: CropSettings):
+    """Group the usable people of `shards` by image, in order of first appearance -> worker tasks."""
+    groups: dict[str, list[CropJob]] = {}
+    for shard in shards:
+        for person in shard.people:
+            if skip_reason(person) is None:
+                groups.setdefault(person.image, []).append(crop_job(person))
+    return [(str(images_dir / image), jobs, settings) for image, jobs in groups.items()]
+
+
+class ShardWriter:
+    """Receives one shard's results in any order and writes them in dataset_index order to a .tmp file."""
+
+    def __init__(self, plan: ShardPlan, output_dir: Path):
+        self.plan = plan
+        self.final_path = output_dir / plan.file
+        self.tmp_path = output_dir / (TMP_PREFIX + plan.file)
+        self._writer = None  # opened at the first person settled: many shards need not mean many open files
+        self._first = plan.people[0].dataset_index if plan.people else 0
+        self._pending: dict[int, tuple[bytes | None, str | None]] = {}
+        self._next = 0
+        self.records = 0
+        self.skipped: list[dict] = []
+
+    def add(self, dataset_index: int, serialized: bytes | None, reason: str | None):
+        self._pending[dataset_index - self._first] = (serialized, reason)
+        if self._writer is None and self._next in self._pending:
+            self._open()
+        while self._next in self._pending:
+            serialized, reason = self._pending.pop(self._next)
+            person = self.plan.people[self._next]
+            if serialized is not None:
+                self._writer.write(serialized)
+                self.records += 1
+            else:
+                self.skipped.append({mf.SKIP_SPLIT: person.split, mf.SKIP_DATASET_INDEX: person.dataset_index,
+                                     mf.SKIP_IMAGE: person.image, mf.SKIP_PERSON: person.person_index,
+                                     mf.SKIP_REASON: reason})
+            self._next += 1
+
+    def _open(self):
+        import tensorflow as tf
+
+        self._writer = tf.io.TFRecordWriter(str(self.tmp_path))
+
+    @property
+    def done(self) -> bool:
+        return self._next == len(self.plan.people)
+
+    def publish(self) -> dict:
+        """Close, flush to disk and rename atomically; -> the shard's manifest entry."""
+        if self._writer is None:  # a shard without people: an empty file
+            self._open()
+        self._writer.close()
+        with open(self.tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        digest = sha256_of_file(self.tmp_path)
+        os.replace(self.tmp_path, self.final_path)
+        return shard_entry(self.plan, self.records, digest, self.skipped)
+
+    def abandon(self):
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+        except Exception:  # the writer may already be closed; the .tmp file is redone on the next run
+            pass
+
+
+def shard_entry(plan: ShardPlan, records: int, digest: str, skipped: list[dict]) -> dict:
+    people = plan.people
+    span = [people[0].dataset_index, people[-1].dataset_index + 1] if people else [0, 0]
+    return {mf.SHARD_FILE: plan.file, mf.SHARD_SPLIT: plan.split, mf.SHARD_RECORDS: records,
+            mf.SHARD_SHA256: digest, mf.SHARD_READ: len(people), mf.SHARD_PEOPLE: span, mf.ENTRY_SKIPPED: skipped}
+
+
+def write_json_atomic(path: Path, payload: dict):
+    tmp = path.with_name(TMP_PREFIX + path.name)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=1, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, settings: CropSettings,
+                  num_workers: int, progress: bool, entries: dict, save):
+    from tqdm import tqdm
+
+    from kpt_tf.data.schema import encode_example
+
+    writers = {(p.split, p.index): ShardWriter(p, output_dir) for p in pending}
+    shard_of = {}
+    for p in pending:
+        for person in p.people:
+            shard_of[(person.split, person.dataset_index)] = writers[(p.split, p.index)]
+
+    def finish_ready(writer: ShardWriter):
+        if writer.done and writer.plan.file not in entries:
+            entries[writer.plan.file] = writer.publish()
+            save(complete=False)
+
+    # People skipped before any image is opened, and empty shards, are settled first.
+    for p in pending:
+        for person in p.people:
+            reason = skip_reason(person)
+            if reason:
+                shard_of[(person.split, person.dataset_index)].add(person.dataset_index, None, reason)
+    for writer in writers.values():
+        finish_ready(writer)
+
+    tasks = image_tasks(pending, images_dir, settings)
+    total = sum(len(jobs) for _, jobs, _ in tasks)
+    bar = tqdm(total=total, unit="people", desc="crops", disable=not progress, mininterval=1.0,
+               smoothing=0.1, file=sys.stderr)
+    try:
+        with workers.ordered_map(convert_image, tasks, num_workers, chunksize=4) as results:  # in task order
+            for task_results in results:
+                for key, record, reason in task_results:
+                    writer = shard_of[key]
+                    writer.add(key[1], encode_example(record) if record is not None else None, reason)
+                    finish_ready(writer)
+                bar.update(len(task_results))
+    except BaseException:
+        for writer in writers.values():
+            if writer.plan.file not in entries:
+                writer.abandon()
+        raise
+    finally:
+        bar.close()
+    if unfinished := [w.plan.file for w in writers.values() if w.plan.file not in entries]:
+        raise RuntimeError(f"internal error: shards {unfinished} did not receive all their people")

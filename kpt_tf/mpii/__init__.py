@@ -1,0 +1,32 @@
+"""MPII's file formats, in one package (numpy/scipy/h5py only: no TensorFlow, no data_prep, no configs).
+
+- `coords`: the 1-based <-> 0-based rule and the "not annotated = (0, 0) in joint_self" rule.
+- `evaluation_files`: ground truth and prediction .mat/.h5 files (read and write).
+- `annotations`: annotation files (release .mat, mpii_annotations.json, the generator's json) -> people,
+  the validation list, and the json writer.
+"""
+
+from kpt_tf.mpii.annotations import (
+                                     SPLITS,
+                                     AnnotationError,
+                                     PersonAnnotation,
+                                     read_annotations,
+                                     read_json_annotations,
+                                     read_release_mat,
+                                     read_val_list,
+                                     write_json_annotations,
+)
+from kpt_tf.mpii.coords import from_one_based, to_one_based
+from kpt_tf.mpii.evaluation_files import (
+                                     GroundTruth,
+                                     load_ground_truth,
+                                     load_predictions,
+                                     save_ground_truth_mat,
+                                     save_predictions_mat,
+)
+
+__all__ = [
+    "PersonAnnotation", "AnnotationError", "SPLITS", "read_annotations", "read_json_annotations",
+    "read_release_mat", "read_val_list", "write_json_annotations", "GroundTruth", "load_ground_truth",
+    "load_predictions", "save_predictions_mat", "save_ground_truth_mat", "from_one_based", "to_one_based",
+]
