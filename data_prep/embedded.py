@@ -1,6 +1,6 @@
 """The embedded data set: procedural MPII-format people, converted to TFRecords, made once and reused.
 
-Used by the demo, the KPTransfer experiments (when no data.dir is given), benchmarks and tests.
+Used by the demo, the KPTransfer benchmark (its `--config.data.dir`), other benchmarks and tests.
 `root/synth` holds the generator's MPII-format output (images/, annotations.json, gt_val.mat) and
 `root/records` the converter's shards; each is regenerated only when absent or made with other settings.
 
