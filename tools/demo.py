@@ -78,7 +78,9 @@ def first_val_image(dataset_dir: Path):
 
 
 def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptransfer: bool = True,
-             kptransfer_epochs: int = 6) -> dict:
+             kptransfer_epochs: int = 6, config=None, kptransfer_steps: int = 0) -> dict:
+    """The whole demo; `config` replaces configs/demo.py (tests shrink it), `kptransfer_steps` the KPTransfer
+    runs' batches per epoch (0 = KPTRANSFER_STEPS_PER_EPOCH)."""
     from configs.demo import get_config
     from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf import evaluate
@@ -90,7 +92,7 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
     clock = StageClock(EXPECTED_STAGE_SECONDS if kptransfer else
                        {k: v for k, v in EXPECTED_STAGE_SECONDS.items() if k != "kptransfer"})
     workdir.mkdir(parents=True, exist_ok=True)
-    config = get_config()
+    config = config if config is not None else get_config()
     if epochs:
         config.train.epochs = epochs
 
@@ -126,7 +128,8 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
     if kptransfer:
         clock.stage("kptransfer", f"KPTransfer: upper -> lower, random vs transfer vs frozen "
                     f"({kptransfer_epochs} epochs each)")
-        out["kptransfer"] = run_kptransfer_demo(config, workdir / "kptransfer", kptransfer_epochs)
+        out["kptransfer"] = run_kptransfer_demo(config, workdir / "kptransfer", kptransfer_epochs,
+                                                kptransfer_steps or KPTRANSFER_STEPS_PER_EPOCH)
     out["seconds"] = round(clock.finish(), 1)
     (workdir / "summary.json").write_text(json.dumps(out, indent=1))
 
@@ -147,12 +150,12 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
 KPTRANSFER_STEPS_PER_EPOCH = 60  # 960 crops an epoch: four runs fit the demo's time budget
 
 
-def run_kptransfer_demo(config, workdir: Path, epochs: int) -> dict:
+def run_kptransfer_demo(config, workdir: Path, epochs: int, steps_per_epoch: int) -> dict:
     from kpt_tf import workdir as wd
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
     config = config.copy_and_resolve_references()
-    config.train.steps_per_epoch = KPTRANSFER_STEPS_PER_EPOCH
+    config.train.steps_per_epoch = int(steps_per_epoch)
     overall = run_experiment(experiment_from_training_config(config, ("upper", "lower"), (0,), epochs), workdir)
     step = overall["steps"][0]
     arms = {arm: {"mean_pckh": e["final_mean"],
