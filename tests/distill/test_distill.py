@@ -98,3 +98,35 @@ def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
     for before, v in zip(teacher_before, trainer.teacher.variables):
         np.testing.assert_array_equal(before, v.numpy())  # weights and BN moving statistics alike
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(student_before, student.trainable_weights))
+
+
+def test_dry_run_reports_both_networks_of_the_published_pair():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-m", "kpt_tf.distill", "--config", "configs/fpd_hg8_to_4x128.py",
+                           "--dry_run"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert (line["student_params"], line["teacher_params"]) == (3_247_616, 25_434_112)
+    assert line["alpha"] == 0.5 and line["teacher_flops_per_image"] > 7 * line["student_flops_per_image"]
+
+
+@pytest.mark.slow
+def test_a_distilled_student_is_an_ordinary_workdir(trained_workdir, embedded_records, tmp_path):
+    from kpt_tf.export import export_workdir
+    from kpt_tf.training import loop
+    from tests.conftest import tiny_train_config
+
+    config = tiny_train_config(embedded_records, joints="upper", epochs=1, steps=3, stacks=1)
+    config.train.trainer = "distill"
+    config.distill = dict(teacher=str(trained_workdir), alpha=0.5, kd_on_all_joints=False, init_student="")
+    summary = loop.train(config, tmp_path / "student", verbose=0)
+    assert summary["trainer"] == "distill" and len(summary["history"]) == 1
+    student = wd.load_trained(tmp_path / "student")
+    assert student.joints.names == JointSubset.parse("upper").names
+    served = wd.load_trained(export_workdir(tmp_path / "student", tmp_path / "student_sm"))
+    crops = np.zeros((1, 64, 64, 3), np.float32)
+    assert served.heatmaps_fn()(crops).shape == (1, 16, 16, len(JointSubset.parse("upper")))
