@@ -6,6 +6,7 @@ A training workdir (kpt_tf.train, kpt_tf.transfer):
     config.json                the full training config (ml_collections, JSON)
     init.keras                 starting weights of a fine-tuning run (written by kpt_tf.transfer)
     transfer_report.{json,txt} what kpt_tf.transfer copied
+    import_report.json         what kpt_tf.import_checkpoint mapped (an imported checkpoint: config + best.keras)
     best.keras, final.keras    the network at its best validation PCKh / after the last epoch
     checkpoints/best.weights.h5, backup/ (BackupAndRestore, removed when training completes)
     metrics.csv, tensorboard/, train_summary.json
@@ -32,6 +33,7 @@ TENSORBOARD = "tensorboard"
 TRAIN_SUMMARY = "train_summary.json"
 TRANSFER_REPORT_JSON = "transfer_report.json"
 TRANSFER_REPORT_TEXT = "transfer_report.txt"
+IMPORT_REPORT = "import_report.json"
 EXPORT_METADATA = "assets.extra/kpt_tf.json"
 SAVED_MODEL_GRAPH = "saved_model.pb"
 

@@ -13,7 +13,7 @@ for layer, so parameter counts match it exactly:
 Layer names (stable across builds, independent of the number of joints; stacks are 0-based like the indices
 of bearpaw's state_dict, hourglass levels run from `depth` at the stack's input resolution down to 1):
 
-    image (input), input_rescale           uint8-range pixels -> [0, 1]
+    image (input), input_rescale           uint8-range pixels -> [0, 1] minus `input_mean` (0 unless imported)
     stem_pad, stem_conv, stem_bn, stem_relu, stem_pool, stem_res{1,2,3}_*
     hg{s}_up{d}_res{r}_*                   upper branch at level d          (bearpaw hg[s].hg[d-1][0])
     hg{s}_pool{d}                          2x2 max-pool into level d-1
@@ -60,7 +60,7 @@ _REINJECT_HEATMAPS = re.compile(r"^reinject\d+_heatmaps$")
 
 def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int = 4, num_blocks: int = 1,
                     input_size: int = 256, synchronized_bn: bool = False, name: str = "hourglass",
-                    model_class=keras.Model, stem: str = "bearpaw") -> keras.Model:
+                    model_class=keras.Model, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0)) -> keras.Model:
     """Stacked hourglass; input float32 [B, S, S, 3] pixels in 0..255, outputs `num_stacks` heatmaps
     [B, S/4, S/4, num_joints] (float32 under any dtype policy), one per stack, last = final prediction.
 
@@ -82,7 +82,10 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
         raise ValueError(f"build_hourglass: stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
     stem_width, stem_residual_width = STEM_WIDTHS[stem](channels)
     image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="input_rescale")(image)
+    # `input_mean` (per RGB channel, in [0, 1] units) is part of the model, so every kpt_tf network takes 0..255
+    # pixels: bearpaw's networks were trained on [0, 1] minus the MPII mean (kpt_tf.interop.bearpaw).
+    mean = [float(v) for v in input_mean]
+    x = layers.Rescaling(1.0 / 255.0, offset=[-v for v in mean] if any(mean) else 0.0, name="input_rescale")(image)
     # PyTorch's padding=3 on both sides; Keras' "same" would pad 2 before / 3 after for stride 2 and shift
     # the whole feature grid by one input pixel relative to bearpaw's (and break weight conversion).
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
@@ -125,7 +128,8 @@ def build_from_config(model_config, num_joints: int, synchronized_bn: bool = Fal
     m = model_config
     return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=num_joints,
                            depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
-                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")))
+                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")),
+                           input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))))
 
 
 register(Architecture(name="hourglass", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,

@@ -1,0 +1,130 @@
+r"""Import a PyTorch checkpoint as a kpt_tf workdir:
+`python -m kpt_tf.import_checkpoint --format bearpaw --checkpoint model_best.pth.tar --out W
+ [--num_stacks 8 --num_blocks 1 --channels 256 --joints all]`.
+
+bearpaw/pytorch-pose stacked hourglasses (kpt_tf/interop/bearpaw.py for the name map). The architecture is read
+from the checkpoint's keys and shapes and checked against any flag given; every tensor is used or reported, and an
+unknown key, a missing weight or a shape mismatch refuses with the names, writing nothing. The result holds
+`config.json` and `best.keras` like a training workdir, so `kpt_tf.evaluate`, `kpt_tf.export`, `kpt_tf.transfer`
+and distillation take it; the model takes 0..255 pixels like every kpt_tf model (bearpaw's mean subtraction is in
+its `input_rescale` layer). `--joints` names the checkpoint's own heatmap channels, in order (a 16-joint checkpoint:
+`all`; a subset network trained on e.g. the upper body: `upper`); to move a 16-joint network to a subset, import it
+and use `kpt_tf.transfer --map_heads`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from absl import app, flags
+
+from kpt_tf import workdir as wd
+from kpt_tf.interop import bearpaw
+from kpt_tf.interop.bearpaw import CheckpointError
+from kpt_tf.joints import JointSubset
+
+FORMATS = ("bearpaw",)
+
+
+def imported_config(arch: dict, joints: JointSubset, input_size: int, checkpoint: str):
+    """The workdir config of an imported bearpaw network (model, joints, codec: what loading it needs)."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(dict(
+        name=f"bearpaw_hg_s{arch['num_stacks']}_b{arch['num_blocks']}", joints=",".join(joints.names),
+        model=dict(name="hourglass", num_stacks=arch["num_stacks"], channels=arch["channels"],
+                   depth=bearpaw.HOURGLASS_DEPTH, num_blocks=arch["num_blocks"], input_size=int(input_size),
+                   stem="bearpaw", input_mean=bearpaw.MPII_MEAN_RGB),
+        codec=dict(sigma=1.0),   # bearpaw's MPII training targets
+        imported_from=dict(format="bearpaw", checkpoint=str(checkpoint))))
+
+
+def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_blocks: int | None = None,
+                   channels: int | None = None, joints: str = "all", input_size: int = 256) -> dict:
+    """Import; returns the report written to `import_report.json`. Raises CheckpointError (nothing written)."""
+    from kpt_tf.models import build_net
+    from kpt_tf.models.weights import plan_copy
+
+    out_dir = Path(out_dir)
+    if (out_dir / wd.BEST_MODEL).exists():
+        raise CheckpointError(f"{out_dir}: already holds {wd.BEST_MODEL}; choose a new --out")
+    state = bearpaw.load_state_dict(checkpoint)
+    try:
+        arch = bearpaw.infer_architecture(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint {checkpoint}: {e}") from None
+    for name, given in (("num_stacks", num_stacks), ("num_blocks", num_blocks), ("channels", channels)):
+        if given is not None and int(given) != arch[name]:
+            raise CheckpointError(f"checkpoint {checkpoint}: --{name} {given}, but the checkpoint has {arch[name]}")
+    subset = JointSubset.parse(joints)
+    weights, unused, ignored = bearpaw.to_kpt_weights(state, arch["num_stacks"], arch["num_blocks"])
+    if arch["num_classes"] != len(subset):
+        # Dropping channels of a multi-stack network would change what the later stacks see (the heatmaps are
+        # re-injected): that is a transfer, not an import.
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: {arch['num_classes']} heatmap channels, but --joints {joints} has "
+            f"{len(subset)}; import with its own joints, then `python -m kpt_tf.transfer --map_heads` to a subset")
+    config = imported_config(arch, subset, input_size, checkpoint)
+    net = build_net(config, subset)
+    plan = plan_copy(net, weights)
+    lacking = [r[0] for r in plan.only_in_target]
+    unplaced = [r[0] for r in plan.only_in_source]
+    problems = [f"unknown checkpoint keys {unused[:6]}" if unused else "",
+                f"weights the checkpoint lacks {lacking[:6]}" if lacking else "",
+                f"shape mismatches {plan.shape_mismatched[:4]}" if plan.shape_mismatched else "",
+                f"mapped tensors without a layer {unplaced[:6]}" if unplaced else ""]
+    problems = [p for p in problems if p]
+    if problems:
+        raise CheckpointError(f"checkpoint {checkpoint}: not a bearpaw hourglass of the inferred architecture "
+                              f"{arch}: " + "; ".join(problems))
+    plan.apply()
+    report = {"checkpoint": str(checkpoint), "format": "bearpaw", "architecture": arch,
+              "joints": list(subset.names), "tensors_used": len(state) - len(ignored),
+              "tensors_ignored": ignored, "weights_written": len(plan.copied)}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=out_dir.parent))
+    try:
+        net.save(staging / wd.BEST_MODEL)
+        wd.save_config(config, staging)
+        (staging / wd.IMPORT_REPORT).write_text(json.dumps(report, indent=1))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def define_flags():
+    """CLI flags (defined only when run as a program)."""
+    flags.DEFINE_enum("format", "bearpaw", FORMATS, "Checkpoint format.")
+    flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint (e.g. model_best.pth.tar).")
+    flags.DEFINE_string("out", None, "Workdir to create (config.json, best.keras, import_report.json).")
+    flags.DEFINE_integer("num_stacks", None, "Expected stacks (checked against the checkpoint).")
+    flags.DEFINE_integer("num_blocks", None, "Expected residuals per module (checked).")
+    flags.DEFINE_integer("channels", None, "Expected feature width (checked).")
+    flags.DEFINE_string("joints", "all", "Joint subset of the imported heads (a 16-joint checkpoint: any subset).")
+    flags.DEFINE_integer("input_size", 256, "Input size of the imported model (bearpaw: 256).")
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    if not f.checkpoint or not f.out:
+        raise app.UsageError("--checkpoint and --out are required")
+    try:
+        report = import_bearpaw(f.checkpoint, f.out, f.num_stacks, f.num_blocks, f.channels, f.joints, f.input_size)
+    except CheckpointError as e:
+        raise app.UsageError(f"import refused: {e}") from None
+    print(f"imported {report['architecture']} ({report['weights_written']} weights) into {f.out}; "
+          f"evaluate with: python -m kpt_tf.evaluate --model {f.out} --data RECORDS")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    define_flags()
+    app.run(main)

@@ -1,0 +1,121 @@
+"""Importing bearpaw/pytorch-pose checkpoints (kpt_tf/import_checkpoint.py): numerically equal networks, and
+refusals that name the problem and write nothing."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+
+from kpt_tf import workdir as wd
+from kpt_tf.import_checkpoint import import_bearpaw
+from kpt_tf.interop.bearpaw import MPII_MEAN_RGB, CheckpointError
+from kpt_tf.joints import JointSubset
+from kpt_tf.models.outputs import stage_outputs
+from tests.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint
+
+SIZE = 64
+
+
+def torch_heatmaps(net, images_uint8):
+    """bearpaw's preprocessing (RGB [0, 1] minus the MPII mean, no std) and forward, NHWC out."""
+    x = torch.from_numpy(images_uint8.astype(np.float32) / 255.0 - np.float32(MPII_MEAN_RGB)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        return [o.permute(0, 2, 3, 1).numpy() for o in net(x)]
+
+
+def images(n=2, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.uint8)
+
+
+def imported(tmp_path, stacks, blocks=1, classes=16, joints="all", name="ckpt"):
+    torch_net = randomised(HourglassNet(stacks, blocks, classes), seed=stacks)
+    path = tmp_path / f"{name}.pth.tar"
+    save_bearpaw_checkpoint(torch_net, path)
+    report = import_bearpaw(path, tmp_path / name, joints=joints, input_size=SIZE)
+    return torch_net, wd.load_trained(tmp_path / name), report
+
+
+@pytest.mark.parametrize("stacks,blocks", [(1, 1), (2, 1), (8, 1), (2, 2)])
+def test_imported_network_equals_the_pytorch_network_on_every_stack(tmp_path, stacks, blocks):
+    torch_net, trained, report = imported(tmp_path, stacks, blocks)
+    assert report["architecture"] == {"num_stacks": stacks, "num_blocks": blocks, "channels": 256, "num_classes": 16}
+    assert report["tensors_used"] + len(report["tensors_ignored"]) == len(torch_net.state_dict())
+    batch = images()
+    expected = torch_heatmaps(torch_net, batch)
+    got = [o.numpy() for o in stage_outputs(trained.net(tf.constant(batch, tf.float32), training=False))]
+    assert len(got) == stacks
+    for e, g in zip(expected, got):
+        scale = float(np.abs(e).max())
+        assert float(np.abs(e - g).max()) <= 1e-4 * scale, (float(np.abs(e - g).max()), scale)
+
+
+def test_a_joint_subset_network_imports_with_its_joints(tmp_path):
+    upper = JointSubset.parse("upper")
+    torch_net, trained, _ = imported(tmp_path, 2, classes=len(upper), joints="upper")
+    assert trained.joints.names == upper.names
+    batch = images(seed=1)
+    for e, g in zip(torch_heatmaps(torch_net, batch),
+                    stage_outputs(trained.net(tf.constant(batch, tf.float32), training=False))):
+        assert float(np.abs(e - g).max()) <= 1e-4 * float(np.abs(e).max())
+    with pytest.raises(CheckpointError, match="kpt_tf.transfer --map_heads"):
+        import_bearpaw(tmp_path / "ckpt.pth.tar", tmp_path / "as_lower", joints="lower", input_size=SIZE)
+
+
+def test_the_imported_export_serves_the_pytorch_keypoints(tmp_path):
+    from kpt_tf.export import export_workdir
+
+    torch_net, trained, _ = imported(tmp_path, 2)
+    served = tf.saved_model.load(str(export_workdir(tmp_path / "ckpt", tmp_path / "sm", flip_test=False)))
+    crop = images(1, seed=2)
+    # A box whose 1.25x padded square is exactly the crop: the crop transform is the identity.
+    side, c = SIZE / 1.25, (SIZE - 1) / 2.0
+    box = np.array([[c - side / 2, c - side / 2, c + side / 2, c + side / 2]], np.float32)
+    out = served.signatures["serving_default"](images=tf.constant(crop), boxes=tf.constant(box))
+    expected, _ = trained.codec().decode(torch_heatmaps(torch_net, crop)[-1])
+    np.testing.assert_allclose(out["keypoints"].numpy(), expected.numpy(), atol=1e-3)
+
+
+def test_wrong_truncated_and_foreign_checkpoints_are_refused_writing_nothing(tmp_path):
+    torch_net = randomised(HourglassNet(1, 1, 16))
+    good = tmp_path / "good.pth.tar"
+    save_bearpaw_checkpoint(torch_net, good)
+    truncated = tmp_path / "truncated.pth.tar"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        import_bearpaw(truncated, tmp_path / "a", input_size=SIZE)
+    with pytest.raises(CheckpointError, match="num_stacks 8, but the checkpoint has 1"):
+        import_bearpaw(good, tmp_path / "b", num_stacks=8, input_size=SIZE)
+    state = {k: v for k, v in torch_net.state_dict().items()}
+    extra = dict(state, **{"extra_head.weight": torch.zeros(3)})
+    torch.save({"state_dict": extra}, str(tmp_path / "extra.pth.tar"))
+    with pytest.raises(CheckpointError, match="extra_head.weight"):
+        import_bearpaw(tmp_path / "extra.pth.tar", tmp_path / "c", input_size=SIZE)
+    missing = {k: v for k, v in state.items() if not k.startswith("layer2.")}
+    torch.save({"state_dict": missing}, str(tmp_path / "missing.pth.tar"))
+    with pytest.raises(CheckpointError, match="stem_res2"):
+        import_bearpaw(tmp_path / "missing.pth.tar", tmp_path / "d", input_size=SIZE)
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}}, str(tmp_path / "other.pth.tar"))
+    with pytest.raises(CheckpointError, match="not a bearpaw HourglassNet"):
+        import_bearpaw(tmp_path / "other.pth.tar", tmp_path / "e", input_size=SIZE)
+    assert not any((tmp_path / d).exists() for d in "abcde")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch RAN_CODE_MARKER",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pth.tar"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": {"conv1.weight": _RunsCode()}}, f)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        import_bearpaw(path, tmp_path / "out", input_size=SIZE)
+    assert not (tmp_path / "RAN_CODE_MARKER").exists() and not (tmp_path / "out").exists()
