@@ -177,6 +177,8 @@ def load_trained(path, which: str = "best", config=None) -> TrainedModel:
         raise ValueError(f"{path}: not a SavedModel, a training workdir or a .keras file")
     import keras
 
+    import kpt_tf.models  # noqa: F401  (registers the custom layers saved files refer to)
+
     if config is None and (path.parent / CONFIG).is_file():
         config = load_config(path.parent)
     return TrainedModel(path=path, net=keras.saving.load_model(path, compile=False), config=config)

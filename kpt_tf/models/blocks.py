@@ -33,9 +33,45 @@ def conv(filters: int, kernel_size: int, fan_in_channels: int, name: str, stride
         name=name, dtype=dtype)
 
 
+@keras.saving.register_keras_serializable(package="kpt_tf")
+class FusedBatchNorm(layers.BatchNormalization):
+    """Keras' BatchNormalization (same variables, names, config and moving-statistics rule) computed with TF's
+    fused kernel (`FusedBatchNormV3` forward and gradient) for 4-D channels-last inputs.
+
+    Keras 3 on TF runs batch norm as separate mean, variance, scale and shift ops (about a quarter of an
+    hourglass training step on CPU, BUILD_NOTES.md). Synchronized BN and masked inputs keep Keras' own path.
+    The fused kernel returns the Bessel-corrected batch variance; it is converted back to the biased moment
+    Keras' moving variance uses, so a trained model is the same whichever path computed it.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if self.synchronized or mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
+                or not (self.center and self.scale) or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, tf.float32)
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        if training and self.trainable:
+            y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
+                                                                 is_training=True)
+            count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+            variance = unbiased * (count - 1.0) / count
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon, is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
+# The batch-norm layer every block builds (bench/train_step.py swaps in Keras' own for its comparison).
+BATCH_NORM_LAYER = FusedBatchNorm
+
+
 def batch_norm(name: str, synchronized: bool) -> layers.BatchNormalization:
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                     synchronized=synchronized, name=name)
+    return BATCH_NORM_LAYER(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=synchronized, name=name)
 
 
 def residual(x, out_channels: int, prefix: str, synchronized_bn: bool):
