@@ -13,9 +13,9 @@ import torch
 from kpt_tf import workdir as wd
 from kpt_tf.import_checkpoint import import_bearpaw
 from kpt_tf.interop.bearpaw import MPII_MEAN_RGB, CheckpointError
+from kpt_tf.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint
 from kpt_tf.joints import JointSubset
 from kpt_tf.models.outputs import stage_outputs
-from tests.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint
 
 SIZE = 64
 

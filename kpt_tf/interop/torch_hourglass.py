@@ -1,6 +1,11 @@
 """A PyTorch stacked hourglass with bearpaw/pytorch-pose's module structure and state_dict key names, written here
-from the architecture (pre-activation bottleneck with expansion 2, 4-level hourglasses, intermediate supervision),
-to produce checkpoints in bearpaw's layout for the import tests. Not a training implementation."""
+from the architecture (pre-activation bottleneck with expansion 2, 4-level hourglasses, intermediate supervision).
+
+Used to make checkpoints in bearpaw's layout for the import tests, and as the PyTorch peer of the same network in
+bench/train_vs_pytorch.py. Needs PyTorch (an optional dependency: `pip install torch==2.13.0+cpu`).
+`channels` and `stem_widths` generalise bearpaw's fixed 256 and (64, 128) so narrower networks (the demo's, with
+FPD's scaled stem) can be compared too; the defaults are bearpaw's network.
+"""
 
 from __future__ import annotations
 
@@ -50,14 +55,16 @@ class Hourglass(nn.Module):
 
 
 class HourglassNet(nn.Module):
-    def __init__(self, num_stacks: int = 2, num_blocks: int = 1, num_classes: int = 16):
+    def __init__(self, num_stacks: int = 2, num_blocks: int = 1, num_classes: int = 16, channels: int = 256,
+                 stem_widths: tuple[int, int] = (64, 128)):
         super().__init__()
-        feats = 128
-        ch = 2 * feats
+        feats = channels // 2
+        ch = channels
+        stem, stem_res = stem_widths
         self.num_stacks = num_stacks
-        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64)
-        self.layer1, self.layer2 = residuals(64, 64, 1), residuals(128, 64, 1)
-        self.layer3 = residuals(128, feats, 1)
+        self.conv1, self.bn1 = nn.Conv2d(3, stem, 7, stride=2, padding=3), nn.BatchNorm2d(stem)
+        self.layer1, self.layer2 = residuals(stem, stem_res // 2, 1), residuals(stem_res, stem_res // 2, 1)
+        self.layer3 = residuals(stem_res, feats, 1)
         self.hg = nn.ModuleList([Hourglass(num_blocks, feats) for _ in range(num_stacks)])
         self.res = nn.ModuleList([residuals(ch, feats, num_blocks) for _ in range(num_stacks)])
         self.fc = nn.ModuleList([nn.Sequential(nn.Conv2d(ch, ch, 1), nn.BatchNorm2d(ch), nn.ReLU())

@@ -1,0 +1,157 @@
+r"""Training and inference speed of kpt_tf's hourglass against the same network in PyTorch, in one process.
+
+    .venv/bin/python -m bench.train_vs_pytorch                 # hg2 x 256 at 256 px batch 8, and the demo network
+    .venv/bin/python -m bench.train_vs_pytorch --tiny          # seconds: what CI runs so the script cannot rot
+
+Training: kpt_tf's real step (`PoseTrainer` through Keras' train function, targets rendered in the step, XLA per
+`train.xla=auto`) against PyTorch's (forward, the same target-weighted MSE over stacks on precomputed targets,
+backward, RMSprop with the same hyper-parameters; `torch.set_num_threads` = the cores; NCHW and channels-last),
+on one batch held in memory, runs alternating step by step so other load slows all alike; median of the timed
+steps after warm-up. Inference: the exported SavedModel's `heatmaps` endpoint against the PyTorch model in eval
+mode under `torch.no_grad`, batch 1 and 32. Ratios > 1 mean kpt_tf is faster. Needs PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from kpt_tf.codec import HeatmapCodec  # noqa: E402
+from kpt_tf.export import export_net  # noqa: E402
+from kpt_tf.interop.torch_hourglass import HourglassNet  # noqa: E402
+from kpt_tf.joints import JointSubset  # noqa: E402
+from kpt_tf.models.hourglass import STEM_WIDTHS, build_hourglass  # noqa: E402
+from kpt_tf.training.distribute import resolve_xla  # noqa: E402
+from kpt_tf.training.trainer import PoseTrainer  # noqa: E402
+
+flags.DEFINE_bool("tiny", False, "Tiny shapes and two steps (CI).")
+flags.DEFINE_integer("steps", 10, "Timed training steps per framework.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps first.")
+FLAGS = flags.FLAGS
+
+# name: (stacks, channels, stem, input size, batch)
+NETWORKS = {"hg2_256": (2, 256, "bearpaw", 256, 8), "demo": (2, 64, "scaled", 128, 16)}
+TINY = {"tiny": (1, 16, "scaled", 64, 2)}
+
+
+def _median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_batches) -> dict:
+    keras.utils.set_random_seed(0)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, size, size, 3)).astype(np.uint8)
+    joints = rng.uniform(8, size - 8, (batch, 16, 2)).astype(np.float32)
+    weights = np.ones((batch, 16), np.float32)
+    codec = HeatmapCodec(size, size // 4, 2.0)
+
+    net = build_hourglass(stacks, channels, 16, input_size=size, stem=stem)
+    trainer = PoseTrainer(net, codec, xla=resolve_xla("auto"))
+    trainer.compile(optimizer=keras.optimizers.RMSprop(2.5e-4, rho=0.99, epsilon=1e-8))
+    iterator = iter(tf.data.Dataset.from_tensors((images, {"joints": joints, "weights": weights})).repeat())
+    trainer.make_train_function()
+
+    def kpt_step():
+        float(trainer.train_function(iterator)["loss"])
+
+    targets, target_weights = (t.numpy() for t in codec.encode(joints, weights))
+    torch_targets = torch.from_numpy(np.transpose(targets, (0, 3, 1, 2)).copy())
+    torch_w = torch.from_numpy(target_weights)[:, :, None, None]
+    torch_images = torch.from_numpy(np.transpose(images, (0, 3, 1, 2)).astype(np.float32) / 255.0)
+    peers = {}
+    for layout in ("nchw", "channels_last"):
+        model = HourglassNet(stacks, 1, 16, channels, STEM_WIDTHS[stem](channels))
+        x = torch_images
+        if layout == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4, alpha=0.99, eps=1e-8)
+
+        def torch_step(model=model, x=x, optimizer=optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            loss = sum(((o - torch_targets) ** 2 * torch_w).mean() for o in model(x))
+            loss.backward()
+            optimizer.step()
+            float(loss)
+
+        peers[layout] = (model, x, torch_step)
+
+    for _ in range(warmup):
+        kpt_step()
+        for _, _, step in peers.values():
+            step()
+    times = {"kpt_tf": [], "nchw": [], "channels_last": []}
+    for _ in range(steps):
+        times["kpt_tf"].append(_median_time(kpt_step, 1))
+        for layout, (_, _, step) in peers.items():
+            times[layout].append(_median_time(step, 1))
+    train = {k: statistics.median(v) for k, v in times.items()}
+
+    latency = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        served = tf.saved_model.load(str(export_net(net, codec, JointSubset.parse("all"), f"{tmp}/sm",
+                                                    flip_test=False)))
+        for n in latency_batches:
+            crops = tf.constant(np.resize(images, (n, size, size, 3)).astype(np.float32))
+            for _ in range(3):   # both frameworks build their kernels for a new shape on the first calls
+                served.heatmaps(crops)
+            row = {"kpt_tf": _median_time(lambda crops=crops: served.heatmaps(crops).numpy(), 5)}
+            for layout, (model, _, _) in peers.items():
+                model.eval()
+                x = torch.from_numpy(np.transpose(crops.numpy(), (0, 3, 1, 2)) / 255.0)
+                if layout == "channels_last":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad():
+                    for _ in range(3):
+                        model(x)
+                    row[layout] = _median_time(lambda model=model, x=x: model(x)[-1].numpy(), 5)
+                model.train()
+            latency[n] = row
+    return {"name": name, "shape": f"{stacks}x{channels} {stem} stem, {size} px, batch {batch}", "train": train,
+            "latency": latency}
+
+
+def main(argv):
+    del argv
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    networks = TINY if FLAGS.tiny else NETWORKS
+    steps, warmup = (2, 1) if FLAGS.tiny else (FLAGS.steps, FLAGS.warmup)
+    latency_batches = (1, 2) if FLAGS.tiny else (1, 32)
+    print(f"kpt_tf vs PyTorch {torch.__version__} (threads {torch.get_num_threads()}), TF {tf.__version__}, "
+          f"Keras {keras.__version__}, XLA {'on' if resolve_xla('auto') else 'off'} (auto)")
+    for name, shape in networks.items():
+        r = compare(name, *shape, steps, warmup, latency_batches)
+        t = r["train"]
+        best_torch = min(t["nchw"], t["channels_last"])
+        print(f"\n{r['name']}: {r['shape']}; training step, median of {steps}")
+        print(f"  {'kpt_tf':<16}{t['kpt_tf']:>9.3f} s")
+        print(f"  {'torch NCHW':<16}{t['nchw']:>9.3f} s   kpt_tf speed vs it {t['nchw'] / t['kpt_tf']:.2f}x")
+        print(f"  {'torch ch-last':<16}{t['channels_last']:>9.3f} s   kpt_tf speed vs it "
+              f"{t['channels_last'] / t['kpt_tf']:.2f}x")
+        print(f"  kpt_tf vs the faster PyTorch layout: {best_torch / t['kpt_tf']:.2f}x")
+        for n, row in r["latency"].items():
+            best = min(row["nchw"], row["channels_last"])
+            print(f"  inference batch {n:<3} kpt_tf {row['kpt_tf'] * 1e3:8.1f} ms  torch {row['nchw'] * 1e3:8.1f} "
+                  f"(ch-last {row['channels_last'] * 1e3:8.1f}) ms  kpt_tf speed vs the faster "
+                  f"{best / row['kpt_tf']:.2f}x")
+
+
+if __name__ == "__main__":
+    app.run(main)
