@@ -35,12 +35,29 @@ def dry_run(config) -> dict:
             "flops_per_image": int(flops_per_image(net)), "joints": list(subset.names)}
 
 
-def make_optimizer(config, steps_per_epoch: int):
+def make_schedule(config, steps_per_epoch: int):
+    """The learning rate per step: a float, or a Keras schedule (step drops, or warm-up + cosine)."""
     t = config.train
     boundaries = [int(e) * steps_per_epoch for e in t.lr_drop_epochs if int(e) < int(t.epochs)]
     values = [float(t.learning_rate) * float(t.lr_drop_factor) ** i for i in range(len(boundaries) + 1)]
     schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
                 if boundaries else float(t.learning_rate))
+    kind = str(t.get("schedule", "step")).lower()
+    if kind == "cosine":    # linear warm-up from lr/10, then cosine to 0 over the rest of the run
+        warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
+        total = int(t.epochs) * steps_per_epoch
+        lr = float(t.learning_rate)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            lr / 10 if warmup else lr, decay_steps=max(total - warmup, 1), alpha=0.0,
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    elif kind != "step":
+        raise ValueError(f"config train.schedule must be step or cosine, not {t.schedule!r}")
+    return schedule
+
+
+def make_optimizer(config, steps_per_epoch: int):
+    t = config.train
+    schedule = make_schedule(config, steps_per_epoch)
     name = str(t.optimizer).lower()
     if name == "rmsprop":   # bearpaw/pytorch-pose: RMSprop, no momentum, PyTorch's eps
         return keras.optimizers.RMSprop(schedule, rho=0.99, epsilon=1e-8)

@@ -76,3 +76,19 @@ def test_one_stack_network_trains_with_xla_and_unknown_trainers_are_refused():
     with pytest.raises(ValueError, match="nope.*pose"):
         make_trainer(config, net, CODEC, xla=False)
     assert TRAINERS["pose"] is PoseTrainer
+
+
+def test_step_and_cosine_schedules():
+    from kpt_tf.training.loop import make_optimizer, make_schedule
+
+    config = base_config()
+    config.train.epochs, config.train.learning_rate, config.train.lr_drop_epochs = 10, 1e-3, (6,)
+    step = make_schedule(config, steps_per_epoch=10)
+    assert [float(step(s)) for s in (0, 60, 61)] == pytest.approx([1e-3, 1e-3, 1e-4], rel=1e-5)
+    config.train.schedule, config.train.warmup_epochs = "cosine", 1.0
+    cosine = make_schedule(config, steps_per_epoch=10)
+    assert float(cosine(0)) == pytest.approx(1e-4, rel=1e-5) and float(cosine(10)) == pytest.approx(1e-3, rel=1e-5)
+    assert float(cosine(55)) == pytest.approx(5e-4, rel=1e-2) and float(cosine(100)) == pytest.approx(0, abs=1e-9)
+    config.train.schedule = "exotic"
+    with pytest.raises(ValueError, match="step or cosine"):
+        make_optimizer(config, steps_per_epoch=10)
