@@ -19,6 +19,7 @@ def test_config_round_trip_and_missing_config(tmp_path):
         wd.load_config(tmp_path / "elsewhere")
 
 
+@pytest.mark.slow
 def test_load_trained_from_workdir_keras_file_and_savedmodel(trained_workdir, tmp_path):
     from kpt_tf.export import export_workdir
 

@@ -80,6 +80,7 @@ def test_teachers_that_cannot_teach_are_refused_naming_the_problem(teacher_dir, 
         Teacher(tmp_path / "nowhere", JointSubset.parse("all"), 64, 16)
 
 
+@pytest.mark.slow
 def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
     config = tiny("upper", stacks=1)
     config.train.trainer = "distill"
@@ -100,6 +101,7 @@ def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
     assert any(not np.array_equal(b, v.numpy()) for b, v in zip(student_before, student.trainable_weights))
 
 
+@pytest.mark.slow
 def test_dry_run_reports_both_networks_of_the_published_pair():
     import subprocess
     import sys

@@ -39,7 +39,8 @@ def imported(tmp_path, stacks, blocks=1, classes=16, joints="all", name="ckpt"):
     return torch_net, wd.load_trained(tmp_path / name), report
 
 
-@pytest.mark.parametrize("stacks,blocks", [(1, 1), (2, 1), (8, 1), (2, 2)])
+@pytest.mark.parametrize("stacks,blocks", [(1, 1), (2, 1), pytest.param(8, 1, marks=pytest.mark.slow),
+                                           pytest.param(2, 2, marks=pytest.mark.slow)])
 def test_imported_network_equals_the_pytorch_network_on_every_stack(tmp_path, stacks, blocks):
     torch_net, trained, report = imported(tmp_path, stacks, blocks)
     assert report["architecture"] == {"num_stacks": stacks, "num_blocks": blocks, "channels": 256, "num_classes": 16}
@@ -65,6 +66,7 @@ def test_a_joint_subset_network_imports_with_its_joints(tmp_path):
         import_bearpaw(tmp_path / "ckpt.pth.tar", tmp_path / "as_lower", joints="lower", input_size=SIZE)
 
 
+@pytest.mark.slow
 def test_the_imported_export_serves_the_pytorch_keypoints(tmp_path):
     from kpt_tf.export import export_workdir
 

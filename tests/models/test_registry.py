@@ -66,6 +66,7 @@ def test_plan_copy_matches_by_name_and_shape_and_assigns_only_on_apply():
     assert {r[0].split("/")[0] for r in skipped.skipped} == {"head0", "head1"}
 
 
+@pytest.mark.slow
 def test_net_from_saved_rebuilds_weights_and_trainable_flags(tmp_path):
     keras.utils.set_random_seed(3)
     saved = build_net(tiny(), JointSubset.parse("all"))

@@ -50,6 +50,7 @@ def test_the_loss_is_the_weighted_mse_summed_over_stacks():
     np.testing.assert_allclose(losses["loss"].numpy(), sum(per_stack), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
     config = base_config()
     config.train.trainer = "test_extra_term"
@@ -63,6 +64,7 @@ def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
     assert history.history["loss"][0] > history.history["loss_stack1"][0]
 
 
+@pytest.mark.slow
 def test_one_stack_network_trains_with_xla_and_unknown_trainers_are_refused():
     net = build_hourglass(1, 16, 16, depth=2, input_size=64)
     trainer = PoseTrainer(net, CODEC, xla=True)
