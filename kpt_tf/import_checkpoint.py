@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
@@ -85,17 +83,10 @@ def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_block
     report = {"checkpoint": str(checkpoint), "format": "bearpaw", "architecture": arch,
               "joints": list(subset.names), "tensors_used": len(state) - len(ignored),
               "tensors_ignored": ignored, "weights_written": len(plan.copied)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".import-", dir=out_dir.parent))
-    try:
+    with wd.staged(out_dir, ".import-") as staging:
         net.save(staging / wd.BEST_MODEL)
         wd.save_config(config, staging)
         (staging / wd.IMPORT_REPORT).write_text(json.dumps(report, indent=1))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -212,9 +210,7 @@ def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, fr
     net = build_net(target_config, target_joints)
     report = transfer_into(net, source, target_joints, map_heads=map_heads, freeze=freeze,
                            allow_partial=allow_partial, architecture_of_net=architecture_name(target_config))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".transfer-", dir=out_dir.parent))
-    try:
+    with wd.staged(out_dir, ".transfer-") as staging:
         net.save(staging / wd.INIT_MODEL)
         wd.save_config(target_config, staging)
         payload = report.to_dict()
@@ -222,11 +218,6 @@ def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, fr
                        target_joints=list(target_joints.names), map_heads=map_heads, freeze=freeze)
         (staging / wd.TRANSFER_REPORT_JSON).write_text(json.dumps(payload, indent=1))
         (staging / wd.TRANSFER_REPORT_TEXT).write_text(report.text() + "\n")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            os.replace(item, out_dir / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if verbose:
         print(report.text())
     return report

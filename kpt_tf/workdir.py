@@ -17,8 +17,12 @@ files): the joints, input and heatmap size, sigma, flip test and architecture of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 CONFIG = "config.json"
@@ -52,6 +56,22 @@ def load_config(directory):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {CONFIG}; is {directory} a kpt_tf training workdir?")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+@contextlib.contextmanager
+def staged(out_dir, prefix: str):
+    """Write a workdir atomically: yields a temporary directory beside `out_dir`; its files are moved into
+    `out_dir` only when the block finishes without an exception (nothing is written otherwise)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent))
+    try:
+        yield staging
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            os.replace(item, out_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_finished(directory) -> bool:
