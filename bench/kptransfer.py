@@ -41,10 +41,10 @@ def table(results: dict) -> str:
             gain = e["final_mean"] - random["final_mean"]
             lines.append(
                 f"{arm:<10}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{gain:>+11.2f}"
-                f"{fmt(e.get('epoch_to_95pct_random_final'), 'd'):>14}"
-                f"{fmt(e.get('seconds_to_95pct_random_final'), '.0f'):>10}"
-                f"{fmt(e.get('epoch_to_100pct_random_final'), 'd'):>15}"
-                f"{fmt(e.get('seconds_to_100pct_random_final'), '.0f'):>11}{e['seconds']:>9.0f}")
+                f"{fmt(e.get('epoch_to_95pct_baseline_final'), 'd'):>14}"
+                f"{fmt(e.get('seconds_to_95pct_baseline_final'), '.0f'):>10}"
+                f"{fmt(e.get('epoch_to_100pct_baseline_final'), 'd'):>15}"
+                f"{fmt(e.get('seconds_to_100pct_baseline_final'), '.0f'):>11}{e['seconds']:>9.0f}")
         lines.append(f"plot: {step['plot_png']}")
     return "\n".join(lines)
 

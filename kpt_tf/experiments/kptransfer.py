@@ -83,7 +83,7 @@ def train_once(config, workdir: Path, verbose: int = 1) -> dict:
 
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
-    from kpt_tf.experiments.report import write_overall_report, write_step_report
+    from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.transfer import transfer_to_workdir
 
     if quick:
@@ -122,12 +122,31 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                 runs[arm][seed] = train_once(cfg, run_dir, verbose)
             if "transfer" in arms:
                 previous[seed] = step_dir / "transfer" / f"seed{seed}" / wd.BEST_MODEL
-        result = write_step_report(step_dir, steps[k - 1], joints, runs, log=log)
-        step_results.append(result)
+        summary = summarise_arms(runs, baseline="random" if "random" in arms else None,
+                                 comparisons=[(a, "random") for a in arms if a != "random" and "random" in arms])
+        summary.update(source=steps[k - 1], target=joints)
+        step_results.append(write_arms_report(step_dir, summary, step_title(summary), log=log))
     overall = {"config": json.loads(config.to_json_best_effort()), "source": {
         "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"]}, "steps": step_results}
     write_overall_report(workdir, overall)
     return overall
+
+
+def step_title(step: dict) -> str:
+    return f"{step['source']} -> {step['target']}"
+
+
+def write_overall_report(workdir: Path, overall: dict) -> None:
+    from kpt_tf.experiments.report import markdown_table
+
+    (workdir / "results.json").write_text(json.dumps(overall, indent=1))
+    chain = " -> ".join([overall["source"]["joints"]] + [s["target"] for s in overall["steps"]])
+    parts = [f"# KPTransfer: {chain}", "", f"Source {overall['source']['joints']}: best validation mean PCKh@0.5 "
+             f"{overall['source']['best_val_pckh_mean']:.2f}", ""]
+    for s in overall["steps"]:
+        parts += [markdown_table(s, step_title(s)), f"![convergence]({Path(s['plot_png']).relative_to(workdir)})",
+                  ""]
+    (workdir / "results.md").write_text("\n".join(parts))
 
 
 def define_flags():

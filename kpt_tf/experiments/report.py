@@ -1,4 +1,6 @@
-"""Tables and convergence plots of a KPTransfer step (random vs transfer vs frozen, over seeds)."""
+"""Tables and convergence plots of an experiment that trains several arms over seeds (KPTransfer's random /
+transfer / frozen, distillation's four arms): per-arm curves and finals, paired differences between arms of the
+same seed, epochs to a baseline arm's final level, one PNG."""
 
 from __future__ import annotations
 
@@ -23,21 +25,27 @@ def first_epoch_reaching(curve: np.ndarray, level: float) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
-def summarise_step(source: str, target: str, runs: dict) -> dict:
+def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoch_offsets=None) -> dict:
+    """runs: arm -> seed -> training summary. `baseline`: the arm whose final mean the others are timed against
+    (epochs and seconds to 95 % / 100 % of it). `comparisons`: (arm, reference) pairs whose per-seed final
+    differences are reported (paired over the seeds both have). `epoch_offsets`: arm -> epochs trained before
+    its run started (continuation arms), used by the plot's x axis."""
     arms = list(runs)
     joints = list(history_from_summary(next(iter(runs[arms[0]].values())))[-1].per_joint)
-    out = {"source": source, "target": target, "arms": {}, "joints": joints,
-           "seeds": sorted(next(iter(runs.values())).keys())}
+    offsets = dict(epoch_offsets or {})
+    out = {"arms": {}, "joints": joints, "seeds": sorted(next(iter(runs.values())).keys()), "baseline": baseline}
     for arm in arms:
         mean_curves = _curves(runs[arm], lambda h: h.mean)
         entry = {
             "curve_mean": mean_curves.mean(0).tolist(), "curve_std": mean_curves.std(0).tolist(),
             "final_mean": float(mean_curves[:, -1].mean()), "final_std": float(mean_curves[:, -1].std()),
             "final_mean@0.1": float(_curves(runs[arm], lambda h: h.mean_01)[:, -1].mean()),
-            "per_joint": {}, "per_joint@0.1": {}, "per_seed_final": mean_curves[:, -1].tolist(),
+            "per_joint": {}, "per_joint@0.1": {},
+            "per_seed_final": dict(zip(map(str, runs[arm]), mean_curves[:, -1].tolist())),
             "seconds": float(sum(r.get("seconds", 0.0) for r in runs[arm].values())),
             # wall time since the start of training at each epoch's end, mean over seeds
             "seconds_curve": _curves(runs[arm], lambda h: h.seconds).mean(0).tolist(),
+            "epoch_offset": int(offsets.get(arm, 0)),
         }
         for j in joints:
             c = _curves(runs[arm], lambda h, j=j: h.per_joint[j])
@@ -45,78 +53,94 @@ def summarise_step(source: str, target: str, runs: dict) -> dict:
                                      "curve_mean": c.mean(0).tolist(), "curve_std": c.std(0).tolist()}
             entry["per_joint@0.1"][j] = float(_curves(runs[arm], lambda h, j=j: h.per_joint_01[j])[:, -1].mean())
         out["arms"][arm] = entry
-    if "random" in out["arms"]:
-        target_level = out["arms"]["random"]["final_mean"]
+    if baseline is not None:
+        level = out["arms"][baseline]["final_mean"]
         for entry in out["arms"].values():
             curve = np.asarray(entry["curve_mean"])
-            entry["epoch_to_95pct_random_final"] = first_epoch_reaching(curve, 0.95 * target_level)
-            entry["epoch_to_100pct_random_final"] = first_epoch_reaching(curve, target_level)
-            for level in ("95pct", "100pct"):
-                epoch = entry[f"epoch_to_{level}_random_final"]
-                entry[f"seconds_to_{level}_random_final"] = (entry["seconds_curve"][epoch - 1]
-                                                             if epoch is not None else None)
+            for name, fraction in (("95pct", 0.95), ("100pct", 1.0)):
+                epoch = first_epoch_reaching(curve, fraction * level)
+                entry[f"epoch_to_{name}_baseline_final"] = epoch
+                entry[f"seconds_to_{name}_baseline_final"] = (entry["seconds_curve"][epoch - 1]
+                                                              if epoch is not None else None)
+    out["comparisons"] = [paired_difference(out, arm, reference) for arm, reference in comparisons]
     return out
 
 
-def markdown_table(summary: dict) -> str:
+def paired_difference(summary: dict, arm: str, reference: str) -> dict:
+    """Final mean PCKh of `arm` minus `reference`, seed by seed, and per joint (means over seeds)."""
+    a, r = summary["arms"][arm], summary["arms"][reference]
+    seeds = [s for s in a["per_seed_final"] if s in r["per_seed_final"]]
+    diffs = np.array([a["per_seed_final"][s] - r["per_seed_final"][s] for s in seeds])
+    return {"arm": arm, "reference": reference, "seeds": seeds, "per_seed": diffs.tolist(),
+            "mean": float(diffs.mean()), "std": float(diffs.std()), "wins": int((diffs > 0).sum()),
+            "per_joint": {j: a["per_joint"][j]["mean"] - r["per_joint"][j]["mean"] for j in summary["joints"]}}
+
+
+def markdown_table(summary: dict, title: str) -> str:
+    """Per joint and mean: every arm (mean ± std over seeds), then each comparison's difference."""
     arms = list(summary["arms"])
-    has_random = "random" in arms
-    others = [a for a in arms if a != "random"]
-    head = ["joint"] + [f"{a}" for a in arms] + ([f"{a} - random" for a in others] if has_random else [])
-    lines = [f"### {summary['source']} -> {summary['target']} (PCKh@0.5, final epoch, mean ± std over "
-             f"{len(summary['seeds'])} seed(s))", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
-
-    def row(label, get):
-        vals = [get(a) for a in arms]
-        cells = [f"{m:.2f} ± {s:.2f}" for m, s in vals]
-        if has_random:
-            cells += [f"{vals[arms.index(a)][0] - vals[arms.index('random')][0]:+.2f}" for a in others]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-
+    comparisons = summary.get("comparisons", [])
+    head = ["joint"] + arms + [f"{c['arm']} - {c['reference']}" for c in comparisons]
+    lines = [f"### {title} (PCKh@0.5, final epoch, mean ± std over {len(summary['seeds'])} seed(s))", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for j in summary["joints"]:
-        row(j, lambda a, j=j: (summary["arms"][a]["per_joint"][j]["mean"], summary["arms"][a]["per_joint"][j]["std"]))
-    row("**Mean**", lambda a: (summary["arms"][a]["final_mean"], summary["arms"][a]["final_std"]))
-    lines += ["", "| arm | Mean@0.1 | epoch (s) to 95 % of random's final | epoch (s) to 100 % | train seconds |",
-              "|---|---|---|---|---|"]
+        cells = [f"{summary['arms'][a]['per_joint'][j]['mean']:.2f} ± {summary['arms'][a]['per_joint'][j]['std']:.2f}"
+                 for a in arms] + [f"{c['per_joint'][j]:+.2f}" for c in comparisons]
+        lines.append(f"| {j} | " + " | ".join(cells) + " |")
+    cells = ([f"{summary['arms'][a]['final_mean']:.2f} ± {summary['arms'][a]['final_std']:.2f}" for a in arms] +
+             [f"{c['mean']:+.2f} ± {c['std']:.2f}" for c in comparisons])
+    lines.append("| **Mean** | " + " | ".join(cells) + " |")
+    if comparisons:
+        lines += ["", "| comparison | per seed (final mean PCKh difference) | seeds won |", "|---|---|---|"]
+        for c in comparisons:
+            per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(c["seeds"], c["per_seed"]))
+            lines.append(f"| {c['arm']} - {c['reference']} | {per_seed} | {c['wins']} of {len(c['seeds'])} |")
+    baseline = summary.get("baseline")
+    lines += ["", f"| arm | Mean@0.1 | epoch (s) to 95 % of {baseline or 'baseline'}'s final | epoch (s) to 100 % "
+              "| train seconds |", "|---|---|---|---|---|"]
 
     def reach(e, level):
-        epoch = e.get(f"epoch_to_{level}_random_final")
-        return "never" if epoch is None else f"{epoch} ({e[f'seconds_to_{level}_random_final']:.0f} s)"
+        epoch = e.get(f"epoch_to_{level}_baseline_final")
+        return "never" if epoch is None else f"{epoch} ({e[f'seconds_to_{level}_baseline_final']:.0f} s)"
 
     for a in arms:
         e = summary["arms"][a]
-        reached = (f"{reach(e, '95pct')} | {reach(e, '100pct')}" if has_random else "— | —")
+        reached = f"{reach(e, '95pct')} | {reach(e, '100pct')}" if baseline else "— | —"
         lines.append(f"| {a} | {e['final_mean@0.1']:.2f} | {reached} | {e['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def plot_step(summary: dict, path: Path) -> Path:
-    """Mean PCKh per epoch (left) and each joint's (grid), per arm, shaded ± std over seeds."""
+DEFAULT_COLOURS = {"random": "tab:gray", "transfer": "tab:blue", "frozen": "tab:orange",
+                   "gt": "tab:gray", "fpd": "tab:green", "gt_continued": "tab:brown", "fpd_continued": "tab:blue"}
+
+
+def plot_arms(summary: dict, path: Path, title: str, reference_lines=None) -> Path:
+    """Mean PCKh per epoch (top) and each joint's (grid), per arm, shaded ± std over seeds; continuation arms
+    start at their epoch offset. `reference_lines`: label -> level (e.g. the teacher's PCKh), dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     joints = summary["joints"]
     cols = 4
     rows = 1 + (len(joints) + cols - 1) // cols
     fig = plt.figure(figsize=(4 * cols, 3 * rows))
-    colours = {"random": "tab:gray", "transfer": "tab:blue", "frozen": "tab:orange"}
 
-    from matplotlib.ticker import MaxNLocator
-
-    def draw(ax, mean, std, arm):
+    def draw(ax, mean, std, arm, offset):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        x = np.arange(1, len(mean) + 1)
+        x = offset + np.arange(1, len(mean) + 1)
         mean, std = np.asarray(mean), np.asarray(std)
-        ax.plot(x, mean, label=arm, color=colours.get(arm))
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=colours.get(arm))
+        ax.plot(x, mean, label=arm, color=DEFAULT_COLOURS.get(arm))
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=DEFAULT_COLOURS.get(arm))
 
     ax = fig.add_subplot(rows, 1, 1)
     for arm, e in summary["arms"].items():
-        draw(ax, e["curve_mean"], e["curve_std"], arm)
-    ax.set_title(f"{summary['source']} -> {summary['target']}: mean PCKh@0.5 on the target")
+        draw(ax, e["curve_mean"], e["curve_std"], arm, e.get("epoch_offset", 0))
+    for label, level in (reference_lines or {}).items():
+        ax.axhline(level, linestyle="--", color="black", linewidth=1, label=label)
+    ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel("PCKh@0.5 (%)")
     ax.legend()
@@ -124,7 +148,7 @@ def plot_step(summary: dict, path: Path) -> Path:
     for i, j in enumerate(joints):
         ax = fig.add_subplot(rows, cols, cols + i + 1)
         for arm, e in summary["arms"].items():
-            draw(ax, e["per_joint"][j]["curve_mean"], e["per_joint"][j]["curve_std"], arm)
+            draw(ax, e["per_joint"][j]["curve_mean"], e["per_joint"][j]["curve_std"], arm, e.get("epoch_offset", 0))
         ax.set_title(j, fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -133,23 +157,14 @@ def plot_step(summary: dict, path: Path) -> Path:
     return path
 
 
-def write_step_report(step_dir: Path, source: str, target: str, runs: dict, log=print) -> dict:
-    step_dir = Path(step_dir)
-    summary = summarise_step(source, target, runs)
-    summary["plot_png"] = str(plot_step(summary, step_dir / "convergence.png"))
-    (step_dir / "results.json").write_text(json.dumps(summary, indent=1))
-    table = markdown_table(summary)
-    (step_dir / "results.md").write_text(table)
+def write_arms_report(out_dir: Path, summary: dict, title: str, log=print, reference_lines=None) -> dict:
+    """`results.json`, `results.md` and `convergence.png` of one comparison in `out_dir`; returns the summary
+    with `plot_png` and `title` added."""
+    out_dir = Path(out_dir)
+    summary = dict(summary, title=title)
+    summary["plot_png"] = str(plot_arms(summary, out_dir / "convergence.png", title, reference_lines))
+    (out_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    table = markdown_table(summary, title)
+    (out_dir / "results.md").write_text(table)
     log(table)
     return summary
-
-
-def write_overall_report(workdir: Path, overall: dict) -> None:
-    workdir = Path(workdir)
-    (workdir / "results.json").write_text(json.dumps(overall, indent=1))
-    parts = [f"# KPTransfer: {' -> '.join([overall['source']['joints']] + [s['target'] for s in overall['steps']])}",
-             "", f"Source {overall['source']['joints']}: best validation mean PCKh@0.5 "
-                 f"{overall['source']['best_val_pckh_mean']:.2f}", ""]
-    for s in overall["steps"]:
-        parts += [markdown_table(s), f"![convergence]({Path(s['plot_png']).relative_to(workdir)})", ""]
-    (workdir / "results.md").write_text("\n".join(parts))

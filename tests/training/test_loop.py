@@ -103,24 +103,31 @@ MIRRORED_XLA = textwrap.dedent("""
     config = tiny_train_config(sys.argv[1], epochs=1, steps=4)
     config.train.num_cpu_replicas = 2
     config.train.xla = sys.argv[3]
+    if len(sys.argv) > 4:  # distillation from this teacher
+        config.train.trainer = "distill"
+        config.distill = dict(teacher=sys.argv[4], alpha=0.5, kd_on_all_joints=False, init_student="")
     summary = loop.train(config, sys.argv[2], extra_callbacks=[ReplicaCheck()], verbose=0)
-    print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"]}))
+    kd = [k for k in __import__("csv").DictReader(open(sys.argv[2] + "/metrics.csv"))][0].get("loss_kd")
+    print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"],
+                                   "trainer": summary["trainer"], "loss_kd": kd is not None}))
 """)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("xla", ["on", "off"])
-def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, tmp_path, xla):
+@pytest.mark.parametrize("xla,trainer", [("on", "pose"), ("off", "pose"), ("on", "distill")])
+def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, trained_workdir, tmp_path, xla,
+                                                             trainer):
     """2 logical CPUs: weights and BN moving statistics identical on both replicas after training.
 
     XLA on: per-replica BN inside the compiled step, moving statistics averaged after it; XLA off:
-    synchronized BN."""
-    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run"), xla],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    synchronized BN. `distill`: FPD's student and frozen teacher in the same compiled step."""
+    teacher = [str(trained_workdir)] if trainer == "distill" else []
+    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run"), xla,
+                           *teacher], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     check = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("CHECK "))[6:])
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))[8:])
-    assert summary == {"xla": xla == "on", "replicas": 2}
+    assert summary == {"xla": xla == "on", "replicas": 2, "trainer": trainer, "loss_kd": trainer == "distill"}
     assert check["replicas"] == 2 and check["synchronized_bn"] == (xla == "off") and check["mirrored"] > 50
     assert check["max_diff"] == 0.0, check
 

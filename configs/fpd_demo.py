@@ -1,0 +1,43 @@
+"""Fast Pose Distillation on the embedded data set: a half-width student (2 stacks x 32) of the demo network
+learns from a frozen, stronger teacher (2 stacks x 128, trained 3x as long), with FPD's loss on every student
+stack. The four-arm protocol (`python -m kpt_tf.experiments.fpd`) reads the `experiment` section; a single
+distillation run is `python -m kpt_tf.distill --config configs/fpd_demo.py --config.distill.teacher=T`, where
+T is any trained model with the student's joints and 128-px crops (e.g. the demo's `runs/demo/train`).
+"""
+
+import ml_collections
+
+from configs.demo import get_config as demo_config
+
+
+def get_config():
+    c = demo_config()
+    c.name = "fpd_demo"
+    teacher_model = c.model.copy_and_resolve_references()
+    teacher_model.channels = 128          # the teacher: 4x the student's width, ~10x its FLOPs
+    c.model.channels = 32                 # the student: half the demo network's width
+    c.train.trainer = "distill"
+    c.train.skeleton_images = 0
+    c.distill = ml_collections.ConfigDict(dict(
+        teacher="",                  # a SavedModel, a training workdir or a .keras file; empty: the experiment
+                                     # trains `teacher_model` itself (kpt_tf.experiments.fpd)
+        alpha=0.5,                   # FPD's weight of the teacher term
+        init_student="",             # start from a trained student (the experiment uses init.keras instead)
+        kd_on_all_joints=False,      # teacher term also where ground truth is missing
+        teacher_model=teacher_model,
+    ))
+    c.experiment = ml_collections.ConfigDict(dict(
+        seeds=(0, 1, 2),
+        epochs=int(c.train.epochs),          # arms gt and fpd
+        continue_epochs=int(c.train.epochs) // 2,   # arms gt_continued and fpd_continued, from gt's student
+        # The gt student ends at the bottom of its cosine; restarting the continuation at the full rate would
+        # undo part of it: both continuation arms restart at a third of it.
+        continue_learning_rate=float(c.train.learning_rate) / 3,
+        teacher_epochs=3 * int(c.train.epochs),
+        teacher_joints="all",
+    ))
+    # --quick: minutes on 2 CPU cores (tiny networks, few steps): the test of the experiment's plumbing.
+    c.quick = ml_collections.ConfigDict(dict(
+        student_stacks=1, student_channels=16, teacher_stacks=1, teacher_channels=32, depth=2, input_size=64,
+        batch_size=8, steps_per_epoch=6, epochs=2, continue_epochs=1, teacher_epochs=2, seeds=(0,)))
+    return c
