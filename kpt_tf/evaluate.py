@@ -60,10 +60,14 @@ def evaluate_files(gt_path, preds_path) -> dict:
     return pckh.report(score_files(gt_path, preds_path))
 
 
-def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str = "") -> dict:
-    """Print the tables and, if asked, write the JSON; shared by every mode of this CLI."""
+def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str = "", scored=None) -> dict:
+    """Print the tables and, if asked, write the JSON; shared by every mode of this CLI. `scored`: the
+    model mode's `score_predictions` result, whose visible / occluded split is added when the data has one."""
     results = pckh.report(counts)
     print(pckh.format_table(counts, title))
+    if scored is not None and "visible" in scored:
+        print("\n" + pckh.visibility_table(scored))
+        results["by_visibility"] = by_visibility(scored)
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +94,20 @@ def _score(preds, subset, title: str) -> dict:
     out = pckh.score_predictions(preds, subset)
     out["table"] = pckh.format_table(out["counts"], title)
     out["report"] = pckh.report(out["counts"])
+    if "visible" in out:
+        out["table"] += "\n\n" + pckh.visibility_table(out)
+        out["report"]["by_visibility"] = by_visibility(out)
     return out
+
+
+def by_visibility(scored: dict) -> dict:
+    """The JSON of the visible / occluded split (null where a split holds no such joint)."""
+    def finite(value):
+        return None if value is None or value != value else float(value)
+
+    return {k: {"mean": finite(scored[k]["mean"]),
+                "per_joint": {j: finite(v) for j, v in scored[k]["per_joint"].items()}}
+            for k in ("visible", "occluded")}
 
 
 def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_test: bool = True,
@@ -159,7 +176,8 @@ def _run_model_mode() -> None:
                                 flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})")
+    write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})",
+                  scored=result)
     if FLAGS.out_mat:
         print(f"wrote {FLAGS.out_mat} (MPII .mat, 1-based, annotation-file order)")
 

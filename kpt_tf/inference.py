@@ -31,6 +31,7 @@ class Predictions:
     dataset_index: np.ndarray  # [N] position of the person in its split of the source annotations
     images: list | None = None  # model-input crops (uint8) when kept, for drawing
     input_joints: np.ndarray | None = None  # [N, J, 2] predictions in model-input pixels
+    visible: np.ndarray | None = None  # [N, J] bool: annotated and not occluded (None: unknown)
 
 
 def final_heatmaps(net: keras.Model, images, flip_permutation=None, flip_shift: bool = False):
@@ -65,7 +66,7 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     """Run `predict` (images -> final heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
     SavedModel's `heatmaps` endpoint) over a dataset built with `make_dataset(..., with_meta=True)`."""
     parts: dict[str, list] = {k: [] for k in ("joints", "scores", "gt", "annotated", "box", "has_box", "index",
-                                              "input")}
+                                              "input", "visible")}
     kept: list[np.ndarray] = []
     seen = 0
     for batch in dataset:
@@ -81,6 +82,7 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
         parts["box"].append(batch["head_box"].numpy())
         parts["has_box"].append(batch["has_head_box"].numpy().astype(bool))
         parts["index"].append(batch["dataset_index"].numpy())
+        parts["visible"].append(batch["visible"].numpy().astype(bool))
         if len(kept) < keep_images:
             kept.extend(list(batch["image"].numpy()[: keep_images - len(kept)]))
         seen += int(batch["image"].shape[0])
@@ -91,4 +93,5 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     cat = {k: np.concatenate(v)[: max_people or None] for k, v in parts.items()}
     return Predictions(joints=cat["joints"], scores=cat["scores"], gt_joints=cat["gt"],
                        annotated=cat["annotated"], head_boxes=cat["box"], has_head_box=cat["has_box"],
-                       dataset_index=cat["index"], images=kept or None, input_joints=cat["input"])
+                       dataset_index=cat["index"], images=kept or None, input_joints=cat["input"],
+                       visible=cat["visible"])

@@ -136,6 +136,8 @@ def test_evaluate_cli_model_mode_on_export_and_workdir(exported, trained_workdir
                               cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         results[name] = json.loads(out.read_text())
+        assert "PCKh@0.5 by visibility" in done.stdout
+    assert set(results["export"]["by_visibility"]) == {"visible", "occluded"}
     # The exported graph (flip test inside) and the workdir's Keras model (flip test in Python) agree.
     assert abs(results["export"]["hrnet"]["Mean"] - results["workdir"]["hrnet"]["Mean"]) < 1e-6
     from kpt_tf.mpii import load_predictions

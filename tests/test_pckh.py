@@ -203,3 +203,25 @@ def test_format_table_shows_all_conventions():
     text = pckh.format_table(counts, title="demo")
     for needle in ("HRNet/mmpose", "bearpaw", "official MPII toolkit", "head_top", "50.00", "66.67"):
         assert needle in text
+
+
+def test_visible_and_occluded_joints_are_scored_apart():
+    from types import SimpleNamespace
+
+    subset = JointSubset.parse("wrists")
+    # Three people, head size 6 px; errors: person 1 both right, person 2 right wrist wrong, person 3 both wrong.
+    gt = np.zeros((3, 2, 2))
+    pred = gt + np.array([[[1.0, 0], [1, 0]], [[9, 0], [1, 0]], [[9, 0], [9, 0]]])
+    boxes = np.tile([[0, 0, 6, 8]], (3, 1)).astype(float)
+    annotated = np.array([[True, True], [True, True], [True, False]])
+    visible = np.array([[True, False], [False, True], [False, False]])  # a non-annotated joint is never scored
+    result = pckh.score_predictions(SimpleNamespace(joints=pred, gt_joints=gt, annotated=annotated, head_boxes=boxes,
+                                                    has_head_box=np.ones(3, bool), visible=visible), subset)
+    # visible: person 1 right wrist (hit), person 2 left wrist (hit); occluded: p1 left (hit), p2 right (miss),
+    # p3 right (miss); p3's left wrist is not annotated and counts nowhere.
+    assert result["visible"]["per_joint"] == {"right_wrist": 100.0, "left_wrist": 100.0}
+    assert result["occluded"]["per_joint"] == {"right_wrist": 0.0, "left_wrist": 100.0}
+    assert result["visible"]["mean"] == 100.0 and result["occluded"]["mean"] == pytest.approx(100 / 3)
+    assert result["mean"] == pytest.approx(60.0)
+    table = pckh.visibility_table(result)
+    assert "occluded" in table.splitlines()[-1] and table.splitlines()[-1].split()[1] == "3"

@@ -196,6 +196,7 @@ def _make_transform(subset: JointSubset, input_size: int, augment: AugmentConfig
 
         if not with_meta:
             return pixels, joints, annotated
+        visible = tf.cast(record["joints/visible"] > 0, tf.float32)
         return {
             "image": pixels,
             "joints": joints,
@@ -206,6 +207,8 @@ def _make_transform(subset: JointSubset, input_size: int, augment: AugmentConfig
             "dataset_index": record["person/dataset_index"],
             "image_id": record["image/id"],
             "annotated": annotated,
+            # annotated and not occluded (the records' flag; evaluation splits PCKh by it)
+            "visible": annotated * tf.gather(tf.where(flip, tf.gather(visible, full_flip), visible), indices),
         }
 
     return transform

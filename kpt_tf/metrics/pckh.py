@@ -277,10 +277,7 @@ def score_predictions(predictions, joints: "JointSubset | str | None" = None) ->
     counts = score(predictions.joints, predictions.gt_joints, head_sizes, annotated, joints)
     table = hrnet_table(counts)
 
-    def _nan(value):
-        return float("nan") if value is None else float(value)
-
-    return {
+    out = {
         "mean": _nan(table["Mean"]),
         "mean@0.1": _nan(table["Mean@0.1"]),
         "per_joint": {k: _nan(v) for k, v in per_joint_table(counts, PCKH_THRESHOLD).items()},
@@ -288,6 +285,41 @@ def score_predictions(predictions, joints: "JointSubset | str | None" = None) ->
         "num_people": int(has_box.sum()),
         "counts": counts,
     }
+    if getattr(predictions, "visible", None) is not None:
+        out.update(visibility_split(predictions, annotated, head_sizes, joints))
+    return out
+
+
+def _nan(value):
+    return float("nan") if value is None else float(value)
+
+
+def visibility_split(predictions, annotated: np.ndarray, head_sizes: np.ndarray, joints) -> dict:
+    """PCKh@0.5 (HRNet convention) of the annotated joints split by the records' visibility flag:
+    {"visible": {"mean", "per_joint", "counts"}, "occluded": {...}}; occluded = annotated but not visible.
+    A joint never seen in one split is NaN there, and the split's Mean pools what is there."""
+    visible = np.asarray(predictions.visible, bool)
+    out = {}
+    for name, mask in (("visible", annotated & visible), ("occluded", annotated & ~visible)):
+        counts = score(predictions.joints, predictions.gt_joints, head_sizes, mask, joints)
+        out[name] = {"mean": _nan(hrnet_table(counts)["Mean"]),
+                     "per_joint": {k: _nan(v) for k, v in per_joint_table(counts, PCKH_THRESHOLD).items()},
+                     "counts": counts}
+    return out
+
+
+def visibility_table(split: dict) -> str:
+    """Rows visible / occluded: the HRNet groups and Mean at PCKh@0.5, and how many joints each split holds."""
+    width = 9
+    rows = {name: hrnet_table(split[name]["counts"]) for name in ("visible", "occluded")}
+    columns = [c for c in rows["visible"] if c != "Mean@0.1"]
+    lines = ["PCKh@0.5 by visibility (HRNet convention; occluded = annotated but not visible)",
+             "split".ljust(12) + "joints".rjust(8) + "".join(c.rjust(width) for c in columns)]
+    for name, table in rows.items():
+        counts = split[name]["counts"]
+        total = int(counts.annotated[counts._columns(counts.mean_joints)].sum())
+        lines.append(name.ljust(12) + str(total).rjust(8) + "".join(_cell(table.get(c), 2, width) for c in columns))
+    return "\n".join(lines)
 
 
 # --- text ------------------------------------------------------------------------------------------

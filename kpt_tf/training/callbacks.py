@@ -50,9 +50,7 @@ class ValidationPCKh(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         preds, report = self.evaluate()
-        scores = EpochScores(epoch=epoch + 1, seconds=round(time.time() - self._started, 2), mean=report["mean"],
-                             mean_01=report["mean@0.1"], per_joint=dict(report["per_joint"]),
-                             per_joint_01=dict(report["per_joint@0.1"]))
+        scores = EpochScores.from_report(epoch + 1, round(time.time() - self._started, 2), report)
         logs.update(scores.logs())
         lr = self.model.optimizer.learning_rate
         logs["learning_rate"] = float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))

@@ -157,3 +157,15 @@ def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
     assert epochs == [0, 1], epochs                 # epoch 0 once (before the crash), then epoch 1 only
     assert [h["epoch"] for h in summary["history"]] == [2]
     assert not (tmp_path / "run" / "backup").exists()  # removed once training completed
+
+
+def test_validation_reports_visible_and_occluded_joints_apart(trained_workdir):
+    """The embedded records carry occlusion: every epoch logs PCKh of the visible and the occluded joints."""
+    import csv
+
+    summary = json.loads((trained_workdir / "train_summary.json").read_text())
+    last = summary["history"][-1]
+    assert last["mean_visible"] is not None and last["mean_occluded"] is not None
+    assert set(last["per_joint_occluded"]) == set(last["per_joint"])
+    row = next(csv.DictReader(open(trained_workdir / "metrics.csv")))
+    assert {"val_pckh_visible_mean", "val_pckh_occluded_mean"} <= set(row)
