@@ -136,7 +136,7 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
         layer_name, weight_name = name.split("/")[0], name.split("/")[-1]
         variable = variables[name]
         mapped = None
-        if map_heads:
+        if map_heads and layout_of(layer_name).get("joints") != "group":
             axis = layout_of(layer_name).get(weight_name)
             mapped = _map_joint_channels(value, np.asarray(variable.numpy()), axis, source.joints, target_joints)
         if mapped is None or mapped[1] == 0:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import hourglass  # noqa: F401  (registers "hourglass")
+from kpt_tf.models import (
+    hourglass,  # noqa: F401  (registers "hourglass")
+    pbn,  # noqa: F401  (registers "pbn")
+)
 from kpt_tf.models.registry import ARCHITECTURES, Architecture
 from kpt_tf.models.weights import plan_copy, weights_by_name
 
@@ -29,9 +32,15 @@ def architecture(config_or_name) -> Architecture:
     return ARCHITECTURES[name]
 
 
+def resolve_config(config):
+    """The config with its model section made self-contained by the architecture (in place; returned)."""
+    architecture(config).resolve_config(config.model)
+    return config
+
+
 def build_net(config, subset: JointSubset, synchronized_bn: bool = False):
     """The config's network with heads sized to `subset` (layer names do not depend on the subset)."""
-    return architecture(config).build(config.model, len(subset), synchronized_bn)
+    return architecture(config).build(config.model, subset, synchronized_bn)
 
 
 def heatmap_size(config) -> int:

@@ -78,10 +78,21 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
         raise ValueError(f"build_hourglass: input_size {input_size} must be a multiple of {granularity} "
                          f"(stride {OUTPUT_STRIDE} stem, then {depth} 2x poolings)")
 
+    image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
+    x = build_stem(image, channels, stem, input_mean, synchronized_bn)
+    heatmaps = []
+    for s in range(num_stacks):
+        x, score = build_stack(x, f"hg{s}", f"stack{s}", f"head{s}", f"reinject{s}", num_joints, depth, num_blocks,
+                               synchronized_bn, reinject=s < num_stacks - 1)
+        heatmaps.append(score)
+    return model_class(inputs=image, outputs=heatmaps, name=name)
+
+
+def build_stem(image, channels: int, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False):
+    """input_rescale and stem_* layers: 0..255 pixels [S, S, 3] -> features [S/4, S/4, channels]."""
     if stem not in STEM_WIDTHS:
         raise ValueError(f"build_hourglass: stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
     stem_width, stem_residual_width = STEM_WIDTHS[stem](channels)
-    image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
     # `input_mean` (per RGB channel, in [0, 1] units) is part of the model, so every kpt_tf network takes 0..255
     # pixels: bearpaw's networks were trained on [0, 1] minus the MPII mean (kpt_tf.interop.bearpaw).
     mean = [float(v) for v in input_mean]
@@ -95,21 +106,23 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
     x = blocks.residual(x, stem_residual_width, "stem_res1", synchronized_bn)
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
     x = blocks.residual(x, stem_residual_width, "stem_res2", synchronized_bn)
-    x = blocks.residual(x, channels, "stem_res3", synchronized_bn)
+    return blocks.residual(x, channels, "stem_res3", synchronized_bn)
 
-    heatmaps = []
-    for s in range(num_stacks):
-        y = blocks.hourglass(x, depth, f"hg{s}", num_blocks, synchronized_bn)
-        y = blocks.residuals(y, channels, f"stack{s}", num_blocks, synchronized_bn)
-        y = blocks.conv_bn_relu(y, channels, f"stack{s}_fc", synchronized_bn)
-        score = blocks.heatmap_head(y, num_joints, f"head{s}")
-        heatmaps.append(score)
-        if s < num_stacks - 1:
-            features_back = blocks.conv(channels, 1, channels, f"reinject{s}_features")(y)
-            heatmaps_back = blocks.conv(channels, 1, num_joints, f"reinject{s}_heatmaps")(score)
-            x = layers.Add(name=f"reinject{s}_add")([x, features_back, heatmaps_back])
 
-    return model_class(inputs=image, outputs=heatmaps, name=name)
+def build_stack(x, hourglass_prefix: str, stack_prefix: str, head_name: str, reinject_prefix: str, num_joints: int,
+                depth: int, num_blocks: int, synchronized_bn: bool, reinject: bool):
+    """One stack at the width of `x`: hourglass, residuals, fc, a head of `num_joints`; with `reinject`, the
+    features and heatmaps mapped back and added to `x` for the next stack. Returns (next input, heatmaps)."""
+    channels = x.shape[-1]
+    y = blocks.hourglass(x, depth, hourglass_prefix, num_blocks, synchronized_bn)
+    y = blocks.residuals(y, channels, stack_prefix, num_blocks, synchronized_bn)
+    y = blocks.conv_bn_relu(y, channels, f"{stack_prefix}_fc", synchronized_bn)
+    score = blocks.heatmap_head(y, num_joints, head_name)
+    if reinject:
+        features_back = blocks.conv(channels, 1, channels, f"{reinject_prefix}_features")(y)
+        heatmaps_back = blocks.conv(channels, 1, num_joints, f"{reinject_prefix}_heatmaps")(score)
+        x = layers.Add(name=f"{reinject_prefix}_add")([x, features_back, heatmaps_back])
+    return x, score
 
 
 def joint_layout(layer_name: str) -> dict | None:
@@ -124,9 +137,9 @@ def joint_layout(layer_name: str) -> dict | None:
     return None
 
 
-def build_from_config(model_config, num_joints: int, synchronized_bn: bool = False) -> keras.Model:
+def build_from_config(model_config, joints, synchronized_bn: bool = False) -> keras.Model:
     m = model_config
-    return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=num_joints,
+    return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=len(joints),
                            depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
                            synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")),
                            input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))))

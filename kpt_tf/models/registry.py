@@ -2,12 +2,15 @@
 
 `config.model.name` picks the architecture (`hourglass`; others register the same way). Training, export,
 the codec and KPTransfer ask the architecture instead of assuming a stacked hourglass:
-- `build(model_config, num_joints, synchronized_bn)`: a functional keras.Model, input float32 [B, S, S, 3]
+- `build(model_config, joints, synchronized_bn)`: a functional keras.Model for the JointSubset `joints`
+  (heads sized and, for part-based networks, grouped by its names), input float32 [B, S, S, 3]
   pixels 0..255, outputs per `kpt_tf.models.outputs` (one heatmap tensor per supervised stage, last = final);
 - `output_stride(model_config)`: input pixels per heatmap pixel (the codec's heatmap size follows from it);
 - `joint_layout(layer_name)`: None for a layer whose weights do not depend on the joint subset, else a dict
   weight name -> axis that indexes joints (None for a weight of that layer that does not), so transfer can
-  carry channels over by joint name and never copies a joint-dependent weight blindly.
+  carry channels over by joint name and never copies a joint-dependent weight blindly (`"joints": "group"`
+  in the dict: the channels are a part's joints, not the subset's, and are not mapped);
+- `resolve_config(model_config)` (optional): inline what the config refers to, before the config is saved.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from typing import Callable
 ARCHITECTURES: dict[str, "Architecture"] = {}
 
 
+def _unchanged(model_config):
+    return model_config
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     name: str
     build: Callable
     output_stride: Callable
     joint_layout: Callable
+    # model_config -> model_config with references to files (e.g. a groups.json) made inline, so that a
+    # workdir's config.json alone rebuilds the network
+    resolve_config: Callable = _unchanged
 
     def is_joint_dependent(self, layer_name: str) -> bool:
         return self.joint_layout(layer_name) is not None

@@ -13,7 +13,7 @@ import kpt_tf.distill  # noqa: F401  (registers the "distill" trainer)
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import build_net, codec_from_config, net_from_saved
+from kpt_tf.models import build_net, codec_from_config, net_from_saved, resolve_config
 from kpt_tf.models.flops import flops_per_image
 from kpt_tf.models.weights import trainable_parameter_count
 from kpt_tf.training import callbacks as cb
@@ -28,6 +28,7 @@ def augment_from_config(config) -> pipeline.AugmentConfig:
 
 
 def dry_run(config) -> dict:
+    resolve_config(config)
     subset = JointSubset.parse(config.joints)
     net = build_net(config, subset)
     net.summary(line_length=110)
@@ -98,7 +99,7 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
     codec = codec_from_config(config)
     train_count = pipeline.count_records(config.data.dir, config.data.train_split)
     steps = _steps_per_epoch(config, train_count)
-    wd.save_config(config, workdir)
+    wd.save_config(resolve_config(config), workdir)
 
     # Synchronized BN needs cross-replica communication inside the forward pass, which the XLA
     # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
