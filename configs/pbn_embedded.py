@@ -35,6 +35,6 @@ def get_config():
         grouping_bins=6,
     ))
     c.quick = ml_collections.ConfigDict(dict(
-        channels=16, branch_channels=8, depth=2, input_size=64, batch_size=8, steps_per_epoch=6, epochs=2,
+        channels=24, branch_channels=16, depth=2, input_size=64, batch_size=8, steps_per_epoch=6, epochs=2,
         seeds=(0,), num_groups=3))
     return c

@@ -52,6 +52,7 @@ def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoc
             entry["per_joint"][j] = {"mean": float(c[:, -1].mean()), "std": float(c[:, -1].std()),
                                      "curve_mean": c.mean(0).tolist(), "curve_std": c.std(0).tolist()}
             entry["per_joint@0.1"][j] = float(_curves(runs[arm], lambda h, j=j: h.per_joint_01[j])[:, -1].mean())
+        entry.update(_visibility_finals(runs[arm], joints))
         out["arms"][arm] = entry
     if baseline is not None:
         level = out["arms"][baseline]["final_mean"]
@@ -63,6 +64,23 @@ def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoc
                 entry[f"seconds_to_{name}_baseline_final"] = (entry["seconds_curve"][epoch - 1]
                                                               if epoch is not None else None)
     out["comparisons"] = [paired_difference(out, arm, reference) for arm, reference in comparisons]
+    return out
+
+
+def _visibility_finals(runs_of_arm: dict, joints) -> dict:
+    """Final-epoch PCKh of the visible and the occluded joints (mean, std over seeds; per joint means), when the
+    validation data carried visibility."""
+    finals = [history_from_summary(s)[-1] for s in runs_of_arm.values()]
+    if any(h.mean_visible is None for h in finals):
+        return {}
+    out = {}
+    for split in ("visible", "occluded"):
+        means = np.array([getattr(h, f"mean_{split}") for h in finals], np.float64)
+        per_joint = {j: float(np.nanmean([getattr(h, f"per_joint_{split}").get(j, np.nan) for h in finals]))
+                     if any(np.isfinite(getattr(h, f"per_joint_{split}").get(j, np.nan)) for h in finals)
+                     else float("nan") for j in joints}
+        out[f"final_{split}"] = {"mean": float(np.nanmean(means)), "std": float(np.nanstd(means)),
+                                 "per_joint": per_joint}
     return out
 
 
@@ -95,6 +113,11 @@ def markdown_table(summary: dict, title: str) -> str:
         for c in comparisons:
             per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(c["seeds"], c["per_seed"]))
             lines.append(f"| {c['arm']} - {c['reference']} | {per_seed} | {c['wins']} of {len(c['seeds'])} |")
+    if all("final_visible" in summary["arms"][a] for a in arms):
+        lines += ["", "| arm | visible joints | occluded joints (annotated, not visible) |", "|---|---|---|"]
+        for a in arms:
+            v, o = summary["arms"][a]["final_visible"], summary["arms"][a]["final_occluded"]
+            lines.append(f"| {a} | {v['mean']:.2f} ± {v['std']:.2f} | {o['mean']:.2f} ± {o['std']:.2f} |")
     baseline = summary.get("baseline")
     lines += ["", f"| arm | Mean@0.1 | epoch (s) to 95 % of {baseline or 'baseline'}'s final | epoch (s) to 100 % "
               "| train seconds |", "|---|---|---|---|---|"]
@@ -111,7 +134,8 @@ def markdown_table(summary: dict, title: str) -> str:
 
 
 DEFAULT_COLOURS = {"random": "tab:gray", "transfer": "tab:blue", "frozen": "tab:orange",
-                   "gt": "tab:gray", "fpd": "tab:green", "gt_continued": "tab:brown", "fpd_continued": "tab:blue"}
+                   "gt": "tab:gray", "fpd": "tab:green", "gt_continued": "tab:brown", "fpd_continued": "tab:blue",
+                   "hourglass": "tab:gray", "pbn_mi": "tab:red", "pbn_body": "tab:purple"}
 
 
 def plot_arms(summary: dict, path: Path, title: str, reference_lines=None) -> Path:

@@ -1,0 +1,180 @@
+r"""Part-Based Branching Network against a plain hourglass of the same size: `python -m kpt_tf.experiments.pbn
+--config configs/pbn_embedded.py --workdir W [--quick]`.
+
+The experiment first groups the joints of its own training data (`kpt_tf.grouping`: the MI grouping and the
+body-structure grouping, `experiment.num_groups` groups each, into W/groups_mi and W/groups_body), then trains,
+with the same data, schedule, epochs and seeds:
+
+    pbn_mi     the config's PBN with the MI groups
+    pbn_body   the same PBN with the body groups
+    hourglass  a plain stacked hourglass with trunk_stacks + branch_stacks stacks, its width solved so that its
+               trainable parameter count is within `experiment.param_tolerance` of the PBN's
+
+and reports per-joint and mean PCKh@0.5 (mean ± std over seeds), PCKh of visible and of occluded joints (the
+paper's headline), the paired differences, and a plot (results.json, results.md, convergence.png in W).
+Finished runs are reused on a rerun.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+ARMS = ("pbn_mi", "pbn_body", "hourglass")
+COMPARISONS = (("pbn_mi", "hourglass"), ("pbn_body", "hourglass"), ("pbn_mi", "pbn_body"))
+
+
+def apply_quick(config):
+    c = copy.deepcopy(config)
+    q = c.quick
+    c.model.channels, c.model.branch_channels = int(q.channels), int(q.branch_channels)
+    c.model.depth, c.model.input_size = int(q.depth), int(q.input_size)
+    c.train.batch_size, c.train.steps_per_epoch, c.train.epochs = int(q.batch_size), int(q.steps_per_epoch), int(
+        q.epochs)
+    c.experiment.seeds, c.experiment.num_groups = tuple(q.seeds), int(q.num_groups)
+    c.train.skeleton_images = 0
+    return c
+
+
+def trainable_params(config) -> int:
+    import keras
+
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.models import build_net, resolve_config
+    from kpt_tf.models.weights import trainable_parameter_count
+
+    keras.backend.clear_session()
+    return trainable_parameter_count(build_net(resolve_config(copy.deepcopy(config)), JointSubset.parse(config.joints)))
+
+
+def matched_hourglass(pbn_config, target_params: int, tolerance: float):
+    """A plain hourglass config with the PBN's stack count, stem, depth and schedule, and the even width whose
+    parameter count is closest to `target_params`; refuses when even the closest is outside `tolerance`."""
+    import ml_collections
+
+    c = copy.deepcopy(pbn_config)
+    pbn_only = ("trunk_stacks", "branch_stacks", "branch_channels", "groups", "groups_file", "groups_source")
+    model = {k: v for k, v in c.model.to_dict().items() if k not in pbn_only}
+    model.update(name="hourglass", num_stacks=int(c.model.trunk_stacks) + int(c.model.branch_stacks))
+    with c.unlocked():         # config_flags hands over a locked config
+        c.model = ml_collections.ConfigDict(model)
+    m = c.model
+
+    def params(width):
+        m.channels = width
+        return trainable_params(c)
+
+    lo, hi = 2, 2
+    while params(hi) < target_params:      # exponential search, then bisection over even widths
+        lo, hi = hi, hi * 2
+    while hi - lo > 2:
+        mid = (lo + hi) // 4 * 2
+        lo, hi = (mid, hi) if params(mid) < target_params else (lo, mid)
+    width = min((lo, hi), key=lambda w: abs(params(w) - target_params))
+    count = params(width)
+    if abs(count - target_params) > tolerance * target_params:
+        raise ValueError(f"no hourglass width gives {target_params} parameters within {tolerance:.0%} "
+                         f"(closest: {width} channels, {count})")
+    m.channels = width
+    return c, count
+
+
+def make_groupings(config, workdir: Path, log=print) -> dict:
+    """groups.json of the MI and the body grouping of the training data (reused when already written)."""
+    from kpt_tf.grouping import grouping
+
+    out = {}
+    mi = None
+    for method in ("mi", "body"):
+        directory = workdir / f"groups_{method}"
+        path = directory / grouping.GROUPS_JSON
+        if not path.is_file():
+            if mi is None:
+                mi = grouping.estimate(config.data.dir, config.joints, int(config.experiment.grouping_bins), log=log)
+            groups = grouping.make_groups(mi, int(config.experiment.num_groups), method, config.joints)
+            grouping.write_outputs(directory, mi, groups)
+        out[method] = path
+        groups = json.loads(path.read_text())
+        log(f"[pbn] {method} groups: " + "; ".join(f"{n} ({', '.join(g)})"
+                                                    for n, g in zip(groups["names"], groups["groups"])))
+    return out
+
+
+def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
+    from kpt_tf.experiments.kptransfer import train_once
+    from kpt_tf.experiments.report import summarise_arms, write_arms_report
+
+    if quick:
+        config = apply_quick(config)
+    if not config.data.dir:
+        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
+                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    exp = config.experiment
+    groups = make_groupings(config, workdir, log)
+    arm_configs = {}
+    for method in ("mi", "body"):
+        c = copy.deepcopy(config)
+        c.model.groups_file = str(groups[method])
+        arm_configs[f"pbn_{method}"] = c
+    pbn_params = trainable_params(arm_configs["pbn_mi"])
+    body_params = trainable_params(arm_configs["pbn_body"])
+    hourglass, hourglass_params = matched_hourglass(config, pbn_params, float(exp.param_tolerance))
+    arm_configs["hourglass"] = hourglass
+    sizes = {"pbn_mi": pbn_params, "pbn_body": body_params, "hourglass": hourglass_params}
+    log("[pbn] trainable parameters: " + ", ".join(f"{a} {n:,}" for a, n in sizes.items())
+        + f" (hourglass: {hourglass.model.num_stacks} x {hourglass.model.channels})")
+
+    arms = [a for a in ARMS if a in tuple(exp.arms)]
+    runs: dict[str, dict[int, dict]] = {a: {} for a in arms}
+    for seed in (int(s) for s in exp.seeds):
+        for arm in arms:
+            c = copy.deepcopy(arm_configs[arm])
+            c.train.seed = seed
+            log(f"[pbn] arm {arm}, seed {seed}")
+            runs[arm][seed] = train_once(c, workdir / arm / f"seed{seed}", verbose)
+    summary = summarise_arms(runs, baseline="hourglass" if "hourglass" in arms else None,
+                             comparisons=[p for p in COMPARISONS if p[0] in arms and p[1] in arms])
+    summary.update(parameters=sizes, hourglass_shape=[int(hourglass.model.num_stacks), int(hourglass.model.channels)],
+                   groups={m: json.loads(Path(p).read_text()) for m, p in groups.items()},
+                   config=json.loads(config.to_json_best_effort()))
+    title = (f"PBN ({config.model.trunk_stacks} trunk + {config.model.branch_stacks} branch stacks, "
+             f"{exp.num_groups} groups) vs hourglass {hourglass.model.num_stacks} x {hourglass.model.channels}")
+    summary = write_arms_report(workdir, summary, title, log=log)
+    with open(workdir / "results.md", "a") as f:
+        f.write("\nTrainable parameters: " + ", ".join(f"{a} {n:,}" for a, n in sizes.items()) + "\n\n")
+        for method, g in summary["groups"].items():
+            f.write(f"{method} groups: " + "; ".join(f"{n} ({', '.join(j)})" for n, j in zip(g["names"], g["groups"]))
+                    + "\n\n")
+        f.write("![convergence](convergence.png) ![MI](groups_mi/mi.png)\n")
+    return summary
+
+
+def define_flags():
+    config_flags.DEFINE_config_file("config", None, "PBN experiment config (configs/pbn_*.py).")
+    flags.DEFINE_string("workdir", None, "Where the groupings, every arm, the results and the plot go.")
+    flags.DEFINE_bool("quick", False, "Shrink everything to run in a few minutes on 2 CPU cores.")
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    if f.config is None or not f.workdir:
+        raise app.UsageError("--config and --workdir are required")
+    if "experiment" not in f.config or str(f.config.model.get("name")) != "pbn":
+        raise app.UsageError("the config needs model.name = pbn and an `experiment` section (configs/pbn_embedded.py)")
+    run_experiment(f.config, f.workdir, quick=f.quick)
+    print((Path(f.workdir) / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    define_flags()
+    app.run(main)
