@@ -8,7 +8,7 @@ A training workdir (kpt_tf.train, kpt_tf.transfer):
     transfer_report.{json,txt} what kpt_tf.transfer copied
     import_report.json         what kpt_tf.import_checkpoint mapped (an imported checkpoint: config + best.keras)
     best.keras, final.keras    the network at its best validation PCKh / after the last epoch
-    checkpoints/best.weights.h5, backup/ (BackupAndRestore, removed when training completes)
+    checkpoints/best.weights.h5, backup/ (training.resume: removed when training completes)
     metrics.csv, tensorboard/, train_summary.json
 
 An exported SavedModel (kpt_tf.export) carries `assets.extra/kpt_tf.json` (TF Serving's convention for extra
