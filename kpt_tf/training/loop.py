@@ -137,7 +137,7 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
                                    skeleton_images=int(t.skeleton_images))
     callbacks = [
         validation,  # first: the callbacks below read the PCKh it adds to the epoch logs
-        keras.callbacks.TerminateOnNaN(),
+        cb.StopOnNonFiniteLoss(steps),   # before any callback that writes: it stops inside the step
         keras.callbacks.CSVLogger(str(workdir / wd.METRICS_CSV), append=True),
         # After the CSV row: its commit marks the epoch done (resume.py).
         resume.RunCheckpoints(workdir, MEAN_LOG_KEY, validation, state),
@@ -147,8 +147,15 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
     if verbose:
         callbacks.append(cb.Progress(int(t.epochs), steps))
     started = time.time()
-    trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                verbose=0, initial_epoch=int(state["epoch"]))
+    try:
+        trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+                    verbose=0, initial_epoch=int(state["epoch"]))
+    except cb.TrainingDiverged as e:
+        kept = resume.read_state(workdir)
+        kept = (f"the backup of epoch {kept['epoch']} ({wd.BACKUP}/) and the best checkpoint "
+                f"({wd.BEST_WEIGHTS}, val PCKh {kept['best']})" if kept else "nothing: no epoch had completed")
+        raise cb.TrainingDiverged(f"{workdir}: {e}. Kept {kept}; {wd.BEST_MODEL} and {wd.FINAL_MODEL} were not "
+                                  "written. Try a lower train.learning_rate in a new --workdir.") from None
     seconds = time.time() - started
 
     resume.replace_atomically(net.save, workdir / wd.FINAL_MODEL)

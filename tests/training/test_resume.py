@@ -127,3 +127,55 @@ def test_rerun_of_a_finished_run_trains_nothing_and_a_changed_config_is_refused(
     config.train.learning_rate = 0.5
     with pytest.raises(ValueError, match=r"finished run with another config \(differs in train.learning_rate\)"):
         loop.train(config, tmp_path / "run", verbose=0)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_backup(embedded_records, tmp_path):
+    import h5py
+    import keras
+    import numpy as np
+
+    from kpt_tf.training import loop
+    from kpt_tf.training.callbacks import TrainingDiverged
+
+    class Diverge(keras.callbacks.Callback):     # a learning rate no network survives, from the second epoch
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.optimizer.learning_rate = 1e30
+
+    def all_finite(path) -> bool:
+        values = []
+
+        def collect(_, item):
+            if isinstance(item, h5py.Dataset):
+                values.append(np.asarray(item))
+
+        with h5py.File(path, "r") as f:
+            f.visititems(collect)
+        return bool(values) and all(np.all(np.isfinite(v)) for v in values if v.dtype.kind == "f")
+
+    config = tiny_train_config(embedded_records, epochs=3, steps=4, stacks=1)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"is (nan|inf) at epoch 2, step [1-4] of 4 .*backup of epoch 1"):
+        loop.train(config, run, extra_callbacks=[Diverge()], verbose=0)
+    assert not (run / "best.keras").exists() and not (run / "final.keras").exists()
+    state = json.loads((run / "backup" / "state.json").read_text())
+    assert state["epoch"] == 1
+    assert all_finite(run / "backup" / state["weights"]) and all_finite(run / "checkpoints" / "best.weights.h5")
+    assert csv_epochs(run) == [0]
+    summary = loop.train(config, run, verbose=0)    # resumes from good weights, not NaN ones
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3] and csv_epochs(run) == [0, 1, 2]
+    net = keras.saving.load_model(run / "final.keras", compile=False)
+    assert all(np.all(np.isfinite(w)) for w in net.get_weights())
+
+
+@pytest.mark.slow
+def test_nan_loss_exits_non_zero_with_a_message_not_a_traceback(embedded_records, tmp_path):
+    config = write_config(tmp_path / "cfg.py", embedded_records, steps=4, **{"train.learning_rate": 1e30})
+    done = subprocess.run(train_command(config, tmp_path / "run"), cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 3, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("kpt_tf.train: error: ") and "at epoch 1, step" in last, last
+    assert "Kept nothing: no epoch had completed" in last and "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "best.keras").exists()

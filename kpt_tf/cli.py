@@ -1,0 +1,58 @@
+"""What every command-line program does with an error the user can act on: one line on stderr naming the
+input and the problem (`<program>: error: ...`), a non-zero exit code, no traceback and no help text.
+
+    exit 2  bad input (a missing or malformed file, a config typo, an unknown joint, a refused model)
+    exit 3  a run stopped for a stated reason (`RunStopped`: e.g. the loss diverged)
+
+`run(main, program)` replaces `absl.app.run(main)`. Set KPT_TF_TRACEBACK=1 to get the traceback as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+BAD_INPUT_EXIT_CODE = 2
+RUN_STOPPED_EXIT_CODE = 3
+
+
+class RunStopped(RuntimeError):
+    """A run that stopped itself for a reason its message states (nothing already written was lost)."""
+
+
+# Errors the library raises with a message naming the input: ValueError (malformed, refused), OSError
+# (missing, unreadable, unwritable, disk full).
+BAD_INPUT_ERRORS = (ValueError, OSError)
+
+
+def fail(program: str, message: str, code: int = BAD_INPUT_EXIT_CODE):
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run(main, program: str) -> None:
+    """`absl.app.run(main)`, with user errors turned into a message and an exit code."""
+    from absl import app
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except RunStopped as e:
+            if os.environ.get("KPT_TF_TRACEBACK"):
+                raise
+            fail(program, str(e), RUN_STOPPED_EXIT_CODE)
+        except BAD_INPUT_ERRORS as e:
+            if os.environ.get("KPT_TF_TRACEBACK"):
+                raise
+            fail(program, describe(e))
+
+    app.run(guarded)
+
+
+def describe(error: BaseException) -> str:
+    """The message of an error, with the file name an OSError carries when its text does not say it."""
+    text = str(error)
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename and str(filename) not in text:
+        text = f"{filename}: {error.strerror or text}"
+    return text
