@@ -10,6 +10,7 @@ input and the problem (`<program>: error: ...`), a non-zero exit code, no traceb
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 BAD_INPUT_EXIT_CODE = 2
@@ -46,7 +47,25 @@ def run(main, program: str) -> None:
                 raise
             fail(program, describe(e))
 
-    app.run(guarded)
+    try:
+        app.run(guarded)
+    except (AttributeError, KeyError) as e:
+        from absl import flags
+
+        if flags.FLAGS.is_parsed() or os.environ.get("KPT_TF_TRACEBACK"):
+            raise
+        fail(program, unknown_config_key(e, sys.argv[1:]))
+
+
+def unknown_config_key(error: BaseException, argv) -> str:
+    """ml_collections' config_flags raise AttributeError/KeyError while absl parses the flags when an
+    override (`--config.train.lernrate=1`) names a key the config does not have: name the flag."""
+    text = str(error.args[0] if error.args else error)
+    key = re.search(r"\w+", text)
+    key = key.group(0) if key else "?"
+    hint = re.search(r"Did you mean [^?]*\?", text)
+    flag = next((a.split("=")[0] for a in argv if a.startswith("--") and key in a), "a --config override")
+    return f"{flag}: the config has no key {key!r}; override refused" + (f" ({hint.group(0)})" if hint else "")
 
 
 def describe(error: BaseException) -> str:

@@ -117,14 +117,13 @@ def main(argv):
     f = flags.FLAGS
     if not f.workdir or not f.out:
         raise app.UsageError("--workdir and --out are required")
-    try:
-        out = export_workdir(f.workdir, f.out, f.which, f.flip_test)
-    except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
+    out = export_workdir(f.workdir, f.out, f.which, f.flip_test)   # refusals: kpt_tf.cli prints them
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.export")

@@ -247,11 +247,13 @@ def main(argv):
         transfer_to_workdir(f.source, f.target_config, f.out, map_heads=f.map_heads, freeze=f.freeze,
                             allow_partial=f.allow_partial, source_joints=f.source_joints)
     except TransferError as e:
-        raise app.UsageError(f"transfer refused: {e}") from None
+        raise TransferError(f"transfer refused: {e}") from None
     print(f"workdir ready: {f.out} (continue with python -m kpt_tf.train --config ... --workdir {f.out})")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.transfer")

@@ -84,6 +84,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
+    JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
     if not config.data.dir:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
@@ -148,8 +149,9 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
         callbacks.append(cb.Progress(int(t.epochs), steps))
     started = time.time()
     try:
-        trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                    verbose=0, initial_epoch=int(state["epoch"]))
+        with pipeline.naming_damaged_shards(config.data.dir, config.data.train_split, config.data.val_split):
+            trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+                        verbose=0, initial_epoch=int(state["epoch"]))
     except cb.TrainingDiverged as e:
         kept = resume.read_state(workdir)
         kept = (f"the backup of epoch {kept['epoch']} ({wd.BACKUP}/) and the best checkpoint "
