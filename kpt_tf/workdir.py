@@ -222,7 +222,7 @@ def load_keras(path):
         raise ValueError(f"{path}: refused: it carries Python code ({', '.join(code[:3])}); kpt_tf loads .keras "
                          "files in Keras safe mode only, and none of its code was run")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        net = keras.saving.load_model(path, compile=False, safe_mode=True)
     except ValueError as e:
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():
             raise ValueError(f"{path}: refused: it carries Python code (e.g. a Lambda layer); kpt_tf loads .keras "
@@ -230,6 +230,13 @@ def load_keras(path):
         raise ValueError(f"{path}: not a kpt_tf .keras model ({str(e).splitlines()[0]})") from None
     except (OSError, KeyError, TypeError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
+    import numpy as np
+
+    bad = [v.path for v in net.weights if not np.all(np.isfinite(np.asarray(v.numpy())))]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} of its {len(net.weights)} weights hold NaN or inf (e.g. {bad[0]}): "
+                         "the training that wrote it diverged")
+    return net
 
 
 def _layers_carrying_code(path) -> list:

@@ -93,3 +93,14 @@ def test_truncated_keras_file_is_reported_as_truncated_not_missing(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(tiny_config("all").to_dict()))
     with pytest.raises(ValueError, match=r"best.keras: not a readable .keras file \(truncated or corrupt"):
         wd.load_trained(tmp_path)
+
+
+def test_a_model_with_nan_weights_is_refused(tmp_path):
+    import numpy as np
+
+    inputs = keras.Input((8, 8, 3))
+    net = keras.Model(inputs, keras.layers.Conv2D(4, 1, name="stem_conv")(inputs))
+    net.get_layer("stem_conv").kernel.assign(np.full((1, 1, 3, 4), np.nan, np.float32))
+    net.save(tmp_path / "best.keras")
+    with pytest.raises(ValueError, match=r"best.keras: 1 of its 2 weights hold NaN or inf \(e.g. stem_conv/kernel\)"):
+        wd.load_keras(tmp_path / "best.keras")
