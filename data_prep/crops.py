@@ -111,20 +111,35 @@ def decode_image(path: str, jobs: Sequence[CropJob], settings: CropSettings):
         return None, 1, None, "image file missing"
     except OSError as e:
         return None, 1, None, f"image file unreadable ({e.strerror})"
+    if data.size == 0:
+        return None, 1, None, "image file empty (0 bytes)"
+    if data.size < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None, 1, None, "image not a JPEG"
+    if not _ends_with_jpeg_end_marker(data):
+        return None, 1, None, "image truncated (no JPEG end marker)"
     factor = decode_factor(jobs, settings)
     full_size = jpeg_dimensions(data) if factor > 1 else None
     if full_size is None:
         factor = 1
     # EXIF orientation is ignored: annotations refer to the stored pixel grid (as MATLAB's imread reads it).
-    image = cv2.imdecode(data, _REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is not None and factor > 1 and image.shape[:2] != tuple(math.ceil(s / factor) for s in full_size):
-        factor = 1  # a JPEG whose header and scaled decode disagree: fall back to the full decode
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        image = cv2.imdecode(data, _REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+        if image is not None and factor > 1 and image.shape[:2] != tuple(math.ceil(s / factor) for s in full_size):
+            factor = 1  # a JPEG whose header and scaled decode disagree: fall back to the full decode
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        image = None
     if image is None:
         return None, 1, None, "image undecodable"
     if factor == 1:
         full_size = image.shape[:2]
     return image, factor, tuple(int(s) for s in full_size), None
+
+
+def _ends_with_jpeg_end_marker(data: np.ndarray) -> bool:
+    """A complete JPEG ends with EOI (FF D9); some writers pad after it, so the last 1 KiB is searched."""
+    tail = data[-1024:].tobytes()
+    return b"\xff\xd9" in tail
 
 
 def crop_person(image: np.ndarray, factor: int, full_size, job: CropJob, settings: CropSettings) -> dict:
@@ -169,17 +184,48 @@ def convert_image(task) -> list[tuple[tuple[str, int], dict | None, str | None]]
     return [(job.key, crop_person(image, factor, full_size, job, settings), None) for job in jobs]
 
 
+# Plausible MPII scales (person box 200 * scale px): real MPII spans 0.46..24.8.
+MIN_SCALE, MAX_SCALE = 0.05, 100.0
+# An annotated joint farther than this many person boxes from objpos (real MPII: at most 2.07) is an error.
+FAR_JOINT_BOXES = 3.0
+
+
 def skip_reason(person: PersonAnnotation) -> str | None:
     """Why a person cannot become a record before its image is even opened (None: usable so far)."""
-    if person.objpos is None:
-        return "objpos missing or -1"
+    if person.objpos is None:       # the readers map -1 and NaN/inf to None
+        return "objpos missing, -1 or not finite"
     if person.scale is None:
-        return "scale missing"
+        return "scale missing or not finite"
     if person.scale <= 0:
         return "scale <= 0"
+    if not MIN_SCALE <= person.scale <= MAX_SCALE:
+        return f"scale outside {MIN_SCALE}..{MAX_SCALE}"
     if not person.annotated.any():
         return "no annotated joint"
+    joints = person.joints[np.asarray(person.annotated) == 1]
+    if not np.all(np.isfinite(joints)):
+        return "joint coordinates not finite"
+    if np.max(np.abs(joints - person.objpos)) > FAR_JOINT_BOXES * geometry.PERSON_BOX_PIXELS * person.scale:
+        return f"joint farther than {FAR_JOINT_BOXES:g} person boxes from objpos"
+    if person.duplicate_of is not None:
+        return "duplicate person record"
     return None
+
+
+def mark_duplicates(people: Sequence[PersonAnnotation]) -> int:
+    """Set `duplicate_of` on every person identical (image, objpos, scale, joints) to an earlier one, in any
+    split (a train/val duplicate would leak); -> how many."""
+    first: dict = {}
+    count = 0
+    for person in people:
+        key = (person.image, None if person.objpos is None else person.objpos.tobytes(), person.scale,
+               np.asarray(person.joints).tobytes(), np.asarray(person.annotated).tobytes())
+        if key in first:
+            person.duplicate_of = first[key]
+            count += 1
+        else:
+            first[key] = person.dataset_index
+    return count
 
 
 def crop_job(person: PersonAnnotation) -> CropJob:

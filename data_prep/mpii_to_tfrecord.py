@@ -36,7 +36,7 @@ from typing import Sequence
 from absl import app, flags
 
 from data_prep import workers
-from data_prep.crops import CropSettings
+from data_prep.crops import CropSettings, mark_duplicates
 from data_prep.shards import plan_shards, sha256_of_file, write_json_atomic, write_shards
 from kpt_tf.data import manifest as mf
 from kpt_tf.data.manifest import MANIFEST_NAME
@@ -123,8 +123,17 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
             attach_validation_head_boxes(people, val_gt)
     except AnnotationError as e:
         raise ConversionError(str(e)) from e
+    if not people:
+        raise ConversionError(f"--annotations {annotations}: holds no people")
+    mark_duplicates(people)
     by_split = split_people(people)
     selected = {s: by_split.get(s, [])[:max_people or None] for s in splits}
+    if not any(selected.values()):
+        raise ConversionError(f"--annotations {annotations}: no people in split(s) {', '.join(splits)}")
+    images = list(dict.fromkeys(p.image for group in selected.values() for p in group))
+    if not any((images_dir / image).is_file() for image in images):
+        raise ConversionError(f"--images_dir {images_dir}: none of the {len(images)} images the annotations name "
+                              f"is there (e.g. {images[0]}); is it the right directory?")
     for split in splits:
         if not selected[split]:
             print(f"mpii_to_tfrecord: warning: split {split!r} has no people in {annotations}; its "
@@ -236,25 +245,21 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        manifest = convert(FLAGS.annotations, FLAGS.images_dir, FLAGS.output_dir, FLAGS.splits,
-                           FLAGS.num_shards, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.max_people,
-                           FLAGS.num_workers, FLAGS.jpeg_quality, FLAGS.val_gt, FLAGS.val_list,
-                           FLAGS.reduced_decode, FLAGS.progress)
-    except ConversionError as e:
-        raise SystemExit(f"mpii_to_tfrecord: error: {e}") from None
+    manifest = convert(FLAGS.annotations, FLAGS.images_dir, FLAGS.output_dir, FLAGS.splits,
+                       FLAGS.num_shards, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.max_people,
+                       FLAGS.num_workers, FLAGS.jpeg_quality, FLAGS.val_gt, FLAGS.val_list,
+                       FLAGS.reduced_decode, FLAGS.progress)
     for split, counts in manifest[mf.SPLITS].items():
         print(f"{split}: read {counts[mf.SPLIT_READ]}, written {counts[mf.SPLIT_WRITTEN]}, skipped "
               f"{counts[mf.SPLIT_SKIPPED]} ({counts[mf.SPLIT_NUM_SHARDS]} shards)")
-    reasons: dict[str, int] = {}
+    reasons: dict[str, list] = {}
     for s in manifest[mf.SKIPPED]:
-        reasons[s[mf.SKIP_REASON]] = reasons.get(s[mf.SKIP_REASON], 0) + 1
-    for reason, count in sorted(reasons.items()):
-        print(f"  skipped, {reason}: {count}")
-    if reasons.get("image file missing") and not any(c[mf.SPLIT_WRITTEN] for c in manifest[mf.SPLITS].values()):
-        print(f"warning: none of the images was found in --images_dir {FLAGS.images_dir}: is it the right "
-              "directory?", file=sys.stderr)
-    print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME}")
+        reasons.setdefault(s[mf.SKIP_REASON], []).append(f"{s[mf.SKIP_IMAGE]} person {s[mf.SKIP_PERSON]}")
+    for reason, who in sorted(reasons.items()):
+        print(f"  skipped, {reason}: {len(who)} ({', '.join(who[:3])}{', ...' if len(who) > 3 else ''})")
+    print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME} (every skipped person, with the reason)")
+    if not any(c[mf.SPLIT_WRITTEN] for c in manifest[mf.SPLITS].values()):
+        raise ConversionError("no person could be converted (see the reasons above)")
 
 
 def _exit_on_sigterm(signum, frame):
@@ -266,4 +271,6 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "mpii_to_tfrecord")

@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from absl import app, flags
+from absl import flags
 
-from kpt_tf import mpii
+from kpt_tf import cli, mpii
 from kpt_tf.metrics import pckh
 
 FLAGS = flags.FLAGS
@@ -45,7 +45,7 @@ def define_flags():
     flags.DEFINE_string("out_mat", None, "Model mode: write predictions as an MPII .mat (preds, pos_pred_src).")
 
 
-BAD_INPUT_EXIT_CODE = 2
+PROGRAM = "kpt_tf.evaluate"
 
 
 def score_files(gt_path, preds_path) -> pckh.PCKhCounts:
@@ -81,10 +81,7 @@ def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=Fal
     """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir or a .keras file."""
     from kpt_tf.workdir import load_trained
 
-    try:
-        trained = load_trained(model_path, config=config)
-    except FileNotFoundError as e:
-        raise ValueError(str(e)) from None
+    trained = load_trained(model_path, config=config)
     if trained.joints is None:
         raise ValueError(f"{model_path}: its joint subset is unknown (no config.json beside the .keras file)")
     return trained.heatmaps_fn(flip_test, flip_shift), trained.codec(), trained.joints
@@ -120,22 +117,28 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
     predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
     ds = pipeline.make_dataset(data_dir, split, subset, batch_size=batch_size, training=False,
                                input_size=codec.input_size, with_meta=True)
-    preds = predict_dataset(predict, ds, codec)
+    with pipeline.naming_damaged_shards(data_dir, split):
+        preds = predict_dataset(predict, ds, codec)
     if out_mat:
-        write_predictions_mat(out_mat, preds, subset)
+        people = pipeline.split_people_count(data_dir, split)
+        if people is None:
+            print(f"kpt_tf.evaluate: warning: {data_dir} has no complete manifest.json, so people the converter "
+                  f"skipped after the last record of {split!r} are not in {out_mat}", file=sys.stderr)
+        write_predictions_mat(out_mat, preds, subset, people)
     return _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
 
 
-def write_predictions_mat(path, preds, subset) -> None:
+def write_predictions_mat(path, preds, subset, people: int | None = None) -> None:
     """Predictions in MPII's .mat layout, ordered by each person's position in the annotation file's split.
 
-    People the converter skipped keep (0, 0) (scored as misses, never silently dropped)."""
+    People the converter skipped keep (0, 0) (scored as misses, never silently dropped), the trailing ones
+    too when `people` (the split's length, `pipeline.split_people_count`) is given."""
     import numpy as np
 
     if len(subset) != 16:
         raise ValueError(f"--out_mat writes MPII's 16-joint layout; this model predicts {len(subset)} joints "
                          f"({subset.name})")
-    count = int(preds.dataset_index.max()) + 1
+    count = max(int(preds.dataset_index.max()) + 1, int(people or 0))
     out = np.zeros((count, 16, 2))
     out[preds.dataset_index] = preds.joints
     mpii.save_predictions_mat(path, out)
@@ -170,39 +173,28 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
 
 def _run_model_mode() -> None:
     if not FLAGS.data:
-        raise app.UsageError("model mode needs --data (a TFRecord directory)", exitcode=BAD_INPUT_EXIT_CODE)
-    try:
-        result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
-                                flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+        cli.fail(PROGRAM, "model mode needs --data (a TFRecord directory)")
+    result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
+                            flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat)
     write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})",
                   scored=result)
     if FLAGS.out_mat:
         print(f"wrote {FLAGS.out_mat} (MPII .mat, 1-based, annotation-file order)")
 
 
-def _fail(message: str) -> None:
-    print(f"kpt_tf.evaluate: error: {message}", file=sys.stderr)
-    sys.exit(BAD_INPUT_EXIT_CODE)
-
-
 def _run_file_mode() -> None:
     if not FLAGS.gt or not FLAGS.preds:
-        raise app.UsageError("file mode needs both --gt and --preds", exitcode=BAD_INPUT_EXIT_CODE)
-    try:
-        counts = score_files(FLAGS.gt, FLAGS.preds)
-    except ValueError as err:
-        _fail(str(err))
+        cli.fail(PROGRAM, "file mode needs both --gt and --preds (or --model and --data)")
+    counts = score_files(FLAGS.gt, FLAGS.preds)
     try:
         write_results(counts, FLAGS.json, title=f"predictions: {FLAGS.preds}\nground truth: {FLAGS.gt}")
     except OSError as err:
-        _fail(f"cannot write --json {FLAGS.json!r}: {err}")
+        cli.fail(PROGRAM, f"cannot write --json {FLAGS.json!r}: {err}")
 
 
 def main(argv) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=BAD_INPUT_EXIT_CODE)
+        cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.model:
         _run_model_mode()
     else:
@@ -211,4 +203,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, PROGRAM)

@@ -45,8 +45,18 @@ class PoseServer(tf.Module):
         return inference.final_heatmaps(self.net, tf.cast(crops, tf.float32), self.flip_permutation)
 
     def _check(self, images, count, what):
-        tf.debugging.assert_equal(tf.shape(images)[0], count,
+        """Refuse, naming the input and the problem, what would otherwise give plausible or NaN keypoints."""
+        tf.debugging.assert_rank(images, 4, message="images must be uint8 [N, H, W, 3]")
+        shape = tf.shape(images)
+        tf.debugging.assert_equal(shape[0], count,
                                   message=f"images and {what} must have the same first dimension (one per image)")
+        tf.debugging.assert_positive(tf.minimum(shape[1], shape[2]),
+                                     message="images must not be empty: height and width must be > 0")
+        brightest = tf.reduce_max(tf.cast(images, tf.int32), axis=[1, 2, 3])
+        tf.debugging.assert_greater(tf.reduce_min(tf.concat([brightest, [255]], 0)), 1, message=(
+            "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
+            "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
+        return tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
 
     def from_centers(self, images, centers, box_scales):
         """People given as person-box centres [N, 2] and scales [N] (box side = 200 * scale image px)."""
@@ -60,14 +70,21 @@ class PoseServer(tf.Module):
         return {"keypoints": keypoints, "scores": scores, "joint_names": self.joint_names}
 
     def serve_boxes(self, images, boxes):
-        self._check(images, tf.shape(boxes)[0], "boxes")
+        height, width = self._check(images, tf.shape(boxes)[0], "boxes")
+        tf.debugging.assert_all_finite(boxes, message="boxes must be finite (no NaN or inf)")
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         tf.debugging.assert_positive(tf.minimum(w, h), message="boxes must be x1, y1, x2, y2 with x2 > x1, y2 > y1")
+        overlaps = ((boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height))
+        tf.debugging.Assert(tf.reduce_all(overlaps), ["a box lies entirely outside its image"])
         centers = tf.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
         return self.from_centers(images, centers, BOX_PADDING * tf.maximum(w, h) / geometry.PERSON_BOX_PIXELS)
 
     def serve_center_scale(self, images, centers, scales):
         self._check(images, tf.shape(centers)[0], "centers")
+        tf.debugging.assert_equal(tf.shape(centers)[0], tf.shape(scales)[0],
+                                  message="centers and scales must have the same first dimension (one per person)")
+        tf.debugging.assert_all_finite(centers, message="centers must be finite (no NaN or inf)")
+        tf.debugging.assert_all_finite(scales, message="scales must be finite (no NaN or inf)")
         tf.debugging.assert_positive(scales, message="scales must be > 0 (person height / 200 px)")
         return self.from_centers(images, *geometry.adjust_person_box(centers, scales, backend="tf"))
 
@@ -117,14 +134,13 @@ def main(argv):
     f = flags.FLAGS
     if not f.workdir or not f.out:
         raise app.UsageError("--workdir and --out are required")
-    try:
-        out = export_workdir(f.workdir, f.out, f.which, f.flip_test)
-    except (FileNotFoundError, ValueError) as e:
-        raise app.UsageError(str(e)) from None
+    out = export_workdir(f.workdir, f.out, f.which, f.flip_test)   # refusals: kpt_tf.cli prints them
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.export")

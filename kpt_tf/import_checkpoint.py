@@ -110,7 +110,7 @@ def main(argv):
     try:
         report = import_bearpaw(f.checkpoint, f.out, f.num_stacks, f.num_blocks, f.channels, f.joints, f.input_size)
     except CheckpointError as e:
-        raise app.UsageError(f"import refused: {e}") from None
+        raise ValueError(f"import refused: {e}") from None
     print(f"imported {report['architecture']} ({report['weights_written']} weights) into {f.out}; "
           f"evaluate with: python -m kpt_tf.evaluate --model {f.out} --data RECORDS")
 
@@ -118,4 +118,6 @@ def main(argv):
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.import_checkpoint")

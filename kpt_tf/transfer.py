@@ -3,11 +3,11 @@ r"""KPTransfer weight transfer between joint subsets, matched by layer-path name
 `python -m kpt_tf.transfer --source SAVEDMODEL_OR_.keras --target_config configs/X.py --out W
  [--freeze] [--map_heads] [--allow_partial] [--source_joints upper]`
 
-Reads the source's weights by name (a SavedModel exported by kpt_tf.export keeps `stem_conv/kernel:0`;
-a `.keras` file through Keras), builds the target network for the target config's joint subset, and
-copies every weight whose name and shape match. Keras's own `load_weights(skip_mismatch=True)` is not
-used: it matches `.weights.h5` entries by order, not name, and was measured to load another layer's
-kernel silently when the topology differs.
+Reads the source's weights by name (an exported SavedModel from its checkpoint alone, never executing its
+graph: `tf.train.load_checkpoint` on `variables/`; a `.keras` file through Keras in safe mode), builds the
+target network for the target config's joint subset, and copies every weight whose name and shape match.
+Keras's own `load_weights(skip_mismatch=True)` is not used: it matches `.weights.h5` entries by order, not
+name, and was measured to load another layer's kernel silently when the topology differs.
 
 The joint-dependent layers (`head{s}` and `reinject{s}_heatmaps`; their names do not depend on the
 subset, their channels do) are never copied blindly, even when shapes agree (`left` -> `right` both have
@@ -59,16 +59,20 @@ def read_source(path, joints: str | None = None) -> SourceWeights:
     if not path.exists():
         raise TransferError(f"source {path}: does not exist")
     try:
-        trained = wd.load_trained(path)
-        weights = trained.weights()
-        known = trained.joints
+        if wd.is_savedmodel(path):   # untrusted: its variables are read, its graph is never executed
+            metadata = wd.ExportMetadata.read(path)
+            weights, known = wd.read_savedmodel_variables(path), JointSubset.parse(metadata.joints)
+            kind = "SavedModel"
+        else:
+            trained = wd.load_trained(path)
+            weights, known, kind = trained.weights(), trained.joints, trained.kind
     except Exception as e:  # anything that stops reading: say which file and why
         raise TransferError(f"source {path}: cannot be read as a SavedModel, workdir or .keras model "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     if not weights:
         raise TransferError(f"source {path}: holds no variables")
     subset = JointSubset.parse(joints) if joints else known
-    return SourceWeights(weights, subset, f"{trained.kind} {path}")
+    return SourceWeights(weights, subset, f"{kind} {path}")
 
 
 @dataclasses.dataclass
@@ -243,11 +247,13 @@ def main(argv):
         transfer_to_workdir(f.source, f.target_config, f.out, map_heads=f.map_heads, freeze=f.freeze,
                             allow_partial=f.allow_partial, source_joints=f.source_joints)
     except TransferError as e:
-        raise app.UsageError(f"transfer refused: {e}") from None
+        raise TransferError(f"transfer refused: {e}") from None
     print(f"workdir ready: {f.out} (continue with python -m kpt_tf.train --config ... --workdir {f.out})")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.transfer")

@@ -8,7 +8,7 @@ A training workdir (kpt_tf.train, kpt_tf.transfer):
     transfer_report.{json,txt} what kpt_tf.transfer copied
     import_report.json         what kpt_tf.import_checkpoint mapped (an imported checkpoint: config + best.keras)
     best.keras, final.keras    the network at its best validation PCKh / after the last epoch
-    checkpoints/best.weights.h5, backup/ (BackupAndRestore, removed when training completes)
+    checkpoints/best.weights.h5, backup/ (training.resume: removed when training completes)
     metrics.csv, tensorboard/, train_summary.json
 
 An exported SavedModel (kpt_tf.export) carries `assets.extra/kpt_tf.json` (TF Serving's convention for extra
@@ -195,10 +195,95 @@ def load_trained(path, which: str = "best", config=None) -> TrainedModel:
             raise FileNotFoundError(f"{path}: no trained model ({MODELS[which]}) in the workdir; train first")
     if path.suffix != ".keras" or not path.is_file():
         raise ValueError(f"{path}: not a SavedModel, a training workdir or a .keras file")
+    if config is None and (path.parent / CONFIG).is_file():
+        config = load_config(path.parent)
+    return TrainedModel(path=path, net=load_keras(path), config=config)
+
+
+# --- untrusted files ------------------------------------------------------------------------------------
+
+def load_keras(path):
+    """A `.keras` file in Keras safe mode only: a file carrying Python code (a Lambda layer's bytecode) is
+    refused before any of it runs. A truncated or foreign file is refused naming the file."""
+    import zipfile
+
     import keras
 
     import kpt_tf.models  # noqa: F401  (registers the custom layers saved files refer to)
 
-    if config is None and (path.parent / CONFIG).is_file():
-        config = load_config(path.parent)
-    return TrainedModel(path=path, net=keras.saving.load_model(path, compile=False), config=config)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .keras file (truncated or corrupt: not a complete zip archive, "
+                         f"{path.stat().st_size} bytes)")
+    code = _layers_carrying_code(path)
+    if code:
+        raise ValueError(f"{path}: refused: it carries Python code ({', '.join(code[:3])}); kpt_tf loads .keras "
+                         "files in Keras safe mode only, and none of its code was run")
+    try:
+        net = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "unsafe" in str(e).lower():
+            raise ValueError(f"{path}: refused: it carries Python code (e.g. a Lambda layer); kpt_tf loads .keras "
+                             "files in Keras safe mode only, and none of its code was run") from None
+        raise ValueError(f"{path}: not a kpt_tf .keras model ({str(e).splitlines()[0]})") from None
+    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
+    import numpy as np
+
+    bad = [v.path for v in net.weights if not np.all(np.isfinite(np.asarray(v.numpy())))]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} of its {len(net.weights)} weights hold NaN or inf (e.g. {bad[0]}): "
+                         "the training that wrote it diverged")
+    return net
+
+
+def _layers_carrying_code(path) -> list:
+    """The layers of a `.keras` file's config that hold Python code (Lambda layers, serialised lambdas).
+
+    Checked before Keras sees the file: `safe_mode=True` alone is overridden by a process-wide
+    `keras.config.enable_unsafe_deserialization()` (measured on Keras 3.15)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return []        # not a model archive: Keras' own refusal names it
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in ("Lambda", "__lambda__"):
+                found.append(str((node.get("config") or {}).get("name", node["class_name"])))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def read_savedmodel_variables(path) -> dict:
+    """Layer-path name ("stem_conv/kernel") -> value of an exported SavedModel's variables, read from its
+    checkpoint (`variables/variables`) alone: the SavedModel's graph is never loaded or executed."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    prefix = Path(path) / "variables" / "variables"
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (tf.errors.OpError, ValueError) as e:
+        raise ValueError(f"{path}: its variables ({prefix}) cannot be read ({type(e).__name__})") from None
+    out = {}
+    for node in graph.nodes:
+        for attribute in node.attributes:
+            if attribute.name == "VARIABLE_VALUE" and attribute.full_name:
+                out[attribute.full_name.rsplit(":", 1)[0]] = np.asarray(reader.get_tensor(attribute.checkpoint_key))
+    return out

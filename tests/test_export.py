@@ -102,7 +102,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     show = subprocess.run([cli, "show", "--dir", str(plain), "--all"], capture_output=True, text=True, timeout=300)
     assert show.returncode == 0, show.stderr[-2000:]
     assert "serving_default" in show.stdout and "serve_center_scale" in show.stdout and "boxes" in show.stdout
-    np.save(tmp_path / "images.npy", np.zeros((1, 120, 90, 3), np.uint8))
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).integers(0, 256, (1, 120, 90, 3)).astype(np.uint8))
     np.save(tmp_path / "boxes.npy", np.array([[10.0, 10.0, 80.0, 110.0]], np.float32))
     run = subprocess.run(
         [cli, "run", "--dir", str(plain), "--tag_set", "serve", "--signature_def", "serving_default",
@@ -110,12 +110,19 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "keypoints" in run.stdout and "joint_names" in run.stdout
+    # A float image in [0, 1]: saved_model_cli casts it to uint8 silently; the graph refuses it.
+    np.save(tmp_path / "float.npy", np.random.default_rng(0).random((1, 120, 90, 3)).astype(np.float32))
+    run = subprocess.run(
+        [cli, "run", "--dir", str(plain), "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"images={tmp_path / 'float.npy'};boxes={tmp_path / 'boxes.npy'}"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "float image in [0, 1] cast to uint8" in run.stderr, run.stderr[-2000:]
 
 
 def test_bad_serving_inputs_are_refused_clearly(exported):
     plain, _, _ = exported
     serve = tf.saved_model.load(str(plain)).signatures["serving_default"]
-    images = tf.zeros((2, 100, 100, 3), tf.uint8)
+    images = tf.constant(np.concatenate([_image(100), _image(100, seed=1)]))
     with pytest.raises(Exception, match="same first dimension"):
         serve(images=images, boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
     with pytest.raises(Exception, match="x2 > x1"):
@@ -124,6 +131,49 @@ def test_bad_serving_inputs_are_refused_clearly(exported):
         serve(images=tf.zeros((1, 100, 100, 3), tf.float32), boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
         serve(images=tf.zeros((1, 100, 100), tf.uint8), boxes=tf.constant([[0.0, 0.0, 50.0, 50.0]]))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("float_cast", "float image in \\[0, 1\\] cast to uint8"),
+    ("zero_size", "must not be empty"),
+    ("infinite_box", "boxes must be finite"),
+    ("zero_area_box", "x2 > x1"),
+    ("box_outside", "outside its image"),
+    ("batch_mismatch", "same first dimension"),
+])
+def test_serving_refuses_inputs_that_would_give_plausible_keypoints(exported, case, message):
+    plain, _, _ = exported
+    serve = tf.saved_model.load(str(plain)).signatures["serving_default"]
+    images = _image(100)
+    boxes = np.array([[10.0, 10.0, 60.0, 90.0]], np.float32)
+    if case == "float_cast":      # what saved_model_cli makes of a float32 [0, 1] .npy
+        images = (images / 255.0).astype(np.uint8)
+    elif case == "zero_size":
+        images = np.zeros((1, 0, 0, 3), np.uint8)
+    elif case == "infinite_box":
+        boxes[0, 2] = np.inf
+    elif case == "zero_area_box":
+        boxes[0, 2] = boxes[0, 0]
+    elif case == "box_outside":
+        boxes = boxes + 500.0
+    elif case == "batch_mismatch":
+        boxes = np.repeat(boxes, 2, axis=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(images=tf.constant(images), boxes=tf.constant(boxes))
+    ok = serve(images=tf.constant(_image(100)), boxes=tf.constant([[10.0, 10.0, 60.0, 90.0]]))
+    assert np.all(np.isfinite(ok["keypoints"].numpy()))
+
+
+def test_eager_server_checks_rank_first(exported):
+    from kpt_tf.codec import HeatmapCodec
+    from kpt_tf.export import PoseServer
+    from kpt_tf.joints import JointSubset
+
+    _, _, net = exported
+    server = PoseServer(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0), JointSubset.parse("all"),
+                        flip_test=False)
+    with pytest.raises(ValueError, match=r"images must be uint8 \[N, H, W, 3\]"):
+        server.serve_boxes(tf.zeros((100, 100, 3), tf.uint8), tf.constant([[0.0, 0.0, 50.0, 50.0]]))
 
 
 def test_evaluate_cli_model_mode_on_export_and_workdir(exported, trained_workdir, embedded_records, tmp_path):

@@ -23,6 +23,7 @@ draws fresh, still reproducible, augmentations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -221,9 +222,38 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     pattern = os.path.join(os.fspath(data_dir), schema.shard_pattern(split))
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"no TFRecord shards for split {split!r} in {data_dir!r} "
-                                f"(looked for {schema.shard_pattern(split)})")
+        if not tf.io.gfile.isdir(os.fspath(data_dir)):
+            raise FileNotFoundError(f"data dir {os.fspath(data_dir)!r} does not exist (expected the TFRecord "
+                                    "directory written by data_prep.mpii_to_tfrecord)")
+        present = sorted({os.path.basename(f).split("-")[0] for f in tf.io.gfile.glob(
+            os.path.join(os.fspath(data_dir), "*.tfrecord"))})
+        raise FileNotFoundError(f"no TFRecord shards for split {split!r} in {os.fspath(data_dir)!r} (looked for "
+                                f"{schema.shard_pattern(split)}; splits present: {', '.join(present) or 'none'})")
     return files
+
+
+def _damaged(path: str) -> str | None:
+    """The first read error of one shard (TFRecord length and data CRCs), or None when it reads whole."""
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            pass
+    except tf.errors.DataLossError as e:
+        return e.message.splitlines()[0]
+    return None
+
+
+@contextlib.contextmanager
+def naming_damaged_shards(data_dir, *splits):
+    """Turns tf.data's `DataLossError: corrupted record at N` (which names no file) into a ValueError naming
+    the damaged shard(s) of `splits`, found by re-reading each (only after the error)."""
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        damaged = [(f, why) for split in splits for f in shard_files(data_dir, split) if (why := _damaged(f))]
+        where = "; ".join(f"{f}: {why}" for f, why in damaged) or f"a shard in {os.fspath(data_dir)}: {e.message}"
+        raise ValueError(f"damaged TFRecord shard ({where}); rerun data_prep.mpii_to_tfrecord with the same "
+                         "flags: it checks every shard's sha256 against manifest.json and redoes the damaged "
+                         "one") from None
 
 
 def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: bool, input_size: int = 256,
@@ -306,6 +336,20 @@ def count_records(data_dir: str, split: str) -> int:
         if count is not None:
             return count
     return int(tf.data.TFRecordDataset(files).reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+def split_people_count(data_dir: str, split: str) -> int | None:
+    """How many people the converter read for a split, skipped ones included (the length of the annotation
+    file's split, which MPII prediction files follow); None without a readable complete manifest."""
+    manifest_path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
+    try:
+        with tf.io.gfile.GFile(manifest_path) as f:
+            content = json.load(f)
+        if not content.get(manifest.COMPLETE, False):
+            return None
+        return int(content[manifest.SPLITS][split][manifest.SPLIT_READ])
+    except (tf.errors.NotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def mean_training_pose(data_dir: str, subset, input_size: int = 256, split: str = "train") -> np.ndarray:

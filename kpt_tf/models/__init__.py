@@ -65,10 +65,10 @@ def net_from_saved(config, subset: JointSubset, synchronized_bn: bool, saved_pat
 
     Rebuilding rather than loading keeps the BatchNormalization mode right for the current strategy.
     """
-    import keras
+    from kpt_tf.workdir import load_keras
 
     net = build_net(config, subset, synchronized_bn)
-    saved = keras.saving.load_model(saved_path, compile=False)
+    saved = load_keras(saved_path)
     plan = plan_copy(net, weights_by_name(saved))
     if plan.only_in_target or plan.shape_mismatched or plan.only_in_source:
         differ = [r[0] for r in plan.only_in_target + plan.shape_mismatched + plan.only_in_source]

@@ -50,6 +50,7 @@ class PersonAnnotation:
     annotated: np.ndarray            # (16,) int64, 1 = annotated
     visible: np.ndarray              # (16,) int64, 1 = annotated and not occluded
     head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, None when the source has none
+    duplicate_of: int | None = None  # dataset_index of an identical earlier record (set by the converter)
 
 
 def _empty_joints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kpt_tf.cli import RunStopped
 from kpt_tf.inference import net_heatmaps_fn, predict_dataset
 from kpt_tf.metrics import pckh
 from kpt_tf.training.history import MEAN_01_LOG_KEY, MEAN_LOG_KEY, EpochScores
@@ -116,3 +117,32 @@ class Progress(keras.callbacks.Callback):
         loss = float(np.asarray(logs.get("loss", float("nan"))))
         self._write(f"epoch {epoch + 1}/{self.epochs}  {now - self._epoch_started:.0f} s  loss {loss:.4g}"
                     f"{pckh_text}  about {left:.0f} s left", final=True)
+
+
+class TrainingDiverged(RunStopped):
+    pass
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops the run at the first step whose loss (or any per-stack loss) is NaN or infinite, by raising
+    `TrainingDiverged` naming the epoch and the step, before any epoch-end callback can save NaN weights.
+
+    Keras' TerminateOnNaN only sets `stop_training`: the epoch still ends (its checkpoints are written from
+    the diverged weights) and `fit` returns normally, so the program exits 0."""
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps = int(steps_per_epoch)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key, value in (logs or {}).items():
+            if key.startswith("loss"):
+                value = float(np.asarray(value))
+                if not np.isfinite(value):
+                    raise TrainingDiverged(
+                        f"training diverged: {key} is {value} at epoch {self._epoch + 1}, step {batch + 1} of "
+                        f"{self.steps} (global step {self._epoch * self.steps + batch + 1})")

@@ -17,6 +17,7 @@ from kpt_tf.models import build_net, codec_from_config, net_from_saved, resolve_
 from kpt_tf.models.flops import flops_per_image
 from kpt_tf.models.weights import trainable_parameter_count
 from kpt_tf.training import callbacks as cb
+from kpt_tf.training import resume
 from kpt_tf.training.distribute import make_strategy, resolve_xla
 from kpt_tf.training.history import MEAN_LOG_KEY
 from kpt_tf.training.settings import run_settings
@@ -84,9 +85,15 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
+    JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
     if not config.data.dir:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
+    done = resume.check_rerun(config, workdir)
+    if done is not None:
+        if verbose:
+            print(f"{workdir}: this run already finished (train_summary.json); nothing to do")
+        return done
     with run_settings(int(t.seed), bool(t.mixed_precision), bool(t.deterministic)):
         return _train(config, workdir, extra_callbacks, verbose)
 
@@ -116,6 +123,7 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
         size = int(config.model.input_size)
         trainer(tf.zeros([1, size, size, 3]))
         trainer.optimizer.build(net.trainable_variables)
+        state = resume.resume(trainer, workdir)
 
     train_ds = pipeline.make_dataset(
         config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
@@ -129,29 +137,35 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
                                    max_people=int(config.data.val_max_people),
                                    log_dir=str(workdir / wd.TENSORBOARD),
                                    skeleton_images=int(t.skeleton_images))
-    (workdir / wd.BEST_WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
     callbacks = [
         validation,  # first: the callbacks below read the PCKh it adds to the epoch logs
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(str(workdir / wd.BEST_WEIGHTS), monitor=MEAN_LOG_KEY, mode="max",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.BackupAndRestore(str(workdir / wd.BACKUP)),
+        cb.StopOnNonFiniteLoss(steps),   # before any callback that writes: it stops inside the step
         keras.callbacks.CSVLogger(str(workdir / wd.METRICS_CSV), append=True),
+        # After the CSV row: its commit marks the epoch done (resume.py).
+        resume.RunCheckpoints(workdir, MEAN_LOG_KEY, validation, state),
         keras.callbacks.TensorBoard(str(workdir / wd.TENSORBOARD), write_graph=False, profile_batch=0),
         *extra_callbacks,
     ]
     if verbose:
         callbacks.append(cb.Progress(int(t.epochs), steps))
     started = time.time()
-    trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                verbose=0)
+    try:
+        with pipeline.naming_damaged_shards(config.data.dir, config.data.train_split, config.data.val_split):
+            trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+                        verbose=0, initial_epoch=int(state["epoch"]))
+    except cb.TrainingDiverged as e:
+        kept = resume.read_state(workdir)
+        kept = (f"the backup of epoch {kept['epoch']} ({wd.BACKUP}/) and the best checkpoint "
+                f"({wd.BEST_WEIGHTS}, val PCKh {kept['best']})" if kept else "nothing: no epoch had completed")
+        raise cb.TrainingDiverged(f"{workdir}: {e}. Kept {kept}; {wd.BEST_MODEL} and {wd.FINAL_MODEL} were not "
+                                  "written. Try a lower train.learning_rate in a new --workdir.") from None
     seconds = time.time() - started
 
-    net.save(workdir / wd.FINAL_MODEL)
+    resume.replace_atomically(net.save, workdir / wd.FINAL_MODEL)
     best = workdir / wd.BEST_WEIGHTS
     if best.exists():
         trainer.load_weights(best)
-    net.save(workdir / wd.BEST_MODEL)
+    resume.replace_atomically(net.save, workdir / wd.BEST_MODEL)
     summary = {
         "workdir": str(workdir), "joints": list(subset.names), "epochs": int(t.epochs),
         "steps_per_epoch": steps, "replicas": strategy.num_replicas_in_sync, "xla": xla,
@@ -160,5 +174,6 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
         "history": [h.to_dict() for h in validation.history],
     }
     # Written last: its presence marks a finished run (workdir.is_finished).
-    (workdir / wd.TRAIN_SUMMARY).write_text(json.dumps(summary, indent=1))
+    resume.write_text_atomically(workdir / wd.TRAIN_SUMMARY, json.dumps(summary, indent=1))
+    resume.remove_backup(workdir)
     return summary

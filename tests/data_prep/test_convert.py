@@ -221,8 +221,8 @@ def test_unusable_people_are_counted_skips_not_failures(tmp_path):
     manifest = _convert(annotations, images, tmp_path / "out")
     reasons = {s["dataset_index"]: s["reason"] for s in manifest["skipped"]}
     # people per image alternate 1, 2: images 0..5 hold people [0], [1, 2], [3], [4, 5], [6], [7, 8]
-    assert reasons == {0: "objpos missing or -1", 1: "scale <= 0", 2: "no annotated joint",
-                       4: "image file missing", 5: "image file missing", 6: "image undecodable"}
+    assert reasons == {0: "objpos missing, -1 or not finite", 1: "scale <= 0", 2: "no annotated joint",
+                       4: "image file missing", 5: "image file missing", 6: "image not a JPEG"}
     train = manifest["splits"]["train"]
     assert train["read"] == len(source) == train["written"] + train["skipped"]
     assert train["skipped"] == 6 and manifest["splits"]["val"] == {"read": 0, "written": 0, "skipped": 0,
@@ -375,7 +375,7 @@ def test_release_mat_people_convert_with_their_head_boxes(tmp_path):
         cv2.imwrite(str(images / name), _texture(rng, 300, 400))
     manifest = _convert(path, images, tmp_path / "out", splits="train", num_shards=1)
     assert manifest["splits"]["train"] == {"read": 4, "written": 2, "skipped": 2, "num_shards": 1}
-    assert {s["reason"] for s in manifest["skipped"]} == {"no annotated joint", "objpos missing or -1"}
+    assert {s["reason"] for s in manifest["skipped"]} == {"no annotated joint", "objpos missing, -1 or not finite"}
     records = read_records(tmp_path / "out")
     assert all(int(r["head/has_box"]) == 1 for r in records)
     np.testing.assert_allclose(records[0]["head/box"], [89, 39, 119, 74])

@@ -1,0 +1,77 @@
+"""What every command-line program does with an error the user can act on: one line on stderr naming the
+input and the problem (`<program>: error: ...`), a non-zero exit code, no traceback and no help text.
+
+    exit 2  bad input (a missing or malformed file, a config typo, an unknown joint, a refused model)
+    exit 3  a run stopped for a stated reason (`RunStopped`: e.g. the loss diverged)
+
+`run(main, program)` replaces `absl.app.run(main)`. Set KPT_TF_TRACEBACK=1 to get the traceback as well.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+BAD_INPUT_EXIT_CODE = 2
+RUN_STOPPED_EXIT_CODE = 3
+
+
+class RunStopped(RuntimeError):
+    """A run that stopped itself for a reason its message states (nothing already written was lost)."""
+
+
+# Errors the library raises with a message naming the input: ValueError (malformed, refused), OSError
+# (missing, unreadable, unwritable, disk full).
+BAD_INPUT_ERRORS = (ValueError, OSError)
+
+
+def fail(program: str, message: str, code: int = BAD_INPUT_EXIT_CODE):
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run(main, program: str) -> None:
+    """`absl.app.run(main)`, with user errors turned into a message and an exit code."""
+    from absl import app
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except RunStopped as e:
+            if os.environ.get("KPT_TF_TRACEBACK"):
+                raise
+            fail(program, str(e), RUN_STOPPED_EXIT_CODE)
+        except BAD_INPUT_ERRORS as e:
+            if os.environ.get("KPT_TF_TRACEBACK"):
+                raise
+            fail(program, describe(e))
+
+    try:
+        app.run(guarded)
+    except (AttributeError, KeyError) as e:
+        from absl import flags
+
+        if flags.FLAGS.is_parsed() or os.environ.get("KPT_TF_TRACEBACK"):
+            raise
+        fail(program, unknown_config_key(e, sys.argv[1:]))
+
+
+def unknown_config_key(error: BaseException, argv) -> str:
+    """ml_collections' config_flags raise AttributeError/KeyError while absl parses the flags when an
+    override (`--config.train.lernrate=1`) names a key the config does not have: name the flag."""
+    text = str(error.args[0] if error.args else error)
+    key = re.search(r"\w+", text)
+    key = key.group(0) if key else "?"
+    hint = re.search(r"Did you mean [^?]*\?", text)
+    flag = next((a.split("=")[0] for a in argv if a.startswith("--") and key in a), "a --config override")
+    return f"{flag}: the config has no key {key!r}; override refused" + (f" ({hint.group(0)})" if hint else "")
+
+
+def describe(error: BaseException) -> str:
+    """The message of an error, with the file name an OSError carries when its text does not say it."""
+    text = str(error)
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename and str(filename) not in text:
+        text = f"{filename}: {error.strerror or text}"
+    return text
