@@ -100,6 +100,9 @@ def teacher_scores(teacher_path, config) -> dict:
     preds = predict_dataset(lambda images: tf.gather(heatmaps(images), channels, axis=-1), ds, codec)
     scores = pckh.score_predictions(preds, student_joints)
     scores.pop("counts")
+    for split in ("visible", "occluded"):
+        if split in scores:
+            scores[split] = {k: v for k, v in scores[split].items() if k != "counts"}
     return scores
 
 

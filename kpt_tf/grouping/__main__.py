@@ -26,7 +26,7 @@ flags.DEFINE_integer("bins", 6, "Equal-frequency bins per axis of a joint's loca
 flags.DEFINE_integer("bootstrap", 30, "Bootstrap resamples for the MI's uncertainty.")
 flags.DEFINE_integer("seed", 0, "Seed of the bootstrap and the shuffles.")
 flags.DEFINE_string("recommend_source_for", None, "Rank --candidates as KPTransfer sources for this subset.")
-flags.DEFINE_list("candidates", [], "Candidate source subsets (named subsets or joint lists joined by '+').")
+flags.DEFINE_list("candidates", [], "Candidate source subsets (named subsets or + expressions: arms, wrists+elbows).")
 FLAGS = flags.FLAGS
 
 
@@ -53,7 +53,7 @@ def main(argv):
                 raise app.UsageError("--recommend_source_for needs --candidates a,b,c")
             mi = grouping.estimate(FLAGS.data, "all", FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
             ranking = grouping.rank_sources(mi, FLAGS.recommend_source_for,
-                                            [c.replace("+", ",") for c in FLAGS.candidates])
+                                            list(FLAGS.candidates))
             print(grouping.format_ranking(ranking))
             if FLAGS.out:
                 Path(FLAGS.out).mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -89,6 +90,9 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     if not config.data.dir:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
+    # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
+    # the network on its own, and a rerun compares configs in that form.
+    config = resolve_config(copy.deepcopy(config))
     done = resume.check_rerun(config, workdir)
     if done is not None:
         if verbose:
@@ -106,7 +110,7 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
     codec = codec_from_config(config)
     train_count = pipeline.count_records(config.data.dir, config.data.train_split)
     steps = _steps_per_epoch(config, train_count)
-    wd.save_config(resolve_config(config), workdir)
+    wd.save_config(config, workdir)
 
     # Synchronized BN needs cross-replica communication inside the forward pass, which the XLA
     # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
