@@ -24,6 +24,9 @@ def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
         map_heads=True,              # carry shared joints' head channels over by name
         source_epochs=100,           # epochs of the source (step 0)
         target_epochs=100,           # epochs of every target arm
+        # non-empty: rank these sources for the last step's target by MI and transfer from the best and the
+        # worst (kpt_tf.experiments.kptransfer.run_source_ranking), e.g. ("upper", "arms", "torso_head")
+        candidates=(),
     ))
     # --quick: a few minutes on 2 CPU cores (tiny network, few people, few epochs).
     c.quick = ml_collections.ConfigDict(dict(

@@ -44,3 +44,22 @@ def test_two_step_chain_runs_end_to_end_with_quick(tmp_path, tmp_path_factory):
     assert frozen["freeze"] and "stem_conv" in frozen["frozen_layers"]
     table = (tmp_path / "results.md").read_text()
     assert "transfer - random" in table and "**Mean**" in table
+
+
+@pytest.mark.slow
+def test_mi_ranked_sources_are_transferred_from_and_the_prediction_reported(embedded_records, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "kpt_tf.experiments.kptransfer", "--config", "configs/kptransfer_upper_lower.py",
+         "--config.experiment.steps=('upper','legs')", "--config.experiment.candidates=('wrists','torso_head')",
+         "--config.quick.seeds=(0,)", "--config.quick.source_epochs=1", "--config.quick.target_epochs=1",
+         "--config.quick.steps_per_epoch=4", "--config.quick.input_size=64", "--config.quick.depth=2",
+         "--config.quick.channels=16", f"--config.data.dir={embedded_records}", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "source_ranking.json").read_text())
+    # torso_head holds the hips, the legs' most informative neighbours; the wrists say little about legs.
+    assert (result["best"], result["worst"]) == ("torso_head", "wrists")
+    assert set(result["gain_over_random"]) == {"best", "worst"}
+    assert isinstance(result["ranking_predicted_the_gain"], bool)
+    assert (tmp_path / "from_worst" / "step1_legs" / "transfer" / "seed0" / "best.keras").is_file()
+    assert not (tmp_path / "from_worst" / "step1_legs" / "random").exists()   # random is trained once
