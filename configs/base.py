@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
         lr_drop_factor=0.1,
         schedule="step",             # step: lr_drop_epochs; cosine: warm-up, then cosine decay to 0
         warmup_epochs=0.0,           # cosine only: linear warm-up from lr/10 over this many epochs
+        foreground_weight=0.0,       # heatmap MSE pixel weight 1 + this * target (0 = plain MSE; losses.py)
         mixed_precision=False,
         xla="auto",                  # auto = on for GPU, off for CPU (XLA measured 0.91x on CPU, BUILD_NOTES)
         num_cpu_replicas=0,          # >1: MirroredStrategy over that many logical CPUs (testing)

@@ -60,9 +60,11 @@ class PoseTrainer(keras.Model):
     """Trains `net` (images -> per-stage heatmaps) from batches `(images, {"joints", "weights"})` with the
     target-weighted heatmap MSE summed over stages (intermediate supervision)."""
 
-    def __init__(self, net: keras.Model, codec: HeatmapCodec, xla: bool = False, **kwargs):
+    def __init__(self, net: keras.Model, codec: HeatmapCodec, xla: bool = False, foreground_weight: float = 0.0,
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", "pose_trainer"), **kwargs)
         self.net = net
+        self.foreground_weight = float(foreground_weight)  # train.foreground_weight (losses.weighted_heatmap_mse)
         self.codec = codec
         self.xla = xla
         self.num_stacks = len(net.outputs)
@@ -77,7 +79,7 @@ class PoseTrainer(keras.Model):
     @classmethod
     def from_config(cls, config, net, codec, xla):
         """Built by `make_trainer`; subclasses read their own config keys here."""
-        return cls(net, codec, xla=xla)
+        return cls(net, codec, xla=xla, foreground_weight=float(config.train.get("foreground_weight", 0.0)))
 
     # --- the hook ---------------------------------------------------------------------------------
     def loss_names(self) -> list[str]:
@@ -88,7 +90,7 @@ class PoseTrainer(keras.Model):
         """Losses of one batch: `outputs` are the network's per-stage heatmaps on `images` (float32 pixels),
         `joints` [B, J, 2] model-input pixels, `weights` [B, J]. Returns {name: scalar}, "loss" minimised."""
         targets, target_weights = self.codec.encode(joints, weights)
-        per_stack = per_stage_mse(outputs, targets, target_weights)
+        per_stack = per_stage_mse(outputs, targets, target_weights, self.foreground_weight)
         losses = {"loss": tf.add_n(per_stack)}
         losses.update({f"loss_stack{s + 1}": v for s, v in enumerate(per_stack)})
         return losses

@@ -50,6 +50,22 @@ def test_the_loss_is_the_weighted_mse_summed_over_stacks():
     np.testing.assert_allclose(losses["loss"].numpy(), sum(per_stack), rtol=1e-6)
 
 
+def test_foreground_weight_scales_each_pixel_by_one_plus_weight_times_target_and_comes_from_the_config():
+    rng = np.random.default_rng(1)
+    target = tf.constant(rng.uniform(0, 1, (2, 4, 4, 3)), tf.float32)
+    predicted = tf.constant(rng.uniform(0, 1, (2, 4, 4, 3)), tf.float32)
+    weights = tf.constant([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    expected = np.mean((predicted - target) ** 2 * weights[:, None, None, :] * (1 + 10 * target))
+    np.testing.assert_allclose(weighted_heatmap_mse(predicted, target, weights, 10.0).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(weighted_heatmap_mse(predicted, target, weights, 0.0).numpy(),
+                               weighted_heatmap_mse(predicted, target, weights).numpy())
+    config = base_config()
+    assert config.train.foreground_weight == 0.0       # default: the plain MSE
+    config.train.foreground_weight = 4.0
+    trainer = make_trainer(config, build_hourglass(1, 16, 16, depth=2, input_size=64), CODEC, xla=False)
+    assert trainer.foreground_weight == 4.0
+
+
 @pytest.mark.slow
 def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
     config = base_config()
