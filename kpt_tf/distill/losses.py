@@ -26,13 +26,15 @@ def teacher_term_weights(target_weights, kd_on_all_joints: bool):
 
 
 def fpd_stage_losses(stage_outputs, gt_heatmaps, target_weights, teacher_heatmaps, alpha: float,
-                     kd_on_all_joints: bool = False):
-    """Per stage: (ground-truth term, teacher term, combined), each a scalar."""
+                     kd_on_all_joints: bool = False, foreground_weight: float = 0.0):
+    """Per stage: (ground-truth term, teacher term, combined), each a scalar. `foreground_weight` (the
+    trainer's `train.foreground_weight`) weights each term's pixels by its own target: the ground truth's
+    Gaussians, the teacher's heatmaps."""
     kd_weights = teacher_term_weights(target_weights, kd_on_all_joints)
     teacher_heatmaps = tf.stop_gradient(tf.cast(teacher_heatmaps, tf.float32))
     out = []
     for predicted in stage_outputs:
-        gt = weighted_heatmap_mse(predicted, gt_heatmaps, target_weights)
-        kd = weighted_heatmap_mse(predicted, teacher_heatmaps, kd_weights)
+        gt = weighted_heatmap_mse(predicted, gt_heatmaps, target_weights, foreground_weight)
+        kd = weighted_heatmap_mse(predicted, teacher_heatmaps, kd_weights, foreground_weight)
         out.append((gt, kd, (1.0 - alpha) * gt + alpha * kd))
     return out

@@ -15,8 +15,9 @@ class DistillTrainer(PoseTrainer):
     """Student and frozen teacher in the same step; no teacher output is written anywhere."""
 
     def __init__(self, net, codec, teacher: Teacher, alpha: float = 0.5, kd_on_all_joints: bool = False,
-                 xla: bool = False, **kwargs):
-        super().__init__(net, codec, xla=xla, name=kwargs.pop("name", "distill_trainer"), **kwargs)
+                 xla: bool = False, foreground_weight: float = 0.0, **kwargs):
+        super().__init__(net, codec, xla=xla, foreground_weight=foreground_weight,
+                         name=kwargs.pop("name", "distill_trainer"), **kwargs)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"config distill.alpha must be in [0, 1], got {alpha}")
         self.teacher = teacher
@@ -31,7 +32,8 @@ class DistillTrainer(PoseTrainer):
         teacher = Teacher(str(d.teacher), JointSubset.parse(config.joints), codec.input_size, codec.heatmap_size)
         if d.get("init_student"):
             _init_from(net, str(d.init_student))
-        return cls(net, codec, teacher, alpha=float(d.alpha), kd_on_all_joints=bool(d.kd_on_all_joints), xla=xla)
+        return cls(net, codec, teacher, alpha=float(d.alpha), kd_on_all_joints=bool(d.kd_on_all_joints), xla=xla,
+                   foreground_weight=float(config.train.get("foreground_weight", 0.0)))
 
     def loss_names(self):
         names = ["loss", "loss_gt", "loss_kd"]
@@ -43,7 +45,7 @@ class DistillTrainer(PoseTrainer):
         targets, target_weights = self.codec.encode(joints, weights)
         teacher_heatmaps = self.teacher(images)
         stages = fpd_stage_losses(outputs, targets, target_weights, teacher_heatmaps, self.alpha,
-                                  self.kd_on_all_joints)
+                                  self.kd_on_all_joints, self.foreground_weight)
         losses = {"loss": tf.add_n([c for _, _, c in stages]), "loss_gt": tf.add_n([g for g, _, _ in stages]),
                   "loss_kd": tf.add_n([k for _, k, _ in stages])}
         for s, (gt, kd, combined) in enumerate(stages):

@@ -132,3 +132,12 @@ def test_a_distilled_student_is_an_ordinary_workdir(trained_workdir, embedded_re
     served = wd.load_trained(export_workdir(tmp_path / "student", tmp_path / "student_sm"))
     crops = np.zeros((1, 64, 64, 3), np.float32)
     assert served.heatmaps_fn()(crops).shape == (1, 16, 16, len(JointSubset.parse("upper")))
+
+
+def test_foreground_weight_weights_each_term_by_its_own_target():
+    rng = np.random.default_rng(1)
+    s, gt, t = (tf.constant(rng.uniform(0, 1, (2, 4, 4, 3)), tf.float32) for _ in range(3))
+    w = tf.ones((2, 3))
+    (g, k, _), = fpd_stage_losses([s], gt, w, t, 0.5, foreground_weight=10.0)
+    assert float(g) == pytest.approx(float(np.mean((s - gt).numpy() ** 2 * (1 + 10 * gt.numpy()))), rel=1e-5)
+    assert float(k) == pytest.approx(float(np.mean((s - t).numpy() ** 2 * (1 + 10 * t.numpy()))), rel=1e-5)
