@@ -5,7 +5,8 @@ extraction to reach random initialisation's final target PCKh, in one run.
     .venv/bin/python bench/kptransfer.py --results runs/demo/kptransfer/results.json   # table of a finished run
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
-demo network on source `upper` -> target `lower`, and prints a table per target step.
+benchmark setting (configs/embedded_bench.py: the demo network and recipe, 20 epochs x 100 batches of 16,
+12,000 generated people) on source `upper` -> target `lower`, and prints a table per target step.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from absl import app, flags
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
 flags.DEFINE_string("steps", "upper,lower", "Source and target subsets (';'-free comma list of named subsets).")
-flags.DEFINE_integer("epochs", 6, "Epochs of the source and of every target arm.")
-flags.DEFINE_integer("steps_per_epoch", 60, "Batches of 16 per epoch (0 = one pass over the training people).")
+flags.DEFINE_integer("epochs", 20, "Epochs of the source and of every target arm.")
+flags.DEFINE_integer("steps_per_epoch", 100, "Batches of 16 per epoch (0 = one pass over the training people).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
-flags.DEFINE_integer("num_train", 2000, "Generated training people.")
+flags.DEFINE_integer("num_train", 12000, "Generated training people.")
 flags.DEFINE_integer("num_val", 250, "Generated validation people.")
 FLAGS = flags.FLAGS
 
@@ -54,7 +55,7 @@ def main(argv):
     if FLAGS.results:
         print(table(json.loads(Path(FLAGS.results).read_text())))
         return
-    from configs.demo import get_config
+    from configs.embedded_bench import get_config
     from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
