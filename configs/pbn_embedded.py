@@ -9,13 +9,14 @@ and a plain hourglass of the same trainable parameter count (within 3 %) on the 
 
 import ml_collections
 
-from configs.demo import get_config as demo_config
+from configs.embedded_bench import get_config as bench_config
 from configs.pbn_hg_mpii import MPII_MI_GROUPS_5
 
 
 def get_config():
-    c = demo_config()
+    c = bench_config()               # the benchmark setting (issue 8): demo network and recipe, 20 x 100 steps
     c.name = "pbn_embedded"
+    c.joints = "all"
     m = c.model
     m.name = "pbn"
     del m["num_stacks"]
