@@ -10,22 +10,15 @@ and a plain hourglass of the same trainable parameter count (within 3 %) on the 
 import ml_collections
 
 from configs.embedded_bench import get_config as bench_config
-from configs.pbn_hg_mpii import MPII_MI_GROUPS_5
+from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, make_pbn
 
 
 def get_config():
     c = bench_config()               # the benchmark setting (issue 8): demo network and recipe, 20 x 100 steps
     c.name = "pbn_embedded"
     c.joints = "all"
-    m = c.model
-    m.name = "pbn"
-    del m["num_stacks"]
-    m.trunk_stacks = 1
-    m.branch_stacks = 1
-    m.branch_channels = 32
-    m.groups = [dict(g, joints=list(g["joints"])) for g in MPII_MI_GROUPS_5]
-    m.groups_file = ""
-    m.groups_source = "kpt_tf.grouping on the embedded training people, --groups 5 --method mi"
+    make_pbn(c.model, 1, 1, 32, MPII_MI_GROUPS_5,
+             "kpt_tf.grouping on the embedded training people, --groups 5 --method mi")
     c.train.skeleton_images = 0
     c.experiment = ml_collections.ConfigDict(dict(
         seeds=(0, 1, 2),

@@ -21,16 +21,22 @@ MPII_MI_GROUPS_5 = (
 )
 
 
+def make_pbn(model, trunk_stacks: int, branch_stacks: int, branch_channels: int, groups, groups_source: str):
+    """An hourglass model section turned into a PBN's: its stem, width and depth kept, its stacks split into a
+    trunk and per-group branches."""
+    model.name = "pbn"
+    del model["num_stacks"]
+    model.trunk_stacks = trunk_stacks
+    model.branch_stacks = branch_stacks
+    model.branch_channels = branch_channels
+    model.groups = [dict(g, joints=list(g["joints"])) for g in groups]
+    model.groups_file = ""           # a groups.json to use instead (kpt_tf.grouping --out)
+    model.groups_source = groups_source
+
+
 def get_config():
     c = hg8_config()
     c.name = "pbn_hg_mpii"
-    m = c.model
-    m.name = "pbn"
-    del m["num_stacks"]
-    m.trunk_stacks = 6
-    m.branch_stacks = 2
-    m.branch_channels = 128
-    m.groups = [dict(g, joints=list(g["joints"])) for g in MPII_MI_GROUPS_5]
-    m.groups_file = ""               # a groups.json to use instead (kpt_tf.grouping --out)
-    m.groups_source = "kpt_tf.grouping on mpii_annotations.json.gz, --groups 5 --method mi"
+    make_pbn(c.model, 6, 2, 128, MPII_MI_GROUPS_5,
+             "kpt_tf.grouping on mpii_annotations.json.gz, --groups 5 --method mi")
     return c

@@ -24,10 +24,10 @@ import os
 import shutil
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from kpt_tf import workdir as wd
+from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
 
 ARMS = ("gt", "fpd", "gt_continued", "fpd_continued")
 COMPARISONS = (("fpd", "gt"), ("fpd_continued", "gt_continued"), ("gt_continued", "gt"))
@@ -115,14 +115,11 @@ def _start_from(source_model: Path, run_dir: Path) -> None:
 
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
-    from kpt_tf.experiments.kptransfer import train_once
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
 
     if quick:
         config = apply_quick(config)
-    if not config.data.dir:
-        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
-                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
+    require_data_dir(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment
@@ -173,26 +170,18 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     return summary
 
 
-def define_flags():
-    """CLI flags (defined only when run as a program, so importing this module defines none)."""
-    config_flags.DEFINE_config_file("config", None, "Distillation experiment config (configs/fpd_*.py).")
-    flags.DEFINE_string("workdir", None, "Where the teacher, every arm, the results and the plot go.")
-    flags.DEFINE_bool("quick", False, "Shrink everything to run in a few minutes on 2 CPU cores.")
-
-
 def main(argv):
     del argv
-    f = flags.FLAGS
-    if f.config is None or not f.workdir:
-        raise app.UsageError("--config and --workdir are required")
-    if "experiment" not in f.config or "distill" not in f.config:
+    config, workdir, quick = required_flags()
+    if "experiment" not in config or "distill" not in config:
         raise app.UsageError("the config needs `distill` and `experiment` sections (see configs/fpd_demo.py)")
-    run_experiment(f.config, f.workdir, quick=f.quick)
-    print((Path(f.workdir) / "results.md").read_text())
+    run_experiment(config, workdir, quick=quick)
+    print((Path(workdir) / "results.md").read_text())
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
+    define_flags("Distillation experiment config (configs/fpd_*.py).",
+                 "Where the teacher, every arm, the results and the plot go.")
     app.run(main)

@@ -19,10 +19,10 @@ import json
 import os
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from kpt_tf import workdir as wd
+from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
 
 ARMS = ("random", "transfer", "frozen")
 
@@ -70,18 +70,6 @@ def _run_dirname(joints: str) -> str:
     return joints.replace(",", "_").replace("+", "_plus_").replace("-", "_minus_")
 
 
-def train_once(config, workdir: Path, verbose: int = 1) -> dict:
-    """Train unless a finished summary is already there; returns the training summary."""
-    import keras
-
-    from kpt_tf.training import loop
-
-    if wd.is_finished(workdir):
-        return json.loads((workdir / wd.TRAIN_SUMMARY).read_text())
-    keras.backend.clear_session()
-    return loop.train(config, workdir, verbose=verbose)
-
-
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.transfer import transfer_to_workdir
@@ -98,9 +86,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
-    if not config.data.dir:
-        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
-                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
+    require_data_dir(config)
     seeds = [int(s) for s in exp.seeds]
 
     source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
@@ -186,27 +172,18 @@ def write_overall_report(workdir: Path, overall: dict) -> None:
     (workdir / "results.md").write_text("\n".join(parts))
 
 
-def define_flags():
-    """CLI flags (defined only when run as a program, so importing this module defines none)."""
-    config_flags.DEFINE_config_file("config", None, "Experiment config (configs/kptransfer_*.py).")
-    flags.DEFINE_string("workdir", None, "Where every run, the results and the plots go.")
-    flags.DEFINE_bool("quick", False, "Shrink everything to run in a few minutes on 2 CPU cores.")
-
-
 def main(argv):
     del argv
-    f = flags.FLAGS
-    if f.config is None or not f.workdir:
-        raise app.UsageError("--config and --workdir are required")
-    if f.config.experiment.get("candidates"):
-        run_source_ranking(f.config, f.workdir, quick=f.quick)
+    config, workdir, quick = required_flags()
+    if config.experiment.get("candidates"):
+        run_source_ranking(config, workdir, quick=quick)
         return 0
-    overall = run_experiment(f.config, f.workdir, quick=f.quick)
-    print((Path(f.workdir) / "results.md").read_text())
+    overall = run_experiment(config, workdir, quick=quick)
+    print((Path(workdir) / "results.md").read_text())
     return 0 if overall else 1
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
+    define_flags("Experiment config (configs/kptransfer_*.py).", "Where every run, the results and the plots go.")
     app.run(main)

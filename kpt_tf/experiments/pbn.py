@@ -22,8 +22,9 @@ import json
 import os
 from pathlib import Path
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
+
+from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
 
 ARMS = ("pbn_mi", "pbn_body", "hourglass")
 COMPARISONS = (("pbn_mi", "hourglass"), ("pbn_body", "hourglass"), ("pbn_mi", "pbn_body"))
@@ -106,14 +107,11 @@ def make_groupings(config, workdir: Path, log=print) -> dict:
 
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
-    from kpt_tf.experiments.kptransfer import train_once
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
 
     if quick:
         config = apply_quick(config)
-    if not config.data.dir:
-        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
-                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
+    require_data_dir(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment
@@ -156,25 +154,18 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     return summary
 
 
-def define_flags():
-    config_flags.DEFINE_config_file("config", None, "PBN experiment config (configs/pbn_*.py).")
-    flags.DEFINE_string("workdir", None, "Where the groupings, every arm, the results and the plot go.")
-    flags.DEFINE_bool("quick", False, "Shrink everything to run in a few minutes on 2 CPU cores.")
-
-
 def main(argv):
     del argv
-    f = flags.FLAGS
-    if f.config is None or not f.workdir:
-        raise app.UsageError("--config and --workdir are required")
-    if "experiment" not in f.config or str(f.config.model.get("name")) != "pbn":
+    config, workdir, quick = required_flags()
+    if "experiment" not in config or str(config.model.get("name")) != "pbn":
         raise app.UsageError("the config needs model.name = pbn and an `experiment` section (configs/pbn_embedded.py)")
-    run_experiment(f.config, f.workdir, quick=f.quick)
-    print((Path(f.workdir) / "results.md").read_text())
+    run_experiment(config, workdir, quick=quick)
+    print((Path(workdir) / "results.md").read_text())
     return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    define_flags()
+    define_flags("PBN experiment config (configs/pbn_*.py).",
+                 "Where the groupings, every arm, the results and the plot go.")
     app.run(main)

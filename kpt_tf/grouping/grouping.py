@@ -25,7 +25,7 @@ def estimate(data, joints="all", bins: int = 6, bootstrap: int = 30, seed: int =
     log(f"[grouping] {loc.xy.shape[0]} training people from {loc.source}"
         + (f" ({loc.skipped} without centre or scale skipped)" if loc.skipped else ""))
     mi = mi_matrix(loc.xy[:, idx], loc.annotated[:, idx], subset.names, bins=bins, bootstrap=bootstrap, seed=seed)
-    mi.source = str(data)
+    mi.source = loc.source
     log(f"[grouping] MI of {len(idx) * (len(idx) - 1) // 2} pairs in {time.time() - started:.1f} s")
     return mi
 
@@ -36,12 +36,8 @@ def make_groups(mi: MIMatrix, num_groups: int, method: str, joints="all") -> dic
     if list(subset.names) != list(mi.joints):
         raise ValueError(f"the MI matrix is of {mi.joints}, not of the subset {subset.name}")
     if method == "mi":
-        off = mi.mi.copy()
-        np.fill_diagonal(off, np.nan)
-        affinity = np.where(np.isnan(off), 0.0, off)
-        np.fill_diagonal(affinity, 0.0)
-        if np.isnan(off[~np.eye(len(off), dtype=bool)]).any():
-            raise ValueError("some joint pairs have too few people annotating both: the MI is undefined there")
+        affinity = mi.mi.copy()
+        np.fill_diagonal(affinity, 0.0)        # entropies are not affinities (agglomerate refuses NaN pairs)
         positions = mi_groups(affinity, num_groups)
     elif method == "body":
         positions = body_groups(subset, num_groups)
@@ -52,7 +48,7 @@ def make_groups(mi: MIMatrix, num_groups: int, method: str, joints="all") -> dic
               for g in positions]
     return {"groups": groups, "names": [group_name(g) for g in groups], "method": method,
             "num_groups": num_groups, "joints": list(subset.names), "mean_mi_within": within,
-            "source": getattr(mi, "source", "")}
+            "source": mi.source}
 
 
 def load_groups(spec) -> list[tuple[str, list[str]]]:
@@ -130,6 +126,6 @@ def plot_mi(mi: MIMatrix, groups: dict, path: Path) -> Path:
 
 def write_outputs(out: Path, mi: MIMatrix, groups: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / MI_JSON).write_text(json.dumps(dict(mi.to_json(), source=getattr(mi, "source", "")), indent=1))
+    (out / MI_JSON).write_text(json.dumps(mi.to_json(), indent=1))
     (out / GROUPS_JSON).write_text(json.dumps(groups, indent=1))
     return [out / MI_JSON, out / GROUPS_JSON, plot_mi(mi, groups, out / MI_PNG)]

@@ -64,12 +64,13 @@ class MIMatrix:
     pair_people: np.ndarray     # [J, J] people with both joints annotated
     bins: int
     people: int
+    source: str = ""            # where the locations came from
 
     def to_json(self) -> dict:
         return {"joints": self.joints, "mi": self.mi.round(5).tolist(), "mi_std": self.std.round(5).tolist(),
                 "mi_shuffled_mean": self.shuffled_mean.round(5).tolist(),
                 "mi_shuffled_p95": self.shuffled_p95.round(5).tolist(), "pair_people": self.pair_people.tolist(),
-                "units": "bits", "bins_per_axis": self.bins, "people": self.people,
+                "units": "bits", "bins_per_axis": self.bins, "people": self.people, "source": self.source,
                 "estimator": "plug-in on equal-frequency bins, Miller-Madow corrected entropies; shuffled-pairs "
                              "baseline; bootstrap std over people (kpt_tf/grouping/mutual_information.py)"}
 
@@ -77,7 +78,8 @@ class MIMatrix:
     def from_json(cls, d: dict) -> "MIMatrix":
         return cls(joints=list(d["joints"]), mi=np.asarray(d["mi"]), std=np.asarray(d["mi_std"]),
                    shuffled_mean=np.asarray(d["mi_shuffled_mean"]), shuffled_p95=np.asarray(d["mi_shuffled_p95"]),
-                   pair_people=np.asarray(d["pair_people"]), bins=int(d["bins_per_axis"]), people=int(d["people"]))
+                   pair_people=np.asarray(d["pair_people"]), bins=int(d["bins_per_axis"]), people=int(d["people"]),
+                   source=str(d.get("source", "")))
 
 
 def mi_matrix(locations: np.ndarray, annotated: np.ndarray, joints=JOINT_NAMES, bins: int = 6,
