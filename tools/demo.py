@@ -19,15 +19,18 @@ from absl import app, flags
 def define_flags():
     """CLI flags (defined only when run as a program)."""
     flags.DEFINE_string("workdir", "runs/demo", "Where data, runs and the summary go.")
-    # 8,000 people: 1,000 steps of 16 see each ~2 times; fresh people cost nothing (regime_exploration.md: the
-    # net underfits), and generation + conversion of 8,000 take ~1.5 min on 2 cores.
-    flags.DEFINE_integer("num_train", 8000, "Generated training people.")
+    # 6,000 people: the 1,375 steps of 16 see each ~3.7 times (the net underfits: regime_exploration.md), and
+    # generation + conversion take ~45 s on 2 cores (8,000: 56 s).
+    flags.DEFINE_integer("num_train", 6000, "Generated training people.")
     flags.DEFINE_integer("num_val", 250, "Generated validation people.")
     flags.DEFINE_integer("epochs", 0, "Override the demo config's epochs (0 = keep).")
     flags.DEFINE_bool("kptransfer", True, "Run the KPTransfer upper -> lower comparison too.")
-    # 4 x 60 batches per arm (was 6 x 60): the demo config's Adam 1e-2 + weighted MSE learns faster per step,
-    # and the four runs must fit the 12-minute demo with the 1,000-step main training.
-    flags.DEFINE_integer("kptransfer_epochs", 4, "Epochs of each KPTransfer run.")
+    # The four KPTransfer runs (source + 3 arms) get what the 12-minute demo leaves after the 1,500-step main
+    # training (~9 min): 3 x 50 batches of a 1-stack network each. One stack halves the per-run start-up
+    # (tracing: 10 s against 20 s) and costs 0.61x per step (BUILD_NOTES.md); the 2-stack arms at 4 x 60 took
+    # 449 s, the whole demo 1,001 s. bench/kptransfer.py is the comparison to read; this one shows the steps.
+    flags.DEFINE_integer("kptransfer_epochs", 3, "Epochs of each KPTransfer run.")
+    flags.DEFINE_integer("kptransfer_stacks", 1, "Hourglass stacks of the KPTransfer runs' network.")
 
 
 class StageClock:
@@ -59,10 +62,10 @@ class StageClock:
         return time.time() - self.started
 
 
-# Seconds each stage is expected to take on the 2-core build machine: the last measured `make demo`
-# (BUILD_NOTES.md), rescaled for issue 8's recipe (8,000 people instead of 2,000; 960 KPTransfer steps instead
-# of 1,440; docs/notes/regime_exploration_2.md). Only the time-remaining estimate uses them.
-EXPECTED_STAGE_SECONDS = {"data": 100, "baseline": 5, "train": 250, "evaluate": 10, "export": 20, "kptransfer": 220}
+# Seconds each stage is expected to take on 2 idle cores: the `make demo` of 2026-12-02 (BUILD_NOTES.md), its
+# per-epoch validation without flip, KPTransfer at 3 x 60 steps of one stack; rescaled to 6,000 people,
+# 11 epochs and 3 x 50 steps. Only the time-remaining estimate uses them.
+EXPECTED_STAGE_SECONDS = {"data": 45, "baseline": 3, "train": 435, "evaluate": 11, "export": 34, "kptransfer": 180}
 
 
 def per_group(result: dict) -> dict:
@@ -84,9 +87,9 @@ def first_val_image(dataset_dir: Path):
 
 
 def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptransfer: bool = True,
-             kptransfer_epochs: int = 4, config=None, kptransfer_steps: int = 0) -> dict:
+             kptransfer_epochs: int = 3, config=None, kptransfer_steps: int = 0, kptransfer_stacks: int = 1) -> dict:
     """The whole demo; `config` replaces configs/demo.py (tests shrink it), `kptransfer_steps` the KPTransfer
-    runs' batches per epoch (0 = KPTRANSFER_STEPS_PER_EPOCH)."""
+    runs' batches per epoch (0 = KPTRANSFER_STEPS_PER_EPOCH), `kptransfer_stacks` their network's stacks."""
     from configs.demo import get_config
     from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf import evaluate
@@ -133,9 +136,9 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
     }
     if kptransfer:
         clock.stage("kptransfer", f"KPTransfer: upper -> lower, random vs transfer vs frozen "
-                    f"({kptransfer_epochs} epochs each)")
+                    f"({kptransfer_stacks}-stack network, {kptransfer_epochs} epochs each)")
         out["kptransfer"] = run_kptransfer_demo(config, workdir / "kptransfer", kptransfer_epochs,
-                                                kptransfer_steps or KPTRANSFER_STEPS_PER_EPOCH)
+                                                kptransfer_steps or KPTRANSFER_STEPS_PER_EPOCH, kptransfer_stacks)
     out["seconds"] = round(clock.finish(), 1)
     (workdir / "summary.json").write_text(json.dumps(out, indent=1))
 
@@ -153,15 +156,16 @@ def run_demo(workdir: Path, num_train: int, num_val: int, epochs: int = 0, kptra
     return out
 
 
-KPTRANSFER_STEPS_PER_EPOCH = 60  # 960 crops an epoch: four runs fit the demo's time budget
+KPTRANSFER_STEPS_PER_EPOCH = 50  # 800 crops an epoch: four runs fit the demo's time budget
 
 
-def run_kptransfer_demo(config, workdir: Path, epochs: int, steps_per_epoch: int) -> dict:
+def run_kptransfer_demo(config, workdir: Path, epochs: int, steps_per_epoch: int, num_stacks: int) -> dict:
     from kpt_tf import workdir as wd
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
     config = config.copy_and_resolve_references()
     config.train.steps_per_epoch = int(steps_per_epoch)
+    config.model.num_stacks = int(num_stacks)
     overall = run_experiment(experiment_from_training_config(config, ("upper", "lower"), (0,), epochs), workdir)
     step = overall["steps"][0]
     arms = {arm: {"mean_pckh": e["final_mean"],
@@ -174,7 +178,8 @@ def run_kptransfer_demo(config, workdir: Path, epochs: int, steps_per_epoch: int
 def main(argv):
     del argv
     f = flags.FLAGS
-    run_demo(Path(f.workdir), f.num_train, f.num_val, f.epochs, f.kptransfer, f.kptransfer_epochs)
+    run_demo(Path(f.workdir), f.num_train, f.num_val, f.epochs, f.kptransfer, f.kptransfer_epochs,
+             kptransfer_stacks=f.kptransfer_stacks)
 
 
 if __name__ == "__main__":
