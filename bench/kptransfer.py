@@ -5,8 +5,8 @@ extraction to reach random initialisation's final target PCKh, in one run.
     .venv/bin/python bench/kptransfer.py --results runs/demo/kptransfer/results.json   # table of a finished run
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
-benchmark setting (configs/embedded_bench.py: the demo network and recipe, 20 epochs x 100 batches of 16,
-12,000 generated people) on source `upper` -> target `lower`, and prints a table per target step.
+benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 28 epochs x 120 batches of
+16, 12,000 generated people) on source `upper` -> target `lower`, and prints a table per target step.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from absl import app, flags
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
 flags.DEFINE_string("steps", "upper,lower", "Source and target subsets (';'-free comma list of named subsets).")
-flags.DEFINE_integer("epochs", 20, "Epochs of the source and of every target arm.")
-flags.DEFINE_integer("steps_per_epoch", 100, "Batches of 16 per epoch (0 = one pass over the training people).")
+flags.DEFINE_integer("epochs", None, "Epochs of the source and of every target arm (default: the config's).")
+flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: the config's; 0 = one pass over the "
+                     "training people).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
-flags.DEFINE_integer("num_train", 12000, "Generated training people.")
-flags.DEFINE_integer("num_val", 250, "Generated validation people.")
+flags.DEFINE_integer("num_train", None, "Generated training people (default: configs/embedded_bench.NUM_TRAIN).")
+flags.DEFINE_integer("num_val", None, "Generated validation people (default: configs/embedded_bench.NUM_VAL).")
 FLAGS = flags.FLAGS
 
 
@@ -55,19 +56,24 @@ def main(argv):
     if FLAGS.results:
         print(table(json.loads(Path(FLAGS.results).read_text())))
         return
-    from configs.embedded_bench import get_config
+    from configs.embedded_bench import NUM_TRAIN, NUM_VAL, get_config
     from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
 
     config = get_config()
-    config.train.steps_per_epoch = FLAGS.steps_per_epoch
+    if FLAGS.steps_per_epoch is not None:
+        config.train.steps_per_epoch = FLAGS.steps_per_epoch
+    epochs = int(config.train.epochs) if FLAGS.epochs is None else FLAGS.epochs
+    num_train = NUM_TRAIN if FLAGS.num_train is None else FLAGS.num_train
+    num_val = NUM_VAL if FLAGS.num_val is None else FLAGS.num_val
     workdir = Path(FLAGS.workdir)
-    config.data.dir = str(ensure_embedded_dataset(workdir / "data", FLAGS.num_train, FLAGS.num_val, seed=0,
+    config.data.dir = str(ensure_embedded_dataset(workdir / "data", num_train, num_val, seed=0,
                                                   input_size=int(config.model.input_size)))
-    config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), FLAGS.epochs)
+    config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), epochs)
     results = run_experiment(config, workdir, log=lambda *a: print(*a, flush=True))
-    print(f"\nKPTransfer convergence on the embedded data set ({FLAGS.num_train} train / {FLAGS.num_val} val people, "
-          f"demo network, {FLAGS.epochs} epochs of {FLAGS.steps_per_epoch or 'all'} batches per arm)")
+    print(f"\nKPTransfer convergence on the embedded data set ({num_train} train / {num_val} val people, "
+          f"{int(config.model.num_stacks)}-stack network, {epochs} epochs of "
+          f"{int(config.train.steps_per_epoch) or 'all'} batches per arm)")
     print(table(results))
 
 

@@ -12,9 +12,10 @@ from configs.embedded_bench import get_config as bench_config
 
 
 def get_config():
-    c = bench_config()               # the benchmark setting (issue 8): demo network and recipe, 20 x 100 steps
+    c = bench_config()               # the benchmark setting (issue 8): the demo recipe and schedule
     c.name = "fpd_demo"
     c.joints = "all"
+    c.model.num_stacks = 2           # FPD's student and teacher are multi-stack (loss on every student stack)
     teacher_model = c.model.copy_and_resolve_references()
     teacher_model.channels = 128          # the teacher: 4x the student's width, 14x its FLOPs
     c.model.channels = 32                 # the student: half the demo network's width

@@ -14,7 +14,7 @@ from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, make_pbn
 
 
 def get_config():
-    c = bench_config()               # the benchmark setting (issue 8): demo network and recipe, 20 x 100 steps
+    c = bench_config()               # the benchmark setting (issue 8): the demo recipe and schedule
     c.name = "pbn_embedded"
     c.joints = "all"
     make_pbn(c.model, 1, 1, 32, MPII_MI_GROUPS_5,
