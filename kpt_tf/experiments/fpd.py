@@ -27,7 +27,7 @@ from pathlib import Path
 from absl import app
 
 from kpt_tf import workdir as wd
-from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
+from kpt_tf.experiments.runs import define_flags, required_flags, train_once
 
 ARMS = ("gt", "fpd", "gt_continued", "fpd_continued")
 COMPARISONS = (("fpd", "gt"), ("fpd_continued", "gt_continued"), ("gt_continued", "gt"))
@@ -116,10 +116,11 @@ def _start_from(source_model: Path, run_dir: Path) -> None:
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
+    from kpt_tf.training import loop
 
     if quick:
         config = apply_quick(config)
-    require_data_dir(config)
+    loop.require_data_dir(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment

@@ -22,7 +22,7 @@ from pathlib import Path
 from absl import app
 
 from kpt_tf import workdir as wd
-from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
+from kpt_tf.experiments.runs import define_flags, required_flags, train_once
 
 ARMS = ("random", "transfer", "frozen")
 
@@ -72,6 +72,7 @@ def _run_dirname(joints: str) -> str:
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
+    from kpt_tf.training import loop
     from kpt_tf.transfer import transfer_to_workdir
 
     if quick:
@@ -86,7 +87,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
-    require_data_dir(config)
+    loop.require_data_dir(config)
     seeds = [int(s) for s in exp.seeds]
 
     source_dir = workdir / f"step0_{_run_dirname(steps[0])}"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from absl import app
 
-from kpt_tf.experiments.runs import define_flags, require_data_dir, required_flags, train_once
+from kpt_tf.experiments.runs import define_flags, required_flags, train_once
 
 ARMS = ("pbn_mi", "pbn_body", "hourglass")
 COMPARISONS = (("pbn_mi", "hourglass"), ("pbn_body", "hourglass"), ("pbn_mi", "pbn_body"))
@@ -108,10 +108,11 @@ def make_groupings(config, workdir: Path, log=print) -> dict:
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
+    from kpt_tf.training import loop
 
     if quick:
         config = apply_quick(config)
-    require_data_dir(config)
+    loop.require_data_dir(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment

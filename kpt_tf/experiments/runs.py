@@ -1,5 +1,5 @@
 """What every experiment (KPTransfer, FPD, PBN) shares: training one run unless it already finished (so an
-interrupted experiment continues), the data-dir check, and the CLI's flags."""
+interrupted experiment continues) and the CLI's flags."""
 
 from __future__ import annotations
 
@@ -22,12 +22,6 @@ def train_once(config, workdir: Path, verbose: int = 1) -> dict:
         return json.loads((Path(workdir) / wd.TRAIN_SUMMARY).read_text())
     keras.backend.clear_session()
     return loop.train(config, workdir, verbose=verbose)
-
-
-def require_data_dir(config) -> None:
-    if not config.data.dir:
-        raise ValueError("config data.dir is empty: give a TFRecord directory (--config.data.dir=...); the "
-                         "embedded data set is built by `python -m data_prep.embedded --out DIR`")
 
 
 def define_flags(config_help: str, workdir_help: str) -> None:

@@ -79,6 +79,13 @@ def _steps_per_epoch(config, train_count: int) -> int:
     return steps
 
 
+def require_data_dir(config) -> None:
+    """Refuse a config without records (training and every experiment check it before writing anything)."""
+    if not config.data.dir:
+        raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
+                         "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
+
+
 def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     """Train per `config` into `workdir`; returns a summary with the per-epoch history (EpochScores dicts).
 
@@ -87,9 +94,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
     JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
-    if not config.data.dir:
-        raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
-                         "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
+    require_data_dir(config)
     # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
     # the network on its own, and a rerun compares configs in that form.
     config = resolve_config(copy.deepcopy(config))
