@@ -27,7 +27,7 @@ def get_config():
     # lever measured (regime_exploration_2.md, p2 vs p0).
     c.train.foreground_weight = 10.0
     c.train.batch_size = 16           # batch 8 at equal wall time: +3.1 without the weighting (p4 vs p0)
-    # 11 epochs x 125 steps = 1,375 steps, ~6.5 of the demo's 12 minutes on 2 idle cores. Measured by `make demo`
+    # 11 epochs x 125 steps = 1,375 steps, ~7 of the demo's 12 minutes on 2 idle cores (408 s). Measured by `make demo`
     # (the demo's own val people, flip test; BUILD_NOTES.md): 12 x 125 steps on 8,000 people gave 65.6 mean
     # PCKh@0.5, every group >= +36 over the mean pose; 8 x 125 gave 56.5.
     c.train.epochs = 11

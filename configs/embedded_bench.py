@@ -1,7 +1,7 @@
 """The benchmark setting on the embedded data set: the KPTransfer bench (bench/kptransfer.py) and later the
 distillation and part-based experiments.
 
-The demo recipe (configs/demo.py: Adam 1e-2, warm-up + cosine, foreground-weighted MSE, 128 px, 2 x 64 features)
+The demo recipe (configs/demo.py: Adam 1e-2, warm-up + cosine, foreground-weighted MSE, 128 px, 64 features)
 on a 1-stack hourglass for 28 epochs x 120 batches of 16 (3,360 steps, ~9 minutes per training on 2 idle cores),
 12,000 generated people. One stack because every training of the bench pays the step's start-up and per-step cost
 ten times: at 0.61x the 2-stack step cost it trains 1.7x the steps in the same time. Measured 2026-12-02 (2 idle

@@ -25,10 +25,10 @@ def define_flags():
     flags.DEFINE_integer("num_val", 250, "Generated validation people.")
     flags.DEFINE_integer("epochs", 0, "Override the demo config's epochs (0 = keep).")
     flags.DEFINE_bool("kptransfer", True, "Run the KPTransfer upper -> lower comparison too.")
-    # The four KPTransfer runs (source + 3 arms) get what the 12-minute demo leaves after the 1,500-step main
-    # training (~9 min): 3 x 50 batches of a 1-stack network each. One stack halves the per-run start-up
-    # (tracing: 10 s against 20 s) and costs 0.61x per step (BUILD_NOTES.md); the 2-stack arms at 4 x 60 took
-    # 449 s, the whole demo 1,001 s. bench/kptransfer.py is the comparison to read; this one shows the steps.
+    # The four KPTransfer runs (source + 3 arms) get what the 12-minute demo leaves after the other stages
+    # (~8 min): ~4 min, 3 x 50 batches of a 1-stack network each (178 s measured). One stack halves the per-run
+    # start-up (tracing: 10 s against 20 s) and costs 0.61x per step (BUILD_NOTES.md); the 2-stack arms at 4 x 60
+    # took 449 s, the whole demo 1,001 s. bench/kptransfer.py is the comparison to read; this one shows the steps.
     flags.DEFINE_integer("kptransfer_epochs", 3, "Epochs of each KPTransfer run.")
     flags.DEFINE_integer("kptransfer_stacks", 1, "Hourglass stacks of the KPTransfer runs' network.")
 
@@ -62,10 +62,9 @@ class StageClock:
         return time.time() - self.started
 
 
-# Seconds each stage is expected to take on 2 idle cores: the `make demo` of 2026-12-02 (BUILD_NOTES.md), its
-# per-epoch validation without flip, KPTransfer at 3 x 60 steps of one stack; rescaled to 6,000 people,
-# 11 epochs and 3 x 50 steps. Only the time-remaining estimate uses them.
-EXPECTED_STAGE_SECONDS = {"data": 45, "baseline": 3, "train": 435, "evaluate": 11, "export": 34, "kptransfer": 180}
+# Seconds each stage took in the `make demo` of 2026-12-02 on 2 idle cores (BUILD_NOTES.md: 671 s in all).
+# Only the time-remaining estimate uses them.
+EXPECTED_STAGE_SECONDS = {"data": 42, "baseline": 3, "train": 408, "evaluate": 9, "export": 31, "kptransfer": 178}
 
 
 def per_group(result: dict) -> dict:
