@@ -36,7 +36,7 @@ def table(results: dict) -> str:
         lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean PCKh@0.5 "
                   f"{random['final_mean']:.2f})",
                   f"{'arm':<10}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
-                  f"{'epoch to 100%':>15}{'s to 100%':>11}{'train s':>9}"]
+                  f"{'epoch to 100%':>15}{'s to 100%':>11}{'train s':>9}{'last 1/5':>10}"]
         for arm, e in step["arms"].items():
             def fmt(v, spec):
                 return "never" if v is None else format(v, spec)
@@ -46,7 +46,8 @@ def table(results: dict) -> str:
                 f"{fmt(e.get('epoch_to_95pct_baseline_final'), 'd'):>14}"
                 f"{fmt(e.get('seconds_to_95pct_baseline_final'), '.0f'):>10}"
                 f"{fmt(e.get('epoch_to_100pct_baseline_final'), 'd'):>15}"
-                f"{fmt(e.get('seconds_to_100pct_baseline_final'), '.0f'):>11}{e['seconds']:>9.0f}")
+                f"{fmt(e.get('seconds_to_100pct_baseline_final'), '.0f'):>11}{e['seconds']:>9.0f}"
+                f"{fmt(e.get('last_fifth_gain'), '+.2f'):>10}")
         lines.append(f"plot: {step['plot_png']}")
     return "\n".join(lines)
 

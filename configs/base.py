@@ -39,7 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
         lr_drop_epochs=(60, 90),     # step schedule (bearpaw/pytorch-pose): x lr_drop_factor at each
         lr_drop_factor=0.1,
         schedule="step",             # step: lr_drop_epochs; cosine: warm-up, then cosine decay to 0
-        warmup_epochs=0.0,           # cosine only: linear warm-up from lr/10 over this many epochs
+        cosine_fraction=1.0,         # cosine: the decay ends after this fraction of the run ...
+        cosine_floor=0.0,            # ... at learning_rate x this, held to the end
+        warmup_epochs=0.0,           # linear warm-up from lr/10 over this many epochs (step or cosine)
         foreground_weight=0.0,       # heatmap MSE pixel weight 1 + this * target (0 = plain MSE; losses.py)
         mixed_precision=False,
         xla="auto",                  # auto = on for GPU, off for CPU (XLA measured 0.91x on CPU, BUILD_NOTES)

@@ -25,4 +25,7 @@ def get_config():
     c.train.epochs = 28
     c.train.steps_per_epoch = 120
     c.train.skeleton_images = 0
+    # Per-epoch validation with the flip test (HRNet convention, as every reported figure): the bench's finals and
+    # curves are these epochs. ~+1.5 s an epoch (15 vs 13.5 s on 2 idle cores).
+    c.train.flip_test = True
     return c

@@ -25,6 +25,17 @@ def first_epoch_reaching(curve: np.ndarray, level: float) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
+def last_fifth_gain(curve) -> float | None:
+    """How much a curve still rose over the last fifth of its epochs: value at the last epoch minus the value
+    round(n / 5) epochs earlier (28 epochs: epoch 28 minus epoch 22). Issue 8's flatness test: < 2 points for a
+    baseline that has converged on its schedule. None for curves shorter than 2 epochs."""
+    curve = np.asarray(curve, np.float64)
+    if curve.size < 2:
+        return None
+    k = min(max(1, int(round(curve.size / 5))), curve.size - 1)
+    return float(curve[-1] - curve[-1 - k])
+
+
 def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoch_offsets=None) -> dict:
     """runs: arm -> seed -> training summary. `baseline`: the arm whose final mean the others are timed against
     (epochs and seconds to 95 % / 100 % of it). `comparisons`: (arm, reference) pairs whose per-seed final
@@ -46,6 +57,7 @@ def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoc
             # wall time since the start of training at each epoch's end, mean over seeds
             "seconds_curve": _curves(runs[arm], lambda h: h.seconds).mean(0).tolist(),
             "epoch_offset": int(offsets.get(arm, 0)),
+            "last_fifth_gain": last_fifth_gain(mean_curves.mean(0)),
         }
         for j in joints:
             c = _curves(runs[arm], lambda h, j=j: h.per_joint[j])
@@ -119,8 +131,8 @@ def markdown_table(summary: dict, title: str) -> str:
             v, o = summary["arms"][a]["final_visible"], summary["arms"][a]["final_occluded"]
             lines.append(f"| {a} | {v['mean']:.2f} ± {v['std']:.2f} | {o['mean']:.2f} ± {o['std']:.2f} |")
     baseline = summary.get("baseline")
-    lines += ["", f"| arm | Mean@0.1 | epoch (s) to 95 % of {baseline or 'baseline'}'s final | epoch (s) to 100 % "
-              "| train seconds |", "|---|---|---|---|---|"]
+    lines += ["", f"| arm | Mean@0.1 | gain over the last fifth of the epochs | epoch (s) to 95 % of "
+              f"{baseline or 'baseline'}'s final | epoch (s) to 100 % | train seconds |", "|---|---|---|---|---|---|"]
 
     def reach(e, level):
         epoch = e.get(f"epoch_to_{level}_baseline_final")
@@ -129,7 +141,9 @@ def markdown_table(summary: dict, title: str) -> str:
     for a in arms:
         e = summary["arms"][a]
         reached = f"{reach(e, '95pct')} | {reach(e, '100pct')}" if baseline else "— | —"
-        lines.append(f"| {a} | {e['final_mean@0.1']:.2f} | {reached} | {e['seconds']:.0f} |")
+        gain = e.get("last_fifth_gain")
+        gain = "—" if gain is None else f"{gain:+.2f}"
+        lines.append(f"| {a} | {e['final_mean@0.1']:.2f} | {gain} | {reached} | {e['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ from kpt_tf.training import callbacks as cb
 from kpt_tf.training import resume
 from kpt_tf.training.distribute import make_strategy, resolve_xla
 from kpt_tf.training.history import MEAN_LOG_KEY
+from kpt_tf.training.schedules import LinearWarmup
 from kpt_tf.training.settings import run_settings
 from kpt_tf.training.trainer import make_trainer
 
@@ -39,21 +40,29 @@ def dry_run(config) -> dict:
 
 
 def make_schedule(config, steps_per_epoch: int):
-    """The learning rate per step: a float, or a Keras schedule (step drops, or warm-up + cosine)."""
+    """The learning rate per step: a float, or a Keras schedule (step drops or cosine, each after an optional
+    linear warm-up from lr/10 over `warmup_epochs`)."""
     t = config.train
     boundaries = [int(e) * steps_per_epoch for e in t.lr_drop_epochs if int(e) < int(t.epochs)]
     values = [float(t.learning_rate) * float(t.lr_drop_factor) ** i for i in range(len(boundaries) + 1)]
     schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
                 if boundaries else float(t.learning_rate))
     kind = str(t.get("schedule", "step")).lower()
-    if kind == "cosine":    # linear warm-up from lr/10, then cosine to 0 over the rest of the run
+    if kind == "cosine":
+        # linear warm-up from lr/10, then a cosine down to lr x cosine_floor, reached after cosine_fraction of
+        # the run and held for the rest (1.0 / 0.0: cosine to 0 at the last step)
         warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
         total = int(t.epochs) * steps_per_epoch
+        end = int(round(float(t.get("cosine_fraction", 1.0)) * total))
         lr = float(t.learning_rate)
         schedule = keras.optimizers.schedules.CosineDecay(
-            lr / 10 if warmup else lr, decay_steps=max(total - warmup, 1), alpha=0.0,
+            lr / 10 if warmup else lr, decay_steps=max(end - warmup, 1), alpha=float(t.get("cosine_floor", 0.0)),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
-    elif kind != "step":
+    elif kind == "step":    # optional linear warm-up from lr/10, then the drops
+        warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
+        if warmup:
+            schedule = LinearWarmup(schedule, warmup, float(t.learning_rate) / 10)
+    else:
         raise ValueError(f"config train.schedule must be step or cosine, not {t.schedule!r}")
     return schedule
 
