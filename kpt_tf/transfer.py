@@ -1,7 +1,7 @@
 r"""KPTransfer weight transfer between joint subsets, matched by layer-path name.
 
 `python -m kpt_tf.transfer --source SAVEDMODEL_OR_.keras --target_config configs/X.py --out W
- [--freeze] [--map_heads] [--allow_partial] [--source_joints upper]`
+ [--freeze] [--map_heads] [--allow_partial] [--source_joints upper] [--branch_source BRANCH=PATH ...]`
 
 Reads the source's weights by name (an exported SavedModel from its checkpoint alone, never executing its
 graph: `tf.train.load_checkpoint` on `variables/`; a `.keras` file through Keras in safe mode), builds the
@@ -19,6 +19,11 @@ Refused, with nothing written: an unreadable source; a transfer where nothing bu
 architectures that differ beyond the heads (unless `--allow_partial`).
 The result is a workdir (`config.json`, `init.keras`, `transfer_report.json`) that `kpt_tf.train`
 continues from; `--freeze` marks every copied body layer non-trainable (frozen weight extraction: heads still train).
+
+`--branch_source BRANCH=PATH` (part-based targets, e.g. the PBN): the branch is initialised from a plain network
+trained on its group's joints; the architecture says which source layers become which branch layers (the PBN:
+the source's last stacks become the branch's stacks, `hg1_*` -> `branch_<group>_hg0_*`), and the report lists the
+renaming. Combined with `--source`, the trunk comes from the source by name and each branch from its own.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class TransferReport:
     only_in_target: list = dataclasses.field(default_factory=list)    # (name, params)
     shared_joints: list = dataclasses.field(default_factory=list)
     frozen_layers: list = dataclasses.field(default_factory=list)
+    renamed_layers: dict = dataclasses.field(default_factory=dict)    # source layer -> target layer (branches)
 
     def params(self, field: str) -> int:
         rows = getattr(self, field)
@@ -110,16 +116,22 @@ class TransferReport:
                 lines.append(f"    {f}: {row[0]} {row[1:] if f == 'shape_mismatched' else ''}".rstrip())
         if self.frozen_layers:
             lines.append(f"  frozen layers (non-trainable): {len(self.frozen_layers)}")
+        if self.renamed_layers:   # the heads show the stack mapping; the json report has every layer
+            heads = [f"{s} -> {t}" for s, t in self.renamed_layers.items() if s.startswith("head")]
+            lines.append(f"  source layers renamed into the branch: {len(self.renamed_layers)} "
+                         f"({', '.join(heads)}, and each stack's other layers alike)")
         return "\n".join(lines)
 
 
 def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_heads: bool = False,
                   freeze: bool = False, allow_partial: bool = False,
-                  architecture_of_net: str = DEFAULT_ARCHITECTURE) -> TransferReport:
+                  architecture_of_net: str = DEFAULT_ARCHITECTURE, initialised_elsewhere=()) -> TransferReport:
     """Copy matching weights from `source` into the freshly built `net` (in place) and report.
 
     The joint-dependent layers are the ones the architecture names (`Architecture.joint_layout`).
     Raises TransferError (before touching `net`) for the refusals listed in the module docstring.
+    `initialised_elsewhere`: layer-name prefixes (branches with their own source) whose absence from this source
+    is not a difference of architectures.
     """
     layout_of = architecture(architecture_of_net).joint_layout
     if map_heads and source.joints is None:
@@ -159,7 +171,8 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
     if not [r for r in report.copied if in_body(r)]:
         raise TransferError(f"nothing but heads would be copied from {source.description}: no weight of the "
                             "network body matches by name and shape (another architecture?)")
-    body_differs = report.shape_mismatched + [r for r in report.only_in_target if in_body(r)]
+    body_differs = report.shape_mismatched + [r for r in report.only_in_target if in_body(r)
+                                              and not r[0].startswith(tuple(initialised_elsewhere))]
     body_extra = [r for r in report.only_in_source if in_body(r)]
     if (body_differs or body_extra) and not allow_partial:
         example = (body_differs or body_extra)[0][0]
@@ -179,6 +192,71 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
             if layer.weights and layer.name in fully and layer.name not in partly and layout_of(layer.name) is None:
                 layer.trainable = False
                 report.frozen_layers.append(layer.name)
+    return report
+
+
+def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool = False,
+                         architecture_of_net: str = DEFAULT_ARCHITECTURE) -> TransferReport:
+    """Initialise one branch of a part-based `net` (a `registry.Branch`) from a network trained on the branch's
+    joints: the architecture's `branch.rename` says which source layer becomes which branch layer; weights then
+    copy by the new name and shape, and the branch's heads take the channels of the joints both have, by name.
+
+    Only the branch's layers are touched. Refused (TransferError, `net` untouched): a source without recorded
+    joints or that the branch cannot take; nothing copied; shape mismatches or renamed layers the branch lacks
+    (unless `allow_partial`)."""
+    layout_of = architecture(architecture_of_net).joint_layout
+    if source.joints is None:
+        raise TransferError(f"branch {branch.name}: {source.description} does not record its joints")
+    source_layers = {name.split("/")[0] for name in source.weights}
+    try:
+        renaming = branch.rename(source_layers)
+    except ValueError as e:
+        raise TransferError(f"branch {branch.name} from {source.description}: {e}") from None
+    renamed = {}
+    for name, value in source.weights.items():
+        layer = name.split("/")[0]
+        if layer in renaming:
+            renamed[renaming[layer] + name[len(layer):]] = value
+    group_joints = JointSubset.parse(",".join(branch.joints))
+    report = TransferReport(shared_joints=[j for j in branch.joints if j in source.joints.names])
+    assignments = []
+    for variable in net.weights:
+        name = variable.path
+        if not name.startswith(branch.layer_prefix):
+            continue
+        layer, weight = name.split("/")[0], name.split("/")[-1]
+        params = int(np.prod(variable.shape))
+        value = renamed.pop(name, None)
+        if value is None:
+            report.only_in_target.append((name, params))
+            continue
+        layout = layout_of(layer)
+        if layout is not None:   # the branch's heads: channels by joint name (the group's joints)
+            mapped = _map_joint_channels(value, np.asarray(variable.numpy()), layout.get(weight), source.joints,
+                                         group_joints)
+            if mapped is None or mapped[1] == 0:
+                report.heads_not_mapped.append((name, params))
+                continue
+            assignments.append((variable, mapped[0]))
+            (report.copied if mapped[1] == params else report.copied_in_part).append(
+                (name, params) if mapped[1] == params else (name, mapped[1], params))
+        elif tuple(np.shape(value)) != tuple(variable.shape):
+            report.shape_mismatched.append((name, tuple(np.shape(value)), tuple(variable.shape)))
+        else:
+            assignments.append((variable, value))
+            report.copied.append((name, params))
+    report.only_in_source = sorted((n, int(np.prod(np.shape(v)))) for n, v in renamed.items())
+    if not report.copied:
+        raise TransferError(f"branch {branch.name}: nothing would be copied from {source.description} (no renamed "
+                            "weight matches the branch by name and shape)")
+    if (report.shape_mismatched or report.only_in_source) and not allow_partial:
+        example = (report.shape_mismatched or report.only_in_source)[0][0]
+        raise TransferError(f"branch {branch.name}: the source's stacks differ from the branch's "
+                            f"({len(report.shape_mismatched)} shape mismatches, {len(report.only_in_source)} weights "
+                            f"the branch lacks, e.g. {example}); pass --allow_partial to copy what matches anyway")
+    for variable, value in assignments:
+        variable.assign(value)
+    report.renamed_layers = dict(sorted(renaming.items()))
     return report
 
 
@@ -202,29 +280,55 @@ def _map_joint_channels(source_value, target_value, axis, source_joints, target_
 
 
 def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, freeze=False,
-                        allow_partial=False, source_joints=None, verbose=True) -> TransferReport:
-    """Build the target network, transfer, and write the workdir atomically (nothing on refusal)."""
+                        allow_partial=False, source_joints=None, verbose=True,
+                        branch_sources=None) -> TransferReport:
+    """Build the target network, transfer, and write the workdir atomically (nothing on refusal).
+
+    `source_path` (may be None when `branch_sources` is given) initialises the network by name;
+    `branch_sources` ({branch name: path}) then initialises each named branch of a part-based target from a
+    network trained on that branch's joints (`transfer_into_branch`). Returns the first transfer's report (the
+    first branch's when there is no `source_path`); the workdir's report holds all of them."""
     from kpt_tf.models import build_net
 
     out_dir = Path(out_dir)
     if (out_dir / wd.INIT_MODEL).exists():
         raise TransferError(f"{out_dir}: already holds {wd.INIT_MODEL}; choose a new --out")
-    source = read_source(source_path, source_joints)
+    branch_sources = dict(branch_sources or {})
+    if source_path is None and not branch_sources:
+        raise TransferError("nothing to transfer from: give a source or branch sources")
     target_joints = JointSubset.parse(target_config.joints)
+    arch = architecture_name(target_config)
+    branches = {b.name: b for b in architecture(arch).branches(target_config.model, target_joints)}
+    unknown = [g for g in branch_sources if g not in branches]
+    if unknown:
+        raise TransferError(f"branch source(s) for {unknown}: the target has " +
+                            (f"the branches {sorted(branches)}" if branches else f"no branches ({arch})"))
+    source = read_source(source_path, source_joints) if source_path is not None else None
     net = build_net(target_config, target_joints)
-    report = transfer_into(net, source, target_joints, map_heads=map_heads, freeze=freeze,
-                           allow_partial=allow_partial, architecture_of_net=architecture_name(target_config))
+    report = (transfer_into(net, source, target_joints, map_heads=map_heads, freeze=freeze,
+                            allow_partial=allow_partial, architecture_of_net=arch,
+                            initialised_elsewhere=[branches[g].layer_prefix for g in branch_sources])
+              if source is not None else None)
+    branch_reports = {}
+    for group, path in branch_sources.items():
+        branch_reports[group] = (str(path), transfer_into_branch(
+            net, read_source(path), branches[group], allow_partial=allow_partial, architecture_of_net=arch))
     with wd.staged(out_dir, ".transfer-") as staging:
         net.save(staging / wd.INIT_MODEL)
         wd.save_config(target_config, staging)
-        payload = report.to_dict()
-        payload.update(source=str(source_path), source_joints=list(source.joints.names) if source.joints else None,
+        payload = report.to_dict() if report is not None else {}
+        payload.update(source=None if source_path is None else str(source_path),
+                       source_joints=list(source.joints.names) if source is not None and source.joints else None,
                        target_joints=list(target_joints.names), map_heads=map_heads, freeze=freeze)
+        if branch_reports:
+            payload["branches"] = {g: {"source": p, **r.to_dict()} for g, (p, r) in branch_reports.items()}
+        text = [report.text()] if report is not None else []
+        text += [f"branch {g} from {p}:\n" + r.text() for g, (p, r) in branch_reports.items()]
         (staging / wd.TRANSFER_REPORT_JSON).write_text(json.dumps(payload, indent=1))
-        (staging / wd.TRANSFER_REPORT_TEXT).write_text(report.text() + "\n")
+        (staging / wd.TRANSFER_REPORT_TEXT).write_text("\n".join(text) + "\n")
     if verbose:
-        print(report.text())
-    return report
+        print("\n".join(text))
+    return report if report is not None else next(iter(branch_reports.values()))[1]
 
 
 def define_flags():
@@ -236,16 +340,22 @@ def define_flags():
     flags.DEFINE_bool("map_heads", False, "Carry shared joints' head channels over by joint name.")
     flags.DEFINE_bool("allow_partial", False, "Copy what matches even if the bodies differ.")
     flags.DEFINE_string("source_joints", None, "The source's joint subset, if not recorded.")
+    flags.DEFINE_multi_string("branch_source", [], "BRANCH=PATH: initialise a part-based target's branch from a "
+                              "network trained on its joints (repeatable; see the PBN's branch names in its config).")
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
-    if not f.source or not f.out or f.target_config is None:
-        raise app.UsageError("--source, --target_config and --out are required")
+    if not (f.source or f.branch_source) or not f.out or f.target_config is None:
+        raise app.UsageError("--source (or --branch_source), --target_config and --out are required")
+    malformed = [b for b in f.branch_source if "=" not in b or not b.split("=", 1)[0] or not b.split("=", 1)[1]]
+    if malformed:
+        raise app.UsageError(f"--branch_source takes BRANCH=PATH, got {malformed}")
     try:
         transfer_to_workdir(f.source, f.target_config, f.out, map_heads=f.map_heads, freeze=f.freeze,
-                            allow_partial=f.allow_partial, source_joints=f.source_joints)
+                            allow_partial=f.allow_partial, source_joints=f.source_joints,
+                            branch_sources=dict(b.split("=", 1) for b in f.branch_source))
     except TransferError as e:
         raise TransferError(f"transfer refused: {e}") from None
     print(f"workdir ready: {f.out} (continue with python -m kpt_tf.train --config ... --workdir {f.out})")

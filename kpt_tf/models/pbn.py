@@ -33,7 +33,7 @@ from kpt_tf.joints import JointSubset
 from kpt_tf.models import blocks
 from kpt_tf.models.hourglass import OUTPUT_STRIDE, build_stack, build_stem
 from kpt_tf.models.hourglass import joint_layout as trunk_joint_layout
-from kpt_tf.models.registry import Architecture, register
+from kpt_tf.models.registry import Architecture, Branch, register
 
 _BRANCH_HEAD = re.compile(r"^branch_\w+_head\d+$")
 _BRANCH_REINJECT_HEATMAPS = re.compile(r"^branch_\w+_reinject\d+_heatmaps$")
@@ -154,7 +154,6 @@ def resolve_config(model_config):
         model_config.groups_file = ""
         model_config.groups_source = path
     return model_config
-    return model_config
 
 
 def joint_layout(layer_name: str) -> dict | None:
@@ -167,5 +166,35 @@ def joint_layout(layer_name: str) -> dict | None:
     return trunk_joint_layout(layer_name)
 
 
+_HOURGLASS_STACK_LAYER = re.compile(r"^(hg|stack|head|reinject)(\d+)(?=_|$)")
+
+
+def branch_renaming(group: str, branch_stacks: int, source_layers) -> dict[str, str]:
+    """Layers of a plain hourglass (trained on the group's joints) that initialise branch `group`: its last
+    `branch_stacks` stacks, in order, onto the branch's stacks (`hg{S-B+b}_*` -> `branch_<group>_hg{b}_*`, the same
+    for `stack`, `head` and `reinject`); its stem and first stacks are the trunk's part and are not used."""
+    stacks = {int(m.group(2)) for name in source_layers if (m := _HOURGLASS_STACK_LAYER.match(name))
+              and m.group(1) == "head"}
+    if not stacks:
+        raise ValueError("the source has no hourglass stacks (no head{s} layer): a branch is initialised from a "
+                         "plain hourglass")
+    first = max(stacks) + 1 - branch_stacks
+    if first < 0:
+        raise ValueError(f"the source has {max(stacks) + 1} stack(s); branch {group} has {branch_stacks}")
+    out = {}
+    for name in source_layers:
+        m = _HOURGLASS_STACK_LAYER.match(name)
+        if m and int(m.group(2)) >= first:
+            out[name] = f"branch_{group}_{m.group(1)}{int(m.group(2)) - first}{name[m.end():]}"
+    return out
+
+
+def branches(model_config, joints) -> list[Branch]:
+    groups = resolve_groups(resolve_config(model_config).groups, JointSubset.parse(joints))
+    stacks = int(model_config.branch_stacks)
+    return [Branch(name=g, joints=tuple(members), layer_prefix=f"branch_{g}_",
+                   rename=lambda layers, g=g: branch_renaming(g, stacks, layers)) for g, members in groups]
+
+
 register(Architecture(name="pbn", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,
-                      joint_layout=joint_layout, resolve_config=resolve_config))
+                      joint_layout=joint_layout, resolve_config=resolve_config, branches=branches))

@@ -10,7 +10,9 @@ the codec and KPTransfer ask the architecture instead of assuming a stacked hour
   weight name -> axis that indexes joints (None for a weight of that layer that does not), so transfer can
   carry channels over by joint name and never copies a joint-dependent weight blindly (`"joints": "group"`
   in the dict: the channels are a part's joints, not the subset's, and are not mapped);
-- `resolve_config(model_config)` (optional): inline what the config refers to, before the config is saved.
+- `resolve_config(model_config)` (optional): inline what the config refers to, before the config is saved;
+- `branches(model_config, joints)` (optional): the network's `Branch`es, parts with their own layers for a group of
+  joints (the PBN's), so transfer can initialise one from a network trained on that group.
 """
 
 from __future__ import annotations
@@ -25,6 +27,22 @@ def _unchanged(model_config):
     return model_config
 
 
+def _no_branches(model_config, joints):
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """A part of a network with its own layers that predicts a group of the subset's joints."""
+
+    name: str
+    joints: tuple[str, ...]            # the group's joints, in the order of the branch's heads
+    layer_prefix: str                  # every layer of the branch (and no other) starts with it
+    # source layer names (a plain single-subset network) -> {source layer: branch layer} for the source layers
+    # that initialise the branch; refuses (ValueError) a source the branch cannot take
+    rename: Callable
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     name: str
@@ -34,6 +52,7 @@ class Architecture:
     # model_config -> model_config with references to files (e.g. a groups.json) made inline, so that a
     # workdir's config.json alone rebuilds the network
     resolve_config: Callable = _unchanged
+    branches: Callable = _no_branches
 
     def is_joint_dependent(self, layer_name: str) -> bool:
         return self.joint_layout(layer_name) is not None
