@@ -143,27 +143,8 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
     assignments = list(body.assignments)
     if map_heads:
         report.shared_joints = [n for n in target_joints.names if n in source.joints.names]
-    variables = {v.path: v for v in net.weights}
-    for name, n_params in body.skipped:
-        value = source.weights.get(name)
-        if value is None:
-            report.only_in_target.append((name, n_params))
-            continue
-        layer_name, weight_name = name.split("/")[0], name.split("/")[-1]
-        variable = variables[name]
-        mapped = None
-        if map_heads and layout_of(layer_name).get("joints") != "group":
-            axis = layout_of(layer_name).get(weight_name)
-            mapped = _map_joint_channels(value, np.asarray(variable.numpy()), axis, source.joints, target_joints)
-        if mapped is None or mapped[1] == 0:
-            report.heads_not_mapped.append((name, n_params))
-            continue
-        new_value, n_copied = mapped
-        assignments.append((variable, new_value))
-        if n_copied == n_params:
-            report.copied.append((name, n_params))
-        else:
-            report.copied_in_part.append((name, n_copied, n_params))
+    assignments += _head_assignments(body.skipped, source.weights, net, layout_of, source.joints, target_joints,
+                                     report, map_channels=map_heads, group_heads=False)
 
     def in_body(row) -> bool:
         return layout_of(row[0].split("/")[0]) is None
@@ -218,34 +199,14 @@ def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool
         if layer in renaming:
             renamed[renaming[layer] + name[len(layer):]] = value
     group_joints = JointSubset.parse(",".join(branch.joints))
-    report = TransferReport(shared_joints=[j for j in branch.joints if j in source.joints.names])
-    assignments = []
-    for variable in net.weights:
-        name = variable.path
-        if not name.startswith(branch.layer_prefix):
-            continue
-        layer, weight = name.split("/")[0], name.split("/")[-1]
-        params = int(np.prod(variable.shape))
-        value = renamed.pop(name, None)
-        if value is None:
-            report.only_in_target.append((name, params))
-            continue
-        layout = layout_of(layer)
-        if layout is not None:   # the branch's heads: channels by joint name (the group's joints)
-            mapped = _map_joint_channels(value, np.asarray(variable.numpy()), layout.get(weight), source.joints,
-                                         group_joints)
-            if mapped is None or mapped[1] == 0:
-                report.heads_not_mapped.append((name, params))
-                continue
-            assignments.append((variable, mapped[0]))
-            (report.copied if mapped[1] == params else report.copied_in_part).append(
-                (name, params) if mapped[1] == params else (name, mapped[1], params))
-        elif tuple(np.shape(value)) != tuple(variable.shape):
-            report.shape_mismatched.append((name, tuple(np.shape(value)), tuple(variable.shape)))
-        else:
-            assignments.append((variable, value))
-            report.copied.append((name, params))
-    report.only_in_source = sorted((n, int(np.prod(np.shape(v)))) for n, v in renamed.items())
+    plan = plan_copy(net, renamed, skip=lambda layer: not layer.startswith(branch.layer_prefix)
+                     or layout_of(layer) is not None)
+    report = TransferReport(shared_joints=[j for j in branch.joints if j in source.joints.names],
+                            copied=list(plan.copied), shape_mismatched=list(plan.shape_mismatched),
+                            only_in_target=list(plan.only_in_target), only_in_source=list(plan.only_in_source))
+    heads = [row for row in plan.skipped if row[0].startswith(branch.layer_prefix)]
+    assignments = list(plan.assignments) + _head_assignments(
+        heads, renamed, net, layout_of, source.joints, group_joints, report, map_channels=True, group_heads=True)
     if not report.copied:
         raise TransferError(f"branch {branch.name}: nothing would be copied from {source.description} (no renamed "
                             "weight matches the branch by name and shape)")
@@ -258,6 +219,36 @@ def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool
         variable.assign(value)
     report.renamed_layers = dict(sorted(renaming.items()))
     return report
+
+
+def _head_assignments(rows, values, net, layout_of, source_joints, target_joints, report, map_channels: bool,
+                      group_heads: bool):
+    """The (variable, value) pairs for the joint-dependent weights `rows` (name, parameters) that `plan_copy`
+    set aside: each takes the channels of the joints source and target share, by name (when `map_channels`;
+    a group head, whose channels are its group's joints, only when `group_heads`). Fills `report`."""
+    variables = {v.path: v for v in net.weights}
+    assignments = []
+    for name, n_params in rows:
+        value = values.get(name)
+        if value is None:
+            report.only_in_target.append((name, n_params))
+            continue
+        layer_name, weight_name = name.split("/")[0], name.split("/")[-1]
+        layout = layout_of(layer_name)
+        mapped = None
+        if map_channels and (group_heads or layout.get("joints") != "group"):
+            mapped = _map_joint_channels(value, np.asarray(variables[name].numpy()), layout.get(weight_name),
+                                         source_joints, target_joints)
+        if mapped is None or mapped[1] == 0:
+            report.heads_not_mapped.append((name, n_params))
+            continue
+        new_value, n_copied = mapped
+        assignments.append((variables[name], new_value))
+        if n_copied == n_params:
+            report.copied.append((name, n_params))
+        else:
+            report.copied_in_part.append((name, n_copied, n_params))
+    return assignments
 
 
 def _map_joint_channels(source_value, target_value, axis, source_joints, target_joints):

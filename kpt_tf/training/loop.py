@@ -48,10 +48,10 @@ def make_schedule(config, steps_per_epoch: int):
     schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
                 if boundaries else float(t.learning_rate))
     kind = str(t.get("schedule", "step")).lower()
+    warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
     if kind == "cosine":
         # linear warm-up from lr/10, then a cosine down to lr x cosine_floor, reached after cosine_fraction of
         # the run and held for the rest (1.0 / 0.0: cosine to 0 at the last step)
-        warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
         total = int(t.epochs) * steps_per_epoch
         end = int(round(float(t.get("cosine_fraction", 1.0)) * total))
         lr = float(t.learning_rate)
@@ -59,7 +59,6 @@ def make_schedule(config, steps_per_epoch: int):
             lr / 10 if warmup else lr, decay_steps=max(end - warmup, 1), alpha=float(t.get("cosine_floor", 0.0)),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     elif kind == "step":    # optional linear warm-up from lr/10, then the drops
-        warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
         if warmup:
             schedule = LinearWarmup(schedule, warmup, float(t.learning_rate) / 10)
     else:
