@@ -46,6 +46,8 @@ def base_config() -> ml_collections.ConfigDict:
         mixed_precision=False,
         xla="auto",                  # auto = on for GPU, off for CPU (XLA measured 0.91x on CPU, BUILD_NOTES)
         num_cpu_replicas=0,          # >1: MirroredStrategy over that many logical CPUs (testing)
+        strategy="auto",             # auto: MirroredStrategy on this machine; multi_worker: MultiWorkerMirrored-
+                                     # Strategy over the TF_CONFIG cluster (kpt_tf/training/distribute.py)
         seed=0,
         deterministic=False,
         flip_test=True,              # validation with flip test (needs a flip-closed subset)

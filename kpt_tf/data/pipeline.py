@@ -270,9 +270,9 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
     with also input_to_image [B,2,3] (model-input px -> source-image px), head_box [B,4], has_head_box,
     dataset_index, image_id, annotated [B,J].
     `seed` + deterministic=True: reproducible batches. Under tf.distribute the dataset is auto-sharded by
-    DATA; with `input_context` (distribute_datasets_from_function) it shards itself and `batch_size` is the
-    global batch. `warp`: "xla" (XLA-compiled bilinear sampler, default) or "projective_transform"
-    (tf.raw_ops.ImageProjectiveTransformV3); same pixels, the first is about 3x cheaper on CPU.
+    DATA; with `input_context` (distribute_datasets_from_function, used under several workers) it shards
+    itself and `batch_size` is the global batch. `warp`: "xla" (XLA-compiled bilinear sampler, default) or
+    "projective_transform" (tf.raw_ops.ImageProjectiveTransformV3); same pixels, the first is about 3x cheaper on CPU.
     """
     subset = JointSubset.parse(subset)
     if batch_size <= 0:
@@ -294,12 +294,6 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
     ds = ds.interleave(tf.data.TFRecordDataset,
                        cycle_length=min(len(files), 8) if training else 1,
                        num_parallel_calls=AUTOTUNE, deterministic=ordered)
-    if input_context is not None:
-        # distribute_datasets_from_function: this pipeline feeds per-replica batches, and reads its own
-        # share of the records when there are several input pipelines (workers).
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-        if input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training and shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
     if repeat:
@@ -307,6 +301,15 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
     # One random int64 per element; the stateless augmentation draws are keyed on it.
     keys = tf.data.Dataset.random(seed=key_seed, rerandomize_each_iteration=True)
     ds = tf.data.Dataset.zip((ds, keys))
+    if input_context is not None:
+        # distribute_datasets_from_function: this pipeline feeds per-replica batches, and with several input
+        # pipelines (workers) takes every N-th element of the one stream all of them build alike (same seeds),
+        # records and augmentation keys together, before decoding: the workers' batches are disjoint, and
+        # together they are the global batches a single worker would train on (with train.deterministic, the
+        # same ones exactly).
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        if input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     ds = ds.map(_make_transform(subset, input_size, augment, with_meta, warp),
                 num_parallel_calls=AUTOTUNE, deterministic=ordered)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -7,6 +7,7 @@ own `load_weights(skip_mismatch=True)` is not used anywhere: on `.weights.h5` it
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from typing import Callable, Mapping
 
@@ -21,6 +22,17 @@ def variables_by_name(model) -> dict:
 def weights_by_name(model) -> dict[str, np.ndarray]:
     """Layer-path name -> value."""
     return {v.path: np.asarray(v.numpy()) for v in model.weights}
+
+
+def weights_digest(model) -> str:
+    """SHA-256 over every weight of `model` (names, shapes and float bytes, in the model's order): equal for
+    bit-identical networks (e.g. the workers of one synchronous run)."""
+    h = hashlib.sha256()
+    for v in model.weights:
+        value = np.ascontiguousarray(np.asarray(v.numpy()))
+        h.update(f"{v.path}:{value.dtype}:{value.shape};".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
 
 
 def trainable_parameter_count(model) -> int:

@@ -16,10 +16,19 @@ from kpt_tf.data import pipeline
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import build_net, codec_from_config, net_from_saved, resolve_config
 from kpt_tf.models.flops import flops_per_image
-from kpt_tf.models.weights import trainable_parameter_count
+from kpt_tf.models.weights import trainable_parameter_count, weights_digest
 from kpt_tf.training import callbacks as cb
 from kpt_tf.training import resume
-from kpt_tf.training.distribute import make_strategy, resolve_xla
+from kpt_tf.training.distribute import (
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+    output_directory,
+    resolve_xla,
+    task_name,
+    worker_count,
+    workers_agree,
+)
 from kpt_tf.training.history import MEAN_LOG_KEY
 from kpt_tf.training.schedules import LinearWarmup
 from kpt_tf.training.settings import run_settings
@@ -106,24 +115,28 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
     # the network on its own, and a rerun compares configs in that form.
     config = resolve_config(copy.deepcopy(config))
+    # Before any TF op: logical CPUs and the multi-worker collectives are configured at process start.
+    strategy = make_strategy(int(t.num_cpu_replicas), str(t.get("strategy", "auto")))
     done = resume.check_rerun(config, workdir)
     if done is not None:
         if verbose:
             print(f"{workdir}: this run already finished (train_summary.json); nothing to do")
         return done
     with run_settings(int(t.seed), bool(t.mixed_precision), bool(t.deterministic)):
-        return _train(config, workdir, extra_callbacks, verbose)
+        # The chief writes `workdir`; other workers write a scratch copy (distribute.output_directory).
+        with output_directory(workdir, strategy) as out:
+            return _train(config, workdir, out, strategy, extra_callbacks, verbose)
 
 
-def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
+def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose: int) -> dict:
+    """Train with `strategy`, resuming from `workdir`'s backup and writing every file into `out`."""
     t = config.train
-    strategy = make_strategy(int(t.num_cpu_replicas))
     xla = resolve_xla(t.xla)
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)
     train_count = pipeline.count_records(config.data.dir, config.data.train_split)
     steps = _steps_per_epoch(config, train_count)
-    wd.save_config(config, workdir)
+    wd.save_config(config, out)
 
     # Synchronized BN needs cross-replica communication inside the forward pass, which the XLA
     # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
@@ -140,27 +153,34 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
         size = int(config.model.input_size)
         trainer(tf.zeros([1, size, size, 3]))
         trainer.optimizer.build(net.trainable_variables)
-        state = resume.resume(trainer, workdir)
+        state = resume.resume(trainer, workdir, clean_csv=is_chief(strategy))
 
-    train_ds = pipeline.make_dataset(
-        config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
-        input_size=size, augment=augment_from_config(config), seed=int(t.seed),
-        deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer))
+    def train_dataset(input_context=None):
+        return pipeline.make_dataset(
+            config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
+            input_size=size, augment=augment_from_config(config), seed=int(t.seed),
+            deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer),
+            input_context=input_context)
+
+    # Several workers: each builds its own input pipeline and keeps its share of the one stream of elements
+    # (decoding only its own crops); on one machine `fit` splits each global batch across the replicas.
+    train_ds = (strategy.distribute_datasets_from_function(train_dataset) if is_multi_worker(strategy)
+                else train_dataset())
     val_ds = pipeline.make_dataset(
         config.data.dir, config.data.val_split, subset, batch_size=max(int(t.batch_size), 8), training=False,
         input_size=size, with_meta=True)
 
     validation = cb.ValidationPCKh(net, val_ds, codec, subset, flip_test=bool(t.flip_test),
                                    max_people=int(config.data.val_max_people),
-                                   log_dir=str(workdir / wd.TENSORBOARD),
+                                   log_dir=str(out / wd.TENSORBOARD),
                                    skeleton_images=int(t.skeleton_images))
     callbacks = [
         validation,  # first: the callbacks below read the PCKh it adds to the epoch logs
         cb.StopOnNonFiniteLoss(steps),   # before any callback that writes: it stops inside the step
-        keras.callbacks.CSVLogger(str(workdir / wd.METRICS_CSV), append=True),
+        keras.callbacks.CSVLogger(str(out / wd.METRICS_CSV), append=True),
         # After the CSV row: its commit marks the epoch done (resume.py).
-        resume.RunCheckpoints(workdir, MEAN_LOG_KEY, validation, state),
-        keras.callbacks.TensorBoard(str(workdir / wd.TENSORBOARD), write_graph=False, profile_batch=0),
+        resume.RunCheckpoints(out, MEAN_LOG_KEY, validation, state),
+        keras.callbacks.TensorBoard(str(out / wd.TENSORBOARD), write_graph=False, profile_batch=0),
         *extra_callbacks,
     ]
     if verbose:
@@ -178,19 +198,29 @@ def _train(config, workdir: Path, extra_callbacks, verbose: int) -> dict:
                                   "written. Try a lower train.learning_rate in a new --workdir.") from None
     seconds = time.time() - started
 
-    resume.replace_atomically(net.save, workdir / wd.FINAL_MODEL)
-    best = workdir / wd.BEST_WEIGHTS
+    resume.replace_atomically(net.save, out / wd.FINAL_MODEL)
+    best = out / wd.BEST_WEIGHTS
     if best.exists():
         trainer.load_weights(best)
-    resume.replace_atomically(net.save, workdir / wd.BEST_MODEL)
+    resume.replace_atomically(net.save, out / wd.BEST_MODEL)
     summary = {
         "workdir": str(workdir), "joints": list(subset.names), "epochs": int(t.epochs),
-        "steps_per_epoch": steps, "replicas": strategy.num_replicas_in_sync, "xla": xla,
+        "steps_per_epoch": steps, "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
+        "xla": xla,
         "trainer": str(t.get("trainer", "pose")), "seconds": round(seconds, 1),
         "best_val_pckh_mean": validation.best, "final_val_pckh_mean": validation.last_mean,
         "history": [h.to_dict() for h in validation.history],
     }
+    if is_multi_worker(strategy):
+        # Every worker must hold the same weights after a synchronous run: checked (and printed, so anyone can
+        # compare) once the models are written; the check is also a barrier, so the chief (which hosts the
+        # cluster's coordination service) stays up until every worker is done.
+        digest = weights_digest(net)
+        summary["workers_agree"] = workers_agree(strategy, digest)
+        print(f"{task_name(strategy)}: weights sha256 {digest}"
+              + ("" if summary["workers_agree"] else " -- WORKERS DISAGREE: the run was not synchronous"),
+              flush=True)
     # Written last: its presence marks a finished run (workdir.is_finished).
-    resume.write_text_atomically(workdir / wd.TRAIN_SUMMARY, json.dumps(summary, indent=1))
-    resume.remove_backup(workdir)
+    resume.write_text_atomically(out / wd.TRAIN_SUMMARY, json.dumps(summary, indent=1))
+    resume.remove_backup(out)
     return summary

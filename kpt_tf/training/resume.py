@@ -62,8 +62,9 @@ def read_state(workdir) -> dict | None:
     return state
 
 
-def resume(trainer, workdir) -> dict:
-    """Restore the last committed backup into `trainer` (built model and optimizer); clean `metrics.csv`.
+def resume(trainer, workdir, clean_csv: bool = True) -> dict:
+    """Restore the last committed backup into `trainer` (built model and optimizer); clean `metrics.csv`
+    (unless `clean_csv` is False: a non-chief worker, which only reads the chief's workdir).
 
     Returns the state (`epoch` 0, no best, empty history when there is no backup)."""
     workdir = Path(workdir)
@@ -75,7 +76,8 @@ def resume(trainer, workdir) -> dict:
         except (OSError, ValueError) as e:
             raise ValueError(f"{weights}: the backup of epoch {state['epoch']} cannot be loaded ({e}); delete "
                              f"{weights.parent} to restart the run from epoch 0") from None
-    drop_csv_rows_from(workdir / wd.METRICS_CSV, int(state["epoch"]))
+    if clean_csv:
+        drop_csv_rows_from(workdir / wd.METRICS_CSV, int(state["epoch"]))
     return state
 
 

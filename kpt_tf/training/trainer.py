@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras.src.losses.loss import scale_loss_for_distribution
 
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.models.outputs import stage_outputs
+from kpt_tf.training.keras_compat import BuiltBeforeFit, per_replica_logs, scale_loss_for_distribution
 from kpt_tf.training.losses import per_stage_mse
 
 TRAINERS: dict[str, type] = {}
@@ -56,7 +56,7 @@ def make_trainer(config, net: keras.Model, codec: HeatmapCodec, xla: bool) -> ke
 
 
 @register_trainer("pose")
-class PoseTrainer(keras.Model):
+class PoseTrainer(BuiltBeforeFit, keras.Model):
     """Trains `net` (images -> per-stage heatmaps) from batches `(images, {"joints", "weights"})` with the
     target-weighted heatmap MSE summed over stages (intermediate supervision)."""
 
@@ -140,4 +140,5 @@ class PoseTrainer(keras.Model):
     def _update_metrics(self, losses: dict):
         for name, tracker in self.trackers.items():
             tracker.update_state(losses[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return per_replica_logs({name: tracker.result() for name, tracker in self.trackers.items()},
+                                self.distribute_strategy)

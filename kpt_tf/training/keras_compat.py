@@ -1,0 +1,50 @@
+"""Every use of Keras' private API, in one place, checked against the pinned Keras (requirements.txt).
+
+Keras 3.15's TensorFlow trainer fails under `tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585)
+in two places, both fixed here for the project's trainers only:
+
+1. `fit` first calls `Trainer._maybe_symbolic_build`, which takes one batch from the distributed iterator and
+   tries to turn its per-replica values into a tensor (`TypeError: ... PerReplica ... to a Tensor`). The
+   project's trainers build network, metrics and optimizer before `fit` (resume needs the variables anyway),
+   so there is nothing left to build: `BuiltBeforeFit` skips the call when everything is built and defers to
+   Keras otherwise. Overriding this private method is unavoidable (no public switch turns it off).
+2. `reduce_per_replica` reduces the train step's logs with `strategy.reduce("MEAN", v, axis=0)` under a
+   multi-worker strategy, which refuses scalars. `per_replica_logs` gives each log value the shape [1] there:
+   the mean over axis 0 and over replicas is then the scalar the callbacks expect (public API only).
+
+`scale_loss_for_distribution` (the loss scaling Keras' own `compute_loss` applies under a strategy) has no
+public name; it is re-exported from here.
+
+`tests/training/test_keras_compat.py` fails loudly when an upgrade of Keras moves any of this.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras.src.losses.loss import scale_loss_for_distribution  # noqa: F401  (re-exported, see above)
+
+from kpt_tf.training.distribute import is_multi_worker
+
+CHECKED_KERAS = "3.15.1"
+
+
+class BuiltBeforeFit:
+    """Mixin for a `keras.Model` built (network, optimizer) before `fit`: skips Keras' symbolic build."""
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        optimizer = getattr(self, "optimizer", None)
+        if self.built and optimizer is not None and optimizer.built:
+            return None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
+def per_replica_logs(logs: dict, strategy) -> dict:
+    """The step's logs in the shape `fit`'s reduction across replicas accepts under `strategy`."""
+    if not is_multi_worker(strategy):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
+def keras_version_checked() -> bool:
+    return keras.__version__ == CHECKED_KERAS

@@ -1,0 +1,136 @@
+"""Multi-worker training (`train.strategy = multi_worker`, `kpt_tf.launch`): workers stay bit-identical, equal a
+one-machine 2-replica run of the same global batch, only the chief writes, the chief's workdir exports and
+serves, and a killed worker's job restarts from the last backup."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_args(records, workdir, epochs=2, steps=3, *extra):
+    """kpt_tf.train arguments for a seconds-scale run on the embedded test records (64-px crops)."""
+    return ["--config", str(REPO / "configs" / "demo.py"), "--workdir", str(workdir),
+            f"--config.data.dir={records}", "--config.model.num_stacks=2", "--config.model.channels=16",
+            "--config.model.depth=2", "--config.model.input_size=64", "--config.train.batch_size=8",
+            f"--config.train.epochs={epochs}", f"--config.train.steps_per_epoch={steps}",
+            "--config.train.skeleton_images=1", "--config.train.deterministic=True",
+            "--config.train.flip_test=False", "--config.data.val_max_people=16", *extra]
+
+
+def environment(tmp_path):
+    # TMPDIR inside the test's directory: the non-chief's scratch directory is checked to be gone afterwards.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), TMPDIR=str(scratch),
+                PYTHONUNBUFFERED="1")
+
+
+def launch(args, tmp_path, workers=2, timeout=900):
+    return subprocess.run([sys.executable, "-m", "kpt_tf.launch", f"--workers={workers}", "--", *args],
+                          env=environment(tmp_path), capture_output=True, text=True, timeout=timeout)
+
+
+def digests(output: str) -> dict:
+    return dict(re.findall(r"\[worker (\d)\] worker \d: weights sha256 ([0-9a-f]{64})", output))
+
+
+def net_weights(path):
+    import keras
+
+    net = keras.saving.load_model(path, compile=False)
+    return {v.path: np.asarray(v.numpy()) for v in net.weights}
+
+
+def test_two_workers_agree_equal_two_replicas_and_export(embedded_records, tmp_path):
+    chief_dir = tmp_path / "two_workers"
+    done = launch(tiny_args(embedded_records, chief_dir), tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    # every worker prints its digest after training: bit-identical weights and BN statistics
+    found = digests(done.stdout)
+    assert set(found) == {"0", "1"} and found["0"] == found["1"], done.stdout[-3000:]
+    assert "[launch] all 2 workers finished" in done.stdout
+    # the chief's workdir is a one-machine run's; nothing of the other worker is left behind
+    for name in ("config.json", "best.keras", "final.keras", "metrics.csv", "train_summary.json", "tensorboard"):
+        assert (chief_dir / name).exists(), name
+    summary = json.loads((chief_dir / "train_summary.json").read_text())
+    assert summary["workers"] == 2 and summary["replicas"] == 2 and summary["workers_agree"] is True
+    assert not (chief_dir / "backup").exists()
+    assert list((tmp_path / "tmp").glob("kpt_tf_*")) == []
+    rows = (chief_dir / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+
+    # the same global batch of 8 on one machine, 2 logical CPUs: the same weights to float tolerance
+    mirrored_dir = tmp_path / "two_replicas"
+    one = subprocess.run([sys.executable, "-m", "kpt_tf.train",
+                          *tiny_args(embedded_records, mirrored_dir, 2, 3, "--config.train.num_cpu_replicas=2")],
+                         env=environment(tmp_path), capture_output=True, text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    workers, replicas = net_weights(chief_dir / "final.keras"), net_weights(mirrored_dir / "final.keras")
+    assert workers.keys() == replicas.keys()
+    worst = max(float(np.max(np.abs(workers[k] - replicas[k])) / (np.max(np.abs(replicas[k])) + 1e-6))
+                for k in workers)
+    assert worst < 1e-3, f"largest relative weight difference {worst:.2e}"
+    before = net_weights(chief_dir / "final.keras")
+    assert any(not np.allclose(before[k], 0) for k in before)
+
+    # the chief's workdir exports and serves like any other
+    from kpt_tf.export import export_workdir
+    from kpt_tf.serving import serve_people
+
+    exported = export_workdir(chief_dir, tmp_path / "export", flip_test=False)
+    image = np.random.default_rng(0).integers(0, 256, (120, 100, 3)).astype(np.uint8)
+    served = serve_people(exported, image, [[50, 60]], [0.5])
+    assert served["keypoints"].shape == (1, 16, 2) and np.isfinite(served["keypoints"]).all()
+
+
+def test_killed_worker_job_restarts_from_the_backup_with_xla(embedded_records, tmp_path):
+    workdir = tmp_path / "run"
+    # XLA on: the per-replica XLA function, with the all-reduce and the BN-statistics averaging outside it
+    args = tiny_args(embedded_records, workdir, 4, 4, "--config.train.xla=on")
+    state = workdir / "backup" / "state.json"
+    process = subprocess.Popen([sys.executable, "-m", "kpt_tf.launch", "--workers=2", "--", *args],
+                               env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    output, pids = [], {}
+    deadline = time.time() + 600
+    for line in process.stdout:
+        output.append(line)
+        m = re.match(r"\[launch\] worker (\d): pid (\d+)", line)
+        if m:
+            pids[m.group(1)] = int(m.group(2))
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+            os.kill(pids["1"], signal.SIGKILL)     # worker 1 dies after the chief's backup of epoch 2
+            break
+        assert time.time() < deadline, "".join(output[-40:])
+    rest, _ = process.communicate(timeout=300)
+    output.append(rest)
+    text = "".join(output)
+    assert process.returncode != 0, text[-3000:]
+    assert "worker 1 exited with" in text and "stopping the other workers" in text
+    assert not (workdir / "train_summary.json").exists()
+    killed_at = json.loads(state.read_text())["epoch"]
+
+    again = launch(args, tmp_path)
+    assert again.returncode == 0, again.stdout[-4000:]
+    found = digests(again.stdout)
+    assert set(found) == {"0", "1"} and found["0"] == found["1"]
+    rows = (workdir / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2", "3"]      # every epoch exactly once
+    summary = json.loads((workdir / "train_summary.json").read_text())
+    assert summary["xla"] is True and summary["workers"] == 2
+    # the restarted job trained only the epochs after the backup
+    assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4]
+    assert f"epoch {killed_at + 1}/4" in again.stdout and "epoch 1/4" not in again.stdout
