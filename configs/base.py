@@ -34,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
         epochs=100,
         steps_per_epoch=0,           # 0 = one pass over the training split
         trainer="pose",              # kpt_tf.training.trainer registry: what the compiled step computes
-        optimizer="rmsprop",
+        optimizer="rmsprop",          # rmsprop (bearpaw), adam (HRNet, FPD) or sgd (momentum 0.9)
         learning_rate=2.5e-4,
         lr_drop_epochs=(60, 90),     # step schedule (bearpaw/pytorch-pose): x lr_drop_factor at each
         lr_drop_factor=0.1,

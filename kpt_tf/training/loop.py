@@ -83,7 +83,9 @@ def make_optimizer(config, steps_per_epoch: int):
         return keras.optimizers.RMSprop(schedule, rho=0.99, epsilon=1e-8)
     if name == "adam":      # HRNet/FPD
         return keras.optimizers.Adam(schedule)
-    raise ValueError(f"config train.optimizer must be rmsprop or adam, not {t.optimizer!r}")
+    if name == "sgd":       # momentum 0.9: updates proportional to the gradient (Adam's and RMSprop's first steps
+        return keras.optimizers.SGD(schedule, momentum=0.9)   # are sign-like, amplifying rounding in tiny ones)
+    raise ValueError(f"config train.optimizer must be rmsprop, adam or sgd, not {t.optimizer!r}")
 
 
 def _steps_per_epoch(config, train_count: int) -> int:
@@ -132,6 +134,9 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
     """Train with `strategy`, resuming from `workdir`'s backup and writing every file into `out`."""
     t = config.train
     xla = resolve_xla(t.xla)
+    if xla and bool(t.deterministic):
+        raise ValueError(f"config train.deterministic=True with XLA (train.xla={t.xla!r}): XLA has no deterministic "
+                         "MaxPool gradient (TF refuses the step); set train.xla=off or train.deterministic=False")
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)
     train_count = pipeline.count_records(config.data.dir, config.data.train_split)
