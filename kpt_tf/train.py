@@ -2,8 +2,9 @@ r"""Train a pose network: `python -m kpt_tf.train --config configs/hg2_256.py --
 
 `model.fit` under `tf.distribute.MirroredStrategy` (all local GPUs, or `--config.train.num_cpu_replicas=N`
 logical CPUs) or, with `--config.train.strategy=multi_worker`, `MultiWorkerMirroredStrategy` over the
-`TF_CONFIG` cluster (`python -m kpt_tf.launch` starts such workers on one machine), XLA per `train.xla`, validation PCKh every epoch, TensorBoard, best-PCKh checkpoint,
-BackupAndRestore (a killed run resumes where it stopped), a CSV of per-epoch metrics.
+`TF_CONFIG` cluster (`python -m kpt_tf.launch` starts such workers on one machine), XLA per `train.xla`,
+validation PCKh every epoch, TensorBoard, best-PCKh checkpoint, BackupAndRestore (a killed run resumes where it
+stopped), a CSV of per-epoch metrics.
 `--dry_run` builds the model, prints its summary and, as its last line, a JSON object
 `{"params", "flops_per_image", "joints"}`, and exits without touching data.
 
