@@ -204,6 +204,9 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
     seconds = time.time() - started
 
     resume.replace_atomically(net.save, out / wd.FINAL_MODEL)
+    # The final weights, before `best` replaces them: a non-chief resumed after the best epoch has no best file of
+    # its own (its scratch directory is new), so only the final weights are comparable across workers.
+    final_digest = weights_digest(net)
     best = out / wd.BEST_WEIGHTS
     if best.exists():
         trainer.load_weights(best)
@@ -217,12 +220,11 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
         "history": [h.to_dict() for h in validation.history],
     }
     if is_multi_worker(strategy):
-        # Every worker must hold the same weights after a synchronous run: checked (and printed, so anyone can
-        # compare) once the models are written; the check is also a barrier, so the chief (which hosts the
+        # Every worker must hold the same final weights after a synchronous run: checked (and printed, so anyone
+        # can compare) once the models are written; the check is also a barrier, so the chief (which hosts the
         # cluster's coordination service) stays up until every worker is done.
-        digest = weights_digest(net)
-        summary["workers_agree"] = workers_agree(strategy, digest)
-        print(f"{task_name(strategy)}: weights sha256 {digest}"
+        summary["workers_agree"] = workers_agree(strategy, final_digest)
+        print(f"{task_name(strategy)}: final weights sha256 {final_digest}"
               + ("" if summary["workers_agree"] else " -- WORKERS DISAGREE: the run was not synchronous"),
               flush=True)
     # Written last: its presence marks a finished run (workdir.is_finished).

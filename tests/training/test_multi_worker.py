@@ -44,7 +44,7 @@ def launch(args, tmp_path, workers=2, timeout=900):
 
 
 def digests(output: str) -> dict:
-    return dict(re.findall(r"\[worker (\d)\] worker \d: weights sha256 ([0-9a-f]{64})", output))
+    return dict(re.findall(r"\[worker (\d)\] worker \d: final weights sha256 ([0-9a-f]{64})", output))
 
 
 def net_weights(path):
