@@ -40,7 +40,7 @@ from ml_collections import config_flags
 from kpt_tf import workdir as wd
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import DEFAULT_ARCHITECTURE, architecture, architecture_name
-from kpt_tf.models.weights import plan_copy
+from kpt_tf.models.weights import plan_copy, variables_by_name
 
 
 class TransferError(ValueError):
@@ -226,7 +226,7 @@ def _head_assignments(rows, values, net, layout_of, source_joints, target_joints
     """The (variable, value) pairs for the joint-dependent weights `rows` (name, parameters) that `plan_copy`
     set aside: each takes the channels of the joints source and target share, by name (when `map_channels`;
     a group head, whose channels are its group's joints, only when `group_heads`). Fills `report`."""
-    variables = {v.path: v for v in net.weights}
+    variables = variables_by_name(net)
     assignments = []
     for name, n_params in rows:
         value = values.get(name)

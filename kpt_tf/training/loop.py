@@ -206,7 +206,7 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
     resume.replace_atomically(net.save, out / wd.FINAL_MODEL)
     # The final weights, before `best` replaces them: a non-chief resumed after the best epoch has no best file of
     # its own (its scratch directory is new), so only the final weights are comparable across workers.
-    final_digest = weights_digest(net)
+    final_digest = weights_digest(net) if is_multi_worker(strategy) else None
     best = out / wd.BEST_WEIGHTS
     if best.exists():
         trainer.load_weights(best)

@@ -48,10 +48,10 @@ def digests(output: str) -> dict:
 
 
 def net_weights(path):
+    from kpt_tf.models.weights import weights_by_name
     from kpt_tf.workdir import load_keras
 
-    net = load_keras(path)
-    return {v.path: np.asarray(v.numpy()) for v in net.weights}
+    return weights_by_name(load_keras(path))
 
 
 @pytest.fixture(scope="module")
