@@ -53,4 +53,16 @@ def base_config() -> ml_collections.ConfigDict:
         flip_test=True,              # validation with flip test (needs a flip-closed subset)
         skeleton_images=4,           # validation crops drawn into TensorBoard each epoch
     ))
+    # Locked: a typo in a config file (`c.train.epocs = 3`) is refused where it is written, naming the key,
+    # instead of adding a key nothing reads. A config that adds a section of its own (an experiment, a model's
+    # keys) does so inside `with c.unlocked():`. config_flags locks the loaded config as well (command-line
+    # overrides of unknown keys are refused there).
+    c.lock()
     return c
+
+
+def add_section(c: ml_collections.ConfigDict, name: str, fields: dict) -> None:
+    """Adds a section a config of its own needs (`experiment`, `distill`, `quick`) to a locked config; the new
+    section is locked like the rest."""
+    with c.unlocked():
+        c[name] = ml_collections.ConfigDict(fields)

@@ -6,8 +6,7 @@ stack, in the benchmark setting (configs/embedded_bench.py) on all joints. The f
 with the student's joints and 128-px crops (e.g. the demo's `runs/demo/train`).
 """
 
-import ml_collections
-
+from configs.base import add_section
 from configs.embedded_bench import get_config as bench_config
 
 
@@ -21,7 +20,7 @@ def get_config():
     c.model.channels = 32                 # the student: half the demo network's width
     c.train.trainer = "distill"
     c.train.skeleton_images = 0
-    c.distill = ml_collections.ConfigDict(dict(
+    add_section(c, "distill", dict(
         teacher="",                  # a SavedModel, a training workdir or a .keras file; empty: the experiment
                                      # trains `teacher_model` itself (kpt_tf.experiments.fpd)
         alpha=0.5,                   # FPD's weight of the teacher term
@@ -29,7 +28,7 @@ def get_config():
         kd_on_all_joints=False,      # teacher term also where ground truth is missing
         teacher_model=teacher_model,
     ))
-    c.experiment = ml_collections.ConfigDict(dict(
+    add_section(c, "experiment", dict(
         seeds=(0, 1, 2),
         epochs=int(c.train.epochs),          # arms gt and fpd
         continue_epochs=int(c.train.epochs) // 2,   # arms gt_continued and fpd_continued, from gt's student
@@ -40,7 +39,7 @@ def get_config():
         teacher_joints="all",
     ))
     # --quick: minutes on 2 CPU cores (tiny networks, few steps): the test of the experiment's plumbing.
-    c.quick = ml_collections.ConfigDict(dict(
+    add_section(c, "quick", dict(
         student_stacks=1, student_channels=16, teacher_stacks=1, teacher_channels=32, depth=2, input_size=64,
         batch_size=8, steps_per_epoch=6, epochs=2, continue_epochs=1, teacher_epochs=2, seeds=(0,)))
     return c

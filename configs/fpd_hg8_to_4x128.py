@@ -5,8 +5,7 @@ Schedule of the authors' code: Adam 2.5e-4, 140 epochs, x0.1 at 90 and 120, sigm
 on the command line: `--config.distill.teacher=runs/hg8` (a workdir, a .keras file or an exported SavedModel).
 """
 
-import ml_collections
-
+from configs.base import add_section
 from configs.fpd_student_4x128 import get_config as student_config
 from configs.hg8_256 import get_config as teacher_config
 
@@ -20,7 +19,7 @@ def get_config():
     c.train.epochs = 140
     c.train.lr_drop_epochs = (90, 120)
     teacher_model = teacher_config().model
-    c.distill = ml_collections.ConfigDict(dict(
+    add_section(c, "distill", dict(
         teacher="",                  # required: the trained teacher (workdir, .keras or SavedModel)
         alpha=0.5,                   # weight of the teacher term
         init_student="",             # optional: start from a trained student (FPD's best-reported protocol)

@@ -7,7 +7,7 @@ epochs and seeds: random initialisation, transfer + fine-tune, frozen weight ext
 
 import ml_collections
 
-from configs.base import base_config
+from configs.base import add_section, base_config
 
 
 def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
@@ -17,7 +17,7 @@ def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
     # The network of every step (the paper uses the 8-stack hourglass; 2x256 is the usual budget).
     c.model.num_stacks = 2
     c.model.channels = 256
-    c.experiment = ml_collections.ConfigDict(dict(
+    add_section(c, "experiment", dict(
         steps=tuple(steps),          # joint subsets; step k > 0 transfers from step k - 1
         seeds=(0, 1, 2),
         arms=("random", "transfer", "frozen"),
@@ -29,7 +29,7 @@ def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
         candidates=(),
     ))
     # --quick: a few minutes on 2 CPU cores (tiny network, few people, few epochs).
-    c.quick = ml_collections.ConfigDict(dict(
+    add_section(c, "quick", dict(
         num_stacks=1, channels=32, depth=4, input_size=128, batch_size=16, source_epochs=3,
         target_epochs=3, steps_per_epoch=20, seeds=(0, 1, 2)))
     return c

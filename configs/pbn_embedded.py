@@ -7,8 +7,7 @@ The experiment `python -m kpt_tf.experiments.pbn --config configs/pbn_embedded.p
 and a plain hourglass of the same trainable parameter count (within 3 %) on the same schedule and seeds.
 """
 
-import ml_collections
-
+from configs.base import add_section
 from configs.embedded_bench import get_config as bench_config
 from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, make_pbn
 
@@ -20,7 +19,7 @@ def get_config():
     make_pbn(c.model, 1, 1, 32, MPII_MI_GROUPS_5,
              "kpt_tf.grouping on the embedded training people, --groups 5 --method mi")
     c.train.skeleton_images = 0
-    c.experiment = ml_collections.ConfigDict(dict(
+    add_section(c, "experiment", dict(
         seeds=(0, 1, 2),
         num_groups=5,
         arms=("pbn_mi", "pbn_body", "hourglass"),
@@ -28,7 +27,7 @@ def get_config():
         param_tolerance=0.03,
         grouping_bins=6,
     ))
-    c.quick = ml_collections.ConfigDict(dict(
+    add_section(c, "quick", dict(
         channels=24, branch_channels=16, depth=2, input_size=64, batch_size=8, steps_per_epoch=6, epochs=2,
         seeds=(0,), num_groups=3))
     return c

@@ -24,14 +24,15 @@ MPII_MI_GROUPS_5 = (
 def make_pbn(model, trunk_stacks: int, branch_stacks: int, branch_channels: int, groups, groups_source: str):
     """An hourglass model section turned into a PBN's: its stem, width and depth kept, its stacks split into a
     trunk and per-group branches."""
-    model.name = "pbn"
-    del model["num_stacks"]
-    model.trunk_stacks = trunk_stacks
-    model.branch_stacks = branch_stacks
-    model.branch_channels = branch_channels
-    model.groups = [dict(g, joints=list(g["joints"])) for g in groups]
-    model.groups_file = ""           # a groups.json to use instead (kpt_tf.grouping --out)
-    model.groups_source = groups_source
+    with model.unlocked():           # base_config is locked against typos; these are the PBN's own keys
+        model.name = "pbn"
+        del model["num_stacks"]
+        model.trunk_stacks = trunk_stacks
+        model.branch_stacks = branch_stacks
+        model.branch_channels = branch_channels
+        model.groups = [dict(g, joints=list(g["joints"])) for g in groups]
+        model.groups_file = ""       # a groups.json to use instead (kpt_tf.grouping --out)
+        model.groups_source = groups_source
 
 
 def get_config():

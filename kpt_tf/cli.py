@@ -58,14 +58,34 @@ def run(main, program: str) -> None:
 
 
 def unknown_config_key(error: BaseException, argv) -> str:
-    """ml_collections' config_flags raise AttributeError/KeyError while absl parses the flags when an
-    override (`--config.train.lernrate=1`) names a key the config does not have: name the flag."""
+    """ml_collections raises AttributeError/KeyError while absl parses the flags when a key the config does not
+    have is set: by an override (`--config.train.lernrate=1`; name the flag) or inside the config file itself
+    (`c.train.epocs = 3` on the locked base config; name the file and line)."""
     text = str(error.args[0] if error.args else error)
-    key = re.search(r"\w+", text)
-    key = key.group(0) if key else "?"
+    key = re.search(r'Key "(\w+)" does not exist', text) or re.search(r"(\w+)", text)
+    key = key.group(1) if key else "?"
     hint = re.search(r"Did you mean [^?]*\?", text)
+    hint = f" ({hint.group(0)})" if hint else ""
+    where = _config_file_line(error, argv)
+    if where:
+        return f"{where}: the config has no key {key!r}; a config file cannot add keys by assignment{hint}"
     flag = next((a.split("=")[0] for a in argv if a.startswith("--") and key in a), "a --config override")
-    return f"{flag}: the config has no key {key!r}; override refused" + (f" ({hint.group(0)})" if hint else "")
+    return f"{flag}: the config has no key {key!r}; override refused{hint}"
+
+
+def _config_file_line(error: BaseException, argv) -> str | None:
+    """`path:line` of the innermost traceback frame in the `--config` file, if the error was raised there."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    targets = {os.path.realpath(p.split(":", 1)[0]): p.split(":", 1)[0] for p in paths}
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        name = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if name in targets:
+            found = f"{targets[name]}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
 
 
 def describe(error: BaseException) -> str:

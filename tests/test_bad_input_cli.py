@@ -116,6 +116,17 @@ def test_train_refuses_config_typos_unknown_joints_and_missing_data(tmp_path, ov
     assert_refused(done, "kpt_tf.train: error: ", *fragments)
 
 
+def test_train_refuses_a_typo_inside_a_config_file_naming_its_line(tmp_path):
+    # The base config is locked: an assignment to a key it does not have is a typo, not a new setting.
+    config = tmp_path / "my_config.py"
+    config.write_text("from configs.demo import get_config as demo\n\n\ndef get_config():\n    c = demo()\n"
+                      "    c.train.epocs = 3\n    return c\n")
+    done = run_cli("kpt_tf.train", "--config", str(config), "--workdir", str(tmp_path / "run"))
+    assert_refused(done, "kpt_tf.train: error: ", f"{config}:6: the config has no key 'epocs'",
+                   'Did you mean "epochs"')
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_training_on_a_damaged_shard_stops_naming_it(embedded_records, tmp_path):
     import shutil

@@ -48,9 +48,10 @@ def experiment_from_training_config(config, steps, seeds, epochs: int):
     c = copy.deepcopy(config)
     c.train.skeleton_images = 0
     c.train.lr_drop_epochs = ()
-    c.experiment = ml_collections.ConfigDict(dict(
-        steps=tuple(steps), seeds=tuple(int(s) for s in seeds), arms=ARMS, map_heads=True,
-        source_epochs=int(epochs), target_epochs=int(epochs)))
+    with c.unlocked():          # training configs are locked against typos; the experiment section is new
+        c.experiment = ml_collections.ConfigDict(dict(
+            steps=tuple(steps), seeds=tuple(int(s) for s in seeds), arms=ARMS, map_heads=True,
+            source_epochs=int(epochs), target_epochs=int(epochs)))
     return c
 
 

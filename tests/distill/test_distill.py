@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs.base import base_config
+from configs.base import add_section, base_config
 from kpt_tf import workdir as wd
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.distill.losses import fpd_stage_losses, teacher_term_weights
@@ -84,7 +84,7 @@ def test_teachers_that_cannot_teach_are_refused_naming_the_problem(teacher_dir, 
 def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
     config = tiny("upper", stacks=1)
     config.train.trainer = "distill"
-    config.distill = dict(teacher=str(teacher_dir), alpha=0.5, kd_on_all_joints=False, init_student="")
+    add_section(config, "distill", dict(teacher=str(teacher_dir), alpha=0.5, kd_on_all_joints=False, init_student=""))
     student = build_hourglass(1, 16, len(JointSubset.parse("upper")), depth=2, input_size=64)
     trainer = make_trainer(config, student, CODEC, xla=False)
     teacher_before = [np.array(v.numpy()) for v in trainer.teacher.variables]
@@ -124,7 +124,8 @@ def test_a_distilled_student_is_an_ordinary_workdir(trained_workdir, embedded_re
 
     config = tiny_train_config(embedded_records, joints="upper", epochs=1, steps=3, stacks=1)
     config.train.trainer = "distill"
-    config.distill = dict(teacher=str(trained_workdir), alpha=0.5, kd_on_all_joints=False, init_student="")
+    add_section(config, "distill",
+                dict(teacher=str(trained_workdir), alpha=0.5, kd_on_all_joints=False, init_student=""))
     summary = loop.train(config, tmp_path / "student", verbose=0)
     assert summary["trainer"] == "distill" and len(summary["history"]) == 1
     student = wd.load_trained(tmp_path / "student")

@@ -84,6 +84,7 @@ MIRRORED_XLA = textwrap.dedent("""
     from kpt_tf.training.distribute import configure_cpu_replicas
     configure_cpu_replicas(2)
     import keras
+    from configs.base import add_section
     from tests.conftest import tiny_train_config
     from kpt_tf.training import loop
 
@@ -105,7 +106,7 @@ MIRRORED_XLA = textwrap.dedent("""
     config.train.xla = sys.argv[3]
     if len(sys.argv) > 4:  # distillation from this teacher
         config.train.trainer = "distill"
-        config.distill = dict(teacher=sys.argv[4], alpha=0.5, kd_on_all_joints=False, init_student="")
+        add_section(config, "distill", dict(teacher=sys.argv[4], alpha=0.5, kd_on_all_joints=False, init_student=""))
     summary = loop.train(config, sys.argv[2], extra_callbacks=[ReplicaCheck()], verbose=0)
     kd = [k for k in __import__("csv").DictReader(open(sys.argv[2] + "/metrics.csv"))][0].get("loss_kd")
     print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"],
