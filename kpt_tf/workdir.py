@@ -42,6 +42,27 @@ EXPORT_METADATA = "assets.extra/kpt_tf.json"
 SAVED_MODEL_GRAPH = "saved_model.pb"
 
 
+# What a workdir holds before its config.json is written: kpt_tf.transfer's and import_checkpoint's outputs,
+# and what a run creates first.
+_BEFORE_CONFIG = {INIT_MODEL, TRANSFER_REPORT_JSON, TRANSFER_REPORT_TEXT, IMPORT_REPORT, BEST_MODEL, METRICS_CSV,
+                  TENSORBOARD, BACKUP, BEST_WEIGHTS.split("/")[0]}
+
+
+def check_training_workdir(directory) -> None:
+    """Refuse a --workdir for training that is not one: a file, or a directory holding files a training run did
+    not write and no config.json (a data directory, a home directory: training would write among them)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--workdir {directory}: is a file, not a directory")
+    if not directory.is_dir() or (directory / CONFIG).is_file():
+        return
+    foreign = sorted(p.name for p in directory.iterdir() if p.name not in _BEFORE_CONFIG)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(f"--workdir {directory}: not a kpt_tf training workdir (no {CONFIG}) and not empty: holds "
+                         f"{shown}; use a new or empty directory")
+
+
 def save_config(config, directory) -> Path:
     path = Path(directory) / CONFIG
     path.write_text(config.to_json_best_effort(indent=1))

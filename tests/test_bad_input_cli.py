@@ -127,6 +127,39 @@ def test_train_refuses_a_typo_inside_a_config_file_naming_its_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_a_workdir_that_is_not_one(tmp_path):
+    # A --workdir pointed at a data or home directory: training would write among the user's files.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("keep me")
+    done = run_cli("kpt_tf.train", "--config", "configs/demo.py", "--workdir", str(home))
+    assert_refused(done, "kpt_tf.train: error: ", f"--workdir {home}: not a kpt_tf training workdir",
+                   "holds thesis.tex")
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex"]
+    assert (home / "thesis.tex").read_text() == "keep me"
+    done = run_cli("kpt_tf.train", "--config", "configs/demo.py", "--workdir", str(home / "thesis.tex"))
+    assert_refused(done, "thesis.tex: is a file, not a directory")
+
+
+def test_training_workdir_check_accepts_what_transfer_and_a_run_leave():
+    import tempfile
+    from pathlib import Path
+
+    from kpt_tf import workdir as wd
+
+    with tempfile.TemporaryDirectory() as d:
+        wd.check_training_workdir(Path(d) / "new")        # missing: fine
+        wd.check_training_workdir(d)                       # empty: fine
+        for name in (wd.INIT_MODEL, wd.TRANSFER_REPORT_JSON, wd.TRANSFER_REPORT_TEXT):   # kpt_tf.transfer's output
+            (Path(d) / name).write_text("x")
+        wd.check_training_workdir(d)
+        (Path(d) / "savedmodel").mkdir()                   # an export inside a finished run's workdir
+        with pytest.raises(ValueError, match="holds savedmodel"):
+            wd.check_training_workdir(d)
+        (Path(d) / wd.CONFIG).write_text("{}")
+        wd.check_training_workdir(d)
+
+
 @pytest.mark.slow
 def test_training_on_a_damaged_shard_stops_naming_it(embedded_records, tmp_path):
     import shutil

@@ -110,6 +110,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
 
     verbose 1: progress inside every epoch and a line per epoch (`callbacks.Progress`); 0: silent."""
     workdir = Path(workdir)
+    wd.check_training_workdir(workdir)  # before anything is written into it
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
     JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
