@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
         val_split="val",
         shuffle_buffer=2048,
         val_max_people=0,            # 0 = the whole validation split every epoch
+        # True: a damaged shard's records from the first damaged one on are skipped and counted (log and
+        # train_summary.json "damaged_records") instead of stopping the run with the shard's name
+        skip_damaged_records=False,
     ))
     c.augment = ml_collections.ConfigDict(dict(
         rotation_deg=30.0, rotation_prob=0.6, scale_min=0.75, scale_max=1.25, flip=True,

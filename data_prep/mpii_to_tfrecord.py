@@ -37,7 +37,7 @@ from absl import app, flags
 
 from data_prep import workers
 from data_prep.crops import CropSettings, mark_duplicates
-from data_prep.shards import plan_shards, sha256_of_file, write_json_atomic, write_shards
+from data_prep.shards import plan_shards, write_json_atomic, write_shards
 from kpt_tf.data import manifest as mf
 from kpt_tf.data.manifest import MANIFEST_NAME
 from kpt_tf.mpii.annotations import (
@@ -146,9 +146,9 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
                    "val_gt": str(val_gt) if val_gt else None, "val_list": str(val_list) if val_list else None,
                    "reduced_decode": bool(reduced_decode)}
     # What decides the bytes of a shard (paths are not: moved inputs give the same records).
-    content = {"annotations_sha256": sha256_of_file(annotations),
-               "val_gt_sha256": sha256_of_file(val_gt) if val_gt else None,
-               "val_list_sha256": sha256_of_file(val_list) if val_list else None,
+    content = {"annotations_sha256": mf.sha256_of_file(annotations),
+               "val_gt_sha256": mf.sha256_of_file(val_gt) if val_gt else None,
+               "val_list_sha256": mf.sha256_of_file(val_list) if val_list else None,
                "crop_size": crop_size, "crop_margin": crop_margin, "max_people": max_people,
                "jpeg_quality": jpeg_quality, "reduced_decode": bool(reduced_decode)}
 
@@ -161,7 +161,7 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
     for plan in plans:
         entry = entries.get(plan.file)
         if (entry and entry[mf.SHARD_READ] == len(plan.people) and (output_dir / plan.file).is_file()
-                and sha256_of_file(output_dir / plan.file) == entry[mf.SHARD_SHA256]):
+                and mf.sha256_of_file(output_dir / plan.file) == entry[mf.SHARD_SHA256]):
             reusable.add(plan.file)
         else:
             entries.pop(plan.file, None)

@@ -10,7 +10,6 @@ in the only process that imports TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -23,14 +22,6 @@ from kpt_tf.data import manifest as mf
 from kpt_tf.mpii.annotations import PersonAnnotation
 
 TMP_PREFIX = ".tmp-"
-
-
-def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -117,7 +108,7 @@ class ShardWriter:
         self._writer.close()
         with open(self.tmp_path, "rb") as f:
             os.fsync(f.fileno())
-        digest = sha256_of_file(self.tmp_path)
+        digest = mf.sha256_of_file(self.tmp_path)
         os.replace(self.tmp_path, self.final_path)
         return shard_entry(self.plan, self.records, digest, self.skipped)
 

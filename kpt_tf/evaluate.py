@@ -42,6 +42,8 @@ def define_flags():
     flags.DEFINE_string("split", "val", "Model mode: the split to evaluate.")
     flags.DEFINE_bool("flip_test", True, "Model mode: average with the mirrored crop (flip-closed subsets only).")
     flags.DEFINE_bool("flip_shift", False, "Model mode: HRNet's one-pixel shift of the flipped heatmap.")
+    flags.DEFINE_bool("skip_damaged_records", False, "Model mode: skip (and count) the records of a damaged shard "
+                      "from its first damaged one on, instead of stopping with the shard's name.")
     flags.DEFINE_string("out_mat", None, "Model mode: write predictions as an MPII .mat (preds, pos_pred_src).")
 
 
@@ -68,6 +70,11 @@ def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str 
     if scored is not None and "visible" in scored:
         print("\n" + pckh.visibility_table(scored))
         results["by_visibility"] = by_visibility(scored)
+    if scored is not None and "damaged_records" in scored.get("report", {}):
+        results["damaged_records"] = damaged = scored["report"]["damaged_records"]
+        lost = "an unknown number of" if damaged["records_lost"] is None else damaged["records_lost"]
+        print(f"\ndamaged shards: {damaged['shards']}; {lost} records skipped: absent from these figures "
+              "(--out_mat keeps their people at (0, 0))")
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,15 +115,21 @@ def by_visibility(scored: dict) -> dict:
 
 
 def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_test: bool = True,
-                   flip_shift: bool = False, out_mat=None, batch_size: int = 16) -> dict:
+                   flip_shift: bool = False, out_mat=None, batch_size: int = 16,
+                   skip_damaged: bool = False) -> dict:
     """PCKh of a trained model on a TFRecord split; figures in the layout of `score_predictions` plus
-    `table` (text) and `report` (the JSON of file mode)."""
+    `table` (text) and `report` (the JSON of file mode). skip_damaged: the people of a damaged shard's records
+    from its first damaged one on are missing (counted in `report["damaged_records"]`; in `out_mat` they stay
+    at (0, 0) like the converter's skips, so they score as misses)."""
     from kpt_tf.data import pipeline
     from kpt_tf.inference import predict_dataset
 
     predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
+    damaged = pipeline.damaged_records(data_dir, split) if skip_damaged else []
+    if damaged:
+        print(pipeline.describe_damaged(split, damaged), file=sys.stderr)
     ds = pipeline.make_dataset(data_dir, split, subset, batch_size=batch_size, training=False,
-                               input_size=codec.input_size, with_meta=True)
+                               input_size=codec.input_size, with_meta=True, skip_damaged=skip_damaged)
     with pipeline.naming_damaged_shards(data_dir, split):
         preds = predict_dataset(predict, ds, codec)
     if out_mat:
@@ -125,7 +138,12 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
             print(f"kpt_tf.evaluate: warning: {data_dir} has no complete manifest.json, so people the converter "
                   f"skipped after the last record of {split!r} are not in {out_mat}", file=sys.stderr)
         write_predictions_mat(out_mat, preds, subset, people)
-    return _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
+    out = _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
+    if skip_damaged:
+        lost = [d["lost"] for d in damaged]
+        out["report"]["damaged_records"] = {"shards": len(damaged),
+                                            "records_lost": None if None in lost else sum(lost)}
+    return out
 
 
 def write_predictions_mat(path, preds, subset, people: int | None = None) -> None:
@@ -175,7 +193,8 @@ def _run_model_mode() -> None:
     if not FLAGS.data:
         cli.fail(PROGRAM, "model mode needs --data (a TFRecord directory)")
     result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
-                            flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat)
+                            flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat,
+                            skip_damaged=FLAGS.skip_damaged_records)
     write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})",
                   scored=result)
     if FLAGS.out_mat:

@@ -12,6 +12,7 @@ reader (kpt_tf.data.pipeline.count_records). Layout:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Sequence
 
@@ -30,6 +31,15 @@ SKIP_SPLIT, SKIP_DATASET_INDEX, SKIP_IMAGE, SKIP_PERSON, SKIP_REASON = (
     "split", "dataset_index", "image", "person", "reason")
 # Internal to the converter: a shard entry's own skip list (not written per shard, rebuilt on resumption).
 ENTRY_SKIPPED = "skipped"
+
+
+def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
+    """The digest a shard entry records (SHARD_SHA256)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build_manifest(shard_entries: dict[str, dict], num_shards: dict[str, int], flag_values: dict, content: dict,

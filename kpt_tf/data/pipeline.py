@@ -256,11 +256,52 @@ def naming_damaged_shards(data_dir, *splits):
                          "one") from None
 
 
+def _readable_records(path: str) -> int:
+    return int(tf.data.TFRecordDataset(path).ignore_errors().reduce(np.int64(0), lambda n, _: n + 1).numpy())
+
+
+def damaged_records(data_dir, split: str) -> list[dict]:
+    """The shards of `split` that do not read whole, for `skip_damaged` pipelines:
+    [{"file", "error", "readable", "lost"}] -- `lost` is the records past the first damaged one (a TFRecord file
+    has no marker to resynchronise on, so the rest of a damaged shard is lost), None when no manifest says how
+    many the shard holds. Shards whose sha256 equals the manifest's are not read (hashing is far cheaper)."""
+    by_name = {}
+    path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
+    if tf.io.gfile.exists(path):
+        try:
+            with tf.io.gfile.GFile(path) as f:
+                by_name = {e[manifest.SHARD_FILE]: e for e in json.load(f).get(manifest.SHARDS, [])
+                           if isinstance(e, dict) and manifest.SHARD_FILE in e}
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            by_name = {}
+    damaged = []
+    for file in shard_files(data_dir, split):
+        entry = by_name.get(os.path.basename(file), {})
+        if entry.get(manifest.SHARD_SHA256) and manifest.sha256_of_file(file) == entry[manifest.SHARD_SHA256]:
+            continue
+        error = _damaged(file)
+        if error is None:
+            continue
+        readable = _readable_records(file)
+        expected = entry.get(manifest.SHARD_RECORDS)
+        damaged.append({"file": file, "error": error, "readable": readable,
+                        "lost": None if expected is None else max(int(expected) - readable, 0)})
+    return damaged
+
+
+def describe_damaged(split: str, damaged: list[dict]) -> str:
+    """One line per damaged shard, for the log of a run that skips them."""
+    return "\n".join(
+        f"skipping damaged records of {split!r}: {d['file']}: {d['error']}; {d['readable']} records before the "
+        f"damage are used, " + (f"{d['lost']} after it are lost" if d["lost"] is not None
+                                 else "an unknown number after it are lost (no manifest.json)") for d in damaged)
+
+
 def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: bool, input_size: int = 256,
                  augment: AugmentConfig | None = None, seed: int | None = None, deterministic: bool = False,
                  repeat: bool | None = None, drop_remainder: bool | None = None, shuffle_buffer: int = 2048,
                  with_meta: bool = False, input_context: tf.distribute.InputContext | None = None,
-                 warp: str = "xla") -> tf.data.Dataset:
+                 warp: str = "xla", skip_damaged: bool = False) -> tf.data.Dataset:
     """Batches of person crops from `{data_dir}/{split}-*-of-*.tfrecord`.
 
     training=True: shuffled (files and records), repeated unless repeat=False, augmented with `augment`
@@ -273,6 +314,8 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
     DATA; with `input_context` (distribute_datasets_from_function, used under several workers) it shards
     itself and `batch_size` is the global batch. `warp`: "xla" (XLA-compiled bilinear sampler, default) or
     "projective_transform" (tf.raw_ops.ImageProjectiveTransformV3); same pixels, the first is about 3x cheaper on CPU.
+    skip_damaged: a shard's records from its first damaged one on are skipped (`damaged_records` counts them)
+    instead of stopping with DataLossError.
     """
     subset = JointSubset.parse(subset)
     if batch_size <= 0:
@@ -291,7 +334,11 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
                                     shuffle=False)
     if training:
         ds = ds.shuffle(len(files), seed=file_seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset,
+    def records(file):
+        # ignore_errors ends a shard at its first damaged record: the reader cannot resynchronise past it.
+        return tf.data.TFRecordDataset(file).ignore_errors() if skip_damaged else tf.data.TFRecordDataset(file)
+
+    ds = ds.interleave(records,
                        cycle_length=min(len(files), 8) if training else 1,
                        num_parallel_calls=AUTOTUNE, deterministic=ordered)
     if training and shuffle_buffer > 1:

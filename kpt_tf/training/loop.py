@@ -98,6 +98,19 @@ def _steps_per_epoch(config, train_count: int) -> int:
     return steps
 
 
+def _damaged_records(config) -> dict:
+    """data.skip_damaged_records: the damaged shards of both splits, logged; {split: {"shards", "records_lost"}}
+    (records_lost None when a damaged shard has no manifest entry to count from)."""
+    out = {}
+    for split in (config.data.train_split, config.data.val_split):
+        found = pipeline.damaged_records(config.data.dir, split)
+        if found:
+            print(pipeline.describe_damaged(split, found), flush=True)
+        lost = [d["lost"] for d in found]
+        out[split] = {"shards": len(found), "records_lost": None if None in lost else sum(lost)}
+    return out
+
+
 def require_data_dir(config) -> None:
     """Refuse a config without records (training and every experiment check it before writing anything)."""
     if not config.data.dir:
@@ -140,7 +153,11 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
                          "MaxPool gradient (TF refuses the step); set train.xla=off or train.deterministic=False")
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)
+    skip_damaged = bool(config.data.get("skip_damaged_records", False))
+    damaged = _damaged_records(config) if skip_damaged else None
     train_count = pipeline.count_records(config.data.dir, config.data.train_split)
+    if damaged:
+        train_count -= damaged[config.data.train_split]["records_lost"] or 0
     steps = _steps_per_epoch(config, train_count)
     wd.save_config(config, out)
 
@@ -166,7 +183,7 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
             config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
             input_size=size, augment=augment_from_config(config), seed=int(t.seed),
             deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer),
-            input_context=input_context)
+            input_context=input_context, skip_damaged=skip_damaged)
 
     # Several workers: each builds its own input pipeline and keeps its share of the one stream of elements
     # (decoding only its own crops); on one machine `fit` splits each global batch across the replicas.
@@ -174,7 +191,7 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
                 else train_dataset())
     val_ds = pipeline.make_dataset(
         config.data.dir, config.data.val_split, subset, batch_size=max(int(t.batch_size), 8), training=False,
-        input_size=size, with_meta=True)
+        input_size=size, with_meta=True, skip_damaged=skip_damaged)
 
     validation = cb.ValidationPCKh(net, val_ds, codec, subset, flip_test=bool(t.flip_test),
                                    max_people=int(config.data.val_max_people),
@@ -220,6 +237,8 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
         "best_val_pckh_mean": validation.best, "final_val_pckh_mean": validation.last_mean,
         "history": [h.to_dict() for h in validation.history],
     }
+    if damaged is not None:
+        summary["damaged_records"] = damaged
     if is_multi_worker(strategy):
         # Every worker must hold the same final weights after a synchronous run: checked (and printed, so anyone
         # can compare) once the models are written; the check is also a barrier, so the chief (which hosts the
