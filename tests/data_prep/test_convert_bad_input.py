@@ -99,3 +99,29 @@ def test_cli_exits_non_zero_when_nothing_converts_and_names_the_skipped_files(tm
     (annotations).write_text("[]")
     done = run_converter(annotations, images, tmp_path / "out2")
     assert done.returncode == 2 and "holds no people" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_image_smaller_than_the_crop_converts_with_exact_joints(tmp_path):
+    # A 40 x 30 thumbnail whose person box (200 x 0.5 = 100 px) is larger than the image: the crop is mostly
+    # border padding, which is how every crop at an image edge is made; the joints must still map back exactly.
+    import cv2
+    import numpy as np
+
+    from kpt_tf.mpii.coords import from_one_based
+
+    annotations, images, source = make_dataset(tmp_path / "data", num_images=1, val_every=0,
+                                                people_per_image=(1,))
+    cv2.imwrite(str(images / source[0]["img_paths"]), np.full((30, 40, 3), 128, np.uint8))
+    person = source[0]
+    person.update(img_width=40.0, img_height=30.0, objpos=[20.0, 15.0], scale_provided=0.5)
+    person["joint_self"] = [[20.0 + (j % 4) * 3 - 4, 15.0 + (j // 4) * 3 - 4, 1.0] for j in range(16)]
+    person.pop("headbox", None)
+    annotations.write_text(json.dumps(source))
+    manifest = _convert(annotations, images, tmp_path / "out")
+    assert manifest["skipped"] == [] and manifest["splits"]["train"]["written"] == 1
+    [record] = read_records(tmp_path / "out")
+    xy = np.asarray(record["joints/xy"]).reshape(16, 2)
+    to_image = np.asarray(record["crop/to_image"]).reshape(2, 3)
+    back = xy @ to_image[:, :2].T + to_image[:, 2]
+    np.testing.assert_allclose(back, from_one_based(np.asarray(person["joint_self"])[:, :2]), atol=1e-3)
+    assert list(record["image/original_size"]) == [30, 40]

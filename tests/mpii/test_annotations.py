@@ -105,6 +105,19 @@ def test_not_a_release_mat_is_refused(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(sources.AnnotationError, match="not a readable MATLAB file"):
         sources.read_annotations(path)
+    # RELEASE present, but with other keys (img_train missing), or an image without a name
+    scipy.io.savemat(str(path), {"RELEASE": {"annolist": np.ones(2), "version": "12"}})
+    with pytest.raises(sources.AnnotationError, match=r"no RELEASE.annolist / RELEASE.img_train"):
+        sources.read_annotations(path)
+    good = tmp_path / "release.mat"
+    write_release_mat(good)
+    release = scipy.io.loadmat(str(good), struct_as_record=False, squeeze_me=True)["RELEASE"]
+    annolist = [{"image": {"other": "x"}, "annorect": EMPTY}] + [
+        {"image": {"name": a.image.name}, "annorect": EMPTY} for a in release.annolist[1:]]
+    scipy.io.savemat(str(path), {"RELEASE": {"annolist": np.array(annolist, dtype=object).reshape(1, -1),
+                                             "img_train": np.array([[1, 0, 1, 1]], np.float64)}})
+    with pytest.raises(sources.AnnotationError, match=r"annolist\(1\).image.name is missing"):
+        sources.read_annotations(path)
 
 
 
