@@ -113,12 +113,14 @@ class ShardWriter:
         return shard_entry(self.plan, self.records, digest, self.skipped)
 
     def abandon(self):
+        """Close and remove the unfinished .tmp file (a rerun redoes the shard; a full disk gets its space back)."""
         if self._writer is None:
             return
         try:
             self._writer.close()
-        except Exception:  # the writer may already be closed; the .tmp file is redone on the next run
+        except Exception:  # the writer may already be closed, or the disk full
             pass
+        self.tmp_path.unlink(missing_ok=True)
 
 
 def shard_entry(plan: ShardPlan, records: int, digest: str, skipped: list[dict]) -> dict:
@@ -130,11 +132,15 @@ def shard_entry(plan: ShardPlan, records: int, digest: str, skipped: list[dict])
 
 def write_json_atomic(path: Path, payload: dict):
     tmp = path.with_name(TMP_PREFIX + path.name)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)    # the previous file under `path` stays whole
+        raise
     os.replace(tmp, path)
 
 
@@ -176,10 +182,16 @@ def write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, s
                     writer.add(key[1], encode_example(record) if record is not None else None, reason)
                     finish_ready(writer)
                 bar.update(len(task_results))
-    except BaseException:
+    except BaseException as error:
         for writer in writers.values():
             if writer.plan.file not in entries:
                 writer.abandon()
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(error, tf.errors.OpError):
+            # TFRecordWriter reports a full disk (or a file size limit) as a TF error naming the .tmp file.
+            raise OSError(f"{output_dir}: cannot write shard data ({error.message.strip()}); the "
+                          f"{len(entries)} shards finished before it are kept and listed in {mf.MANIFEST_NAME}; "
+                          "free space and rerun the same command to continue") from None
         raise
     finally:
         bar.close()

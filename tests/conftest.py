@@ -58,3 +58,16 @@ def trained_workdir(embedded_records, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("trained")
     loop.train(tiny_train_config(embedded_records, epochs=1, steps=4), workdir, verbose=0)
     return workdir
+
+
+def file_size_limit(max_bytes: int):
+    """A `preexec_fn` that makes the child's writes past `max_bytes` per file fail with EFBIG ("File too large"),
+    as a full disk fails them with ENOSPC: the full-disk tests, without root or a small file system."""
+    import resource
+    import signal
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)    # otherwise the kernel kills the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return apply

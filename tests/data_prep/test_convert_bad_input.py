@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from data_prep import mpii_to_tfrecord as conv
-from tests.conftest import REPO
+from tests.conftest import REPO, file_size_limit
 from tests.data_prep.test_convert import _convert, make_dataset, read_records
 
 # people per image alternate 1, 2: images 0..5 hold people [0], [1, 2], [3], [4, 5], [6], [7, 8]
@@ -79,12 +79,13 @@ def test_nothing_to_convert_is_refused_before_anything_is_written(tmp_path, case
     assert not (tmp_path / "out").exists()
 
 
-def run_converter(annotations, images, out):
+def run_converter(annotations, images, out, crop_size: int = 64, preexec_fn=None):
     return subprocess.run(
         [sys.executable, "-m", "data_prep.mpii_to_tfrecord", "--annotations", str(annotations),
-         "--images_dir", str(images), "--output_dir", str(out), "--crop_size", "64", "--num_workers", "1",
+         "--images_dir", str(images), "--output_dir", str(out), "--crop_size", str(crop_size), "--num_workers", "1",
          "--noprogress"],
-        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=120)
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=120,
+        preexec_fn=preexec_fn)
 
 
 def test_cli_exits_non_zero_when_nothing_converts_and_names_the_skipped_files(tmp_path):
@@ -125,3 +126,28 @@ def test_an_image_smaller_than_the_crop_converts_with_exact_joints(tmp_path):
     back = xy @ to_image[:, :2].T + to_image[:, 2]
     np.testing.assert_allclose(back, from_one_based(np.asarray(person["joint_self"])[:, :2]), atol=1e-3)
     assert list(record["image/original_size"]) == [30, 40]
+
+
+def test_a_full_disk_stops_the_converter_clearly_and_a_rerun_finishes(tmp_path):
+    annotations, images, _ = make_dataset(tmp_path / "data", num_images=12, val_every=3)
+    out = tmp_path / "out"
+    whole = run_converter(annotations, images, tmp_path / "whole", crop_size=128)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    sizes = sorted(p.stat().st_size for p in (tmp_path / "whole").glob("*.tfrecord"))
+    # Writes fail once a file passes the smallest shard's size: the first shard publishes, a later one cannot.
+    done = run_converter(annotations, images, out, crop_size=128, preexec_fn=file_size_limit(sizes[0] + 100))
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mpii_to_tfrecord: error: {out}: cannot write shard data (") and "File too large" in last
+    assert "rerun the same command to continue" in last and "Traceback" not in done.stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert not [n for n in left if n.startswith(".")]               # no .tmp file left behind
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and [s["file"] for s in manifest["shards"]] == [
+        n for n in left if n.endswith(".tfrecord")]                 # every file on disk is a published shard
+    for shard in manifest["shards"]:                                # ... and whole
+        assert (out / shard["file"]).read_bytes() == (tmp_path / "whole" / shard["file"]).read_bytes()
+    again = run_converter(annotations, images, out, crop_size=128)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for shard in (tmp_path / "whole").glob("*.tfrecord"):
+        assert (out / shard.name).read_bytes() == shard.read_bytes()
