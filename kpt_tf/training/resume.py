@@ -29,15 +29,29 @@ from kpt_tf import workdir as wd
 STATE = "state.json"
 
 
+_FAILED_WRITES: list = []
+
+
 def replace_atomically(write, path: Path) -> None:
     """`write(tmp_path)` then move it to `path` (same directory, so `os.replace` is atomic)."""
     tmp = path.with_name(f".partial-{path.name}")     # keeps the suffix Keras checks (.weights.h5)
+    failed = None
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        failed = e.errno
+        # Measured (h5py 3, HDF5 1.14): freeing the handle of an .h5 file whose write failed segfaults. The
+        # exception's frames hold it: keep them (the process is about to stop; kpt_tf.cli exits without the
+        # interpreter's teardown, which would free it too).
+        _FAILED_WRITES.append(e)
     finally:
         if tmp.exists():
             tmp.unlink()
+    if failed is not None:
+        # A full disk: h5py's message spans lines and names only the temporary file; name the real one.
+        raise OSError(failed, f"{path}: cannot write it ({os.strerror(failed) if failed else 'write failed'}); "
+                      f"the previous {path.name}, if any, is intact")
 
 
 def write_text_atomically(path, text: str) -> None:

@@ -70,6 +70,7 @@ def test_save_and_load_in_safe_mode_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_a_pbn_trains_exports_and_serves_like_any_network(embedded_records, tmp_path):
+    from configs.pbn_hg_mpii import make_pbn
     from kpt_tf import workdir as wd
     from kpt_tf.export import export_workdir
     from kpt_tf.training import loop
@@ -79,11 +80,8 @@ def test_a_pbn_trains_exports_and_serves_like_any_network(embedded_records, tmp_
     groups_json.write_text(__import__("json").dumps({"groups": [g if isinstance(g, list) else g["joints"]
                                                                 for g in GROUPS]}))
     config = tiny_train_config(embedded_records, epochs=1, steps=3)
-    m = config.model
-    m.name = "pbn"
-    del m["num_stacks"]
-    m.trunk_stacks, m.branch_stacks, m.branch_channels = 1, 1, 8
-    m.groups, m.groups_file, m.groups_source = [], str(groups_json), ""
+    make_pbn(config.model, 1, 1, 8, [], "")      # the configs' own way to turn an hourglass section into a PBN's
+    config.model.groups_file = str(groups_json)
     summary = loop.train(config, tmp_path / "run", verbose=0)
     assert len(summary["history"]) == 1 and summary["history"][0]["mean_occluded"] is not None
     saved = wd.load_config(tmp_path / "run")
