@@ -29,8 +29,12 @@ BAD_INPUT_ERRORS = (ValueError, OSError)
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-def fail(program: str, message: str, code: int = BAD_INPUT_EXIT_CODE):
+def fail(program: str, message: str, code: int = BAD_INPUT_EXIT_CODE, skip_teardown: bool = False):
     print(f"{program}: error: {message}", file=sys.stderr)
+    if skip_teardown:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -48,14 +52,9 @@ def run(main, program: str) -> None:
         except BAD_INPUT_ERRORS as e:
             if os.environ.get("KPT_TF_TRACEBACK"):
                 raise
-            if getattr(e, "errno", None) in DISK_FULL_ERRNOS:
-                # Measured (h5py 3, HDF5): the handle of an .h5 file whose write failed segfaults when the
-                # interpreter collects it at exit, turning exit 2 into a crash. Exit without the teardown.
-                print(f"{program}: error: {describe(e)}", file=sys.stderr)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(BAD_INPUT_EXIT_CODE)
-            fail(program, describe(e))
+            # Measured (h5py 3, HDF5): the handle of an .h5 file whose write failed segfaults when the
+            # interpreter collects it at exit, turning exit 2 into a crash: after a full disk, exit without it.
+            fail(program, describe(e), skip_teardown=getattr(e, "errno", None) in DISK_FULL_ERRNOS)
 
     try:
         app.run(guarded)

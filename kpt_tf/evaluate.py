@@ -140,9 +140,7 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
         write_predictions_mat(out_mat, preds, subset, people)
     out = _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
     if skip_damaged:
-        lost = [d["lost"] for d in damaged]
-        out["report"]["damaged_records"] = {"shards": len(damaged),
-                                            "records_lost": None if None in lost else sum(lost)}
+        out["report"]["damaged_records"] = pipeline.damaged_totals(damaged)
     return out
 
 

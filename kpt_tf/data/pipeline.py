@@ -232,14 +232,20 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
-def _damaged(path: str) -> str | None:
-    """The first read error of one shard (TFRecord length and data CRCs), or None when it reads whole."""
+def _read_until_damage(path: str) -> tuple[int, str | None]:
+    """(records read, the first read error) of one shard (TFRecord length and data CRCs); error None when the
+    shard reads whole. The records counted are those before the error: the ones a `skip_damaged` pipeline uses."""
+    records = 0
     try:
         for _ in tf.data.TFRecordDataset(path):
-            pass
+            records += 1
     except tf.errors.DataLossError as e:
-        return e.message.splitlines()[0]
-    return None
+        return records, e.message.splitlines()[0]
+    return records, None
+
+
+def _damaged(path: str) -> str | None:
+    return _read_until_damage(path)[1]
 
 
 @contextlib.contextmanager
@@ -256,37 +262,45 @@ def naming_damaged_shards(data_dir, *splits):
                          "one") from None
 
 
-def _readable_records(path: str) -> int:
-    return int(tf.data.TFRecordDataset(path).ignore_errors().reduce(np.int64(0), lambda n, _: n + 1).numpy())
+def _read_manifest(data_dir) -> dict | None:
+    """The converter's manifest.json of `data_dir`, or None when there is none or it is not JSON."""
+    path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError:
+        return None
 
 
 def damaged_records(data_dir, split: str) -> list[dict]:
     """The shards of `split` that do not read whole, for `skip_damaged` pipelines:
     [{"file", "error", "readable", "lost"}] -- `lost` is the records past the first damaged one (a TFRecord file
     has no marker to resynchronise on, so the rest of a damaged shard is lost), None when no manifest says how
-    many the shard holds. Shards whose sha256 equals the manifest's are not read (hashing is far cheaper)."""
-    by_name = {}
-    path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
-    if tf.io.gfile.exists(path):
-        try:
-            with tf.io.gfile.GFile(path) as f:
-                by_name = {e[manifest.SHARD_FILE]: e for e in json.load(f).get(manifest.SHARDS, [])
-                           if isinstance(e, dict) and manifest.SHARD_FILE in e}
-        except (json.JSONDecodeError, AttributeError, TypeError):
-            by_name = {}
+    many the shard holds. Shards whose sha256 equals the manifest's are only hashed, not parsed."""
+    content = _read_manifest(data_dir)
+    entries = content.get(manifest.SHARDS, []) if isinstance(content, dict) else []
+    by_name = {e[manifest.SHARD_FILE]: e for e in entries if isinstance(e, dict) and manifest.SHARD_FILE in e}
     damaged = []
     for file in shard_files(data_dir, split):
         entry = by_name.get(os.path.basename(file), {})
         if entry.get(manifest.SHARD_SHA256) and manifest.sha256_of_file(file) == entry[manifest.SHARD_SHA256]:
             continue
-        error = _damaged(file)
+        readable, error = _read_until_damage(file)
         if error is None:
             continue
-        readable = _readable_records(file)
         expected = entry.get(manifest.SHARD_RECORDS)
         damaged.append({"file": file, "error": error, "readable": readable,
                         "lost": None if expected is None else max(int(expected) - readable, 0)})
     return damaged
+
+
+def damaged_totals(damaged: list[dict]) -> dict:
+    """{"shards", "records_lost"} of a `damaged_records` list (records_lost None when one shard's is unknown):
+    what train_summary.json and the evaluation report record."""
+    lost = [d["lost"] for d in damaged]
+    return {"shards": len(damaged), "records_lost": None if None in lost else sum(lost)}
 
 
 def describe_damaged(split: str, damaged: list[dict]) -> str:
@@ -376,12 +390,11 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
 def count_records(data_dir: str, split: str) -> int:
     """Number of records of a split: from `manifest.json` when it matches the shards, else by reading them."""
     files = shard_files(data_dir, split)
-    manifest_path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
-    if tf.io.gfile.exists(manifest_path):
+    content = _read_manifest(data_dir)
+    if content is not None:
         try:
-            with tf.io.gfile.GFile(manifest_path) as f:
-                count = manifest.split_record_count(json.load(f), split, [os.path.basename(p) for p in files])
-        except (json.JSONDecodeError, AttributeError, TypeError):
+            count = manifest.split_record_count(content, split, [os.path.basename(p) for p in files])
+        except (AttributeError, TypeError):
             count = None
         if count is not None:
             return count

@@ -106,8 +106,7 @@ def _damaged_records(config) -> dict:
         found = pipeline.damaged_records(config.data.dir, split)
         if found:
             print(pipeline.describe_damaged(split, found), flush=True)
-        lost = [d["lost"] for d in found]
-        out[split] = {"shards": len(found), "records_lost": None if None in lost else sum(lost)}
+        out[split] = pipeline.damaged_totals(found)
     return out
 
 

@@ -40,7 +40,7 @@ def replace_atomically(write, path: Path) -> None:
         write(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        failed = e.errno
+        failed = e
         # Measured (h5py 3, HDF5 1.14): freeing the handle of an .h5 file whose write failed segfaults. The
         # exception's frames hold it: keep them (the process is about to stop; kpt_tf.cli exits without the
         # interpreter's teardown, which would free it too).
@@ -50,8 +50,9 @@ def replace_atomically(write, path: Path) -> None:
             tmp.unlink()
     if failed is not None:
         # A full disk: h5py's message spans lines and names only the temporary file; name the real one.
-        raise OSError(failed, f"{path}: cannot write it ({os.strerror(failed) if failed else 'write failed'}); "
-                      f"the previous {path.name}, if any, is intact")
+        reason = os.strerror(failed.errno) if failed.errno else str(failed)
+        raise OSError(failed.errno, f"{path}: cannot write it ({reason}); the previous {path.name}, if any, is "
+                      "intact")
 
 
 def write_text_atomically(path, text: str) -> None:
