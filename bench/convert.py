@@ -99,7 +99,7 @@ def naive_convert(annotations: Path, images_dir: Path, output_file: Path, crop_s
     """One process, one full decode per person, same crop/encoding/schema as the converter."""
     import tensorflow as tf
 
-    from data_prep.crops import CropSettings, convert_image, crop_job, skip_reason
+    from data_prep.crops import CropSettings, convert_image, crop_job, decode_factor, skip_reason
     from kpt_tf.data.schema import encode_example
     from kpt_tf.mpii import read_annotations
 
@@ -111,7 +111,9 @@ def naive_convert(annotations: Path, images_dir: Path, output_file: Path, crop_s
             if skip_reason(person) is not None:
                 continue
             # convert_image with a single person decodes the whole image for that person alone.
-            for _, record, _ in convert_image((str(images_dir / person.image), [crop_job(person)], settings)):
+            job = crop_job(person)
+            for _, record, _ in convert_image((str(images_dir / person.image), [job], settings,
+                                               decode_factor([job], settings))):
                 if record is not None:
                     writer.write(encode_example(record))
                     written += 1

@@ -8,7 +8,9 @@ boxes around the adjusted person box (geometry.adjust_person_box / crop_affine, 
 When every person of an image is large (the crop samples >= f source pixels per crop pixel), the JPEG is
 decoded at 1/f size by libjpeg's DCT scaling (f = 2, 4, 8), which is several times cheaper and loses no
 detail the crop could hold; the reduced image is mapped back exactly (reduced pixel i covers source pixels
-f*i .. f*i+f-1, centre f*i + (f-1)/2).
+f*i .. f*i+f-1, centre f*i + (f-1)/2). The factor is chosen by the caller from every usable person of the
+image in the conversion (data_prep.shards.image_tasks), not from the people a worker happens to crop, so a
+rerun that redoes only some shards decodes every image as the uninterrupted run did (byte-identical shards).
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def _reduced_to_image(factor: int) -> np.ndarray:
     return np.array([[factor, 0.0, offset], [0.0, factor, offset]])
 
 
-def decode_image(path: str, jobs: Sequence[CropJob], settings: CropSettings):
-    """-> (image or None, reduction factor, (height, width) of the full image, skip reason or None)."""
+def decode_image(path: str, factor: int):
+    """Decode at 1/`factor` size (falls back to 1 when the header cannot confirm the scaled size)
+    -> (image or None, reduction factor, (height, width) of the full image, skip reason or None)."""
     try:
         data = np.fromfile(path, np.uint8)
     except (FileNotFoundError, IsADirectoryError):
@@ -117,7 +120,6 @@ def decode_image(path: str, jobs: Sequence[CropJob], settings: CropSettings):
         return None, 1, None, "image not a JPEG"
     if not _ends_with_jpeg_end_marker(data):
         return None, 1, None, "image truncated (no JPEG end marker)"
-    factor = decode_factor(jobs, settings)
     full_size = jpeg_dimensions(data) if factor > 1 else None
     if full_size is None:
         factor = 1
@@ -176,9 +178,10 @@ def crop_person(image: np.ndarray, factor: int, full_size, job: CropJob, setting
 
 
 def convert_image(task) -> list[tuple[tuple[str, int], dict | None, str | None]]:
-    """Worker: decode one image once, crop all its people -> [(key, record or None, skip reason)]."""
-    path, jobs, settings = task
-    image, factor, full_size, reason = decode_image(path, jobs, settings)
+    """Worker: decode one image once (at the task's reduction factor), crop the task's people
+    -> [(key, record or None, skip reason)]."""
+    path, jobs, settings, factor = task
+    image, factor, full_size, reason = decode_image(path, factor)
     if image is None:
         return [(job.key, None, reason) for job in jobs]
     return [(job.key, crop_person(image, factor, full_size, job, settings), None) for job in jobs]

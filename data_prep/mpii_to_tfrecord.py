@@ -177,9 +177,9 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
 
     save(complete=not pending)
     if pending:
-        write_shards(pending, output_dir, images_dir,
-                      CropSettings(crop_size, float(crop_margin), jpeg_quality, bool(reduced_decode)),
-                      num_workers, progress, entries, save)
+        write_shards(pending, plans, output_dir, images_dir,
+                     CropSettings(crop_size, float(crop_margin), jpeg_quality, bool(reduced_decode)),
+                     num_workers, progress, entries, save)
     return save(complete=True)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from data_prep import workers
-from data_prep.crops import CropJob, CropSettings, convert_image, crop_job, skip_reason
+from data_prep.crops import CropJob, CropSettings, convert_image, crop_job, decode_factor, skip_reason
 from kpt_tf.data import manifest as mf
 from kpt_tf.mpii.annotations import PersonAnnotation
 
@@ -52,14 +52,23 @@ def plan_shards(people_by_split: dict[str, list[PersonAnnotation]], num_shards: 
     return plans
 
 
-def image_tasks(shards: Iterable[ShardPlan], images_dir: Path, settings: CropSettings):
-    """Group the usable people of `shards` by image, in order of first appearance -> worker tasks."""
+def image_tasks(pending: Iterable[ShardPlan], images_dir: Path, settings: CropSettings,
+                all_shards: Iterable[ShardPlan]):
+    """Group the usable people of the `pending` shards by image, in order of first appearance -> worker tasks
+    (path, jobs, settings, decode factor). The factor comes from every usable person of the image in
+    `all_shards` (the whole conversion), so a rerun of some shards decodes each image as a full run does."""
+    pending_files = {shard.file for shard in pending}
     groups: dict[str, list[CropJob]] = {}
-    for shard in shards:
+    everyone: dict[str, list[CropJob]] = {}
+    for shard in all_shards:
         for person in shard.people:
             if skip_reason(person) is None:
-                groups.setdefault(person.image, []).append(crop_job(person))
-    return [(str(images_dir / image), jobs, settings) for image, jobs in groups.items()]
+                job = crop_job(person)
+                everyone.setdefault(person.image, []).append(job)
+                if shard.file in pending_files:
+                    groups.setdefault(person.image, []).append(job)
+    return [(str(images_dir / image), jobs, settings, decode_factor(everyone[image], settings))
+            for image, jobs in groups.items()]
 
 
 class ShardWriter:
@@ -144,8 +153,8 @@ def write_json_atomic(path: Path, payload: dict):
     os.replace(tmp, path)
 
 
-def write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, settings: CropSettings,
-                  num_workers: int, progress: bool, entries: dict, save):
+def write_shards(pending: list[ShardPlan], all_shards: list[ShardPlan], output_dir: Path, images_dir: Path,
+                 settings: CropSettings, num_workers: int, progress: bool, entries: dict, save):
     from tqdm import tqdm
 
     from kpt_tf.data.schema import encode_example
@@ -170,8 +179,8 @@ def write_shards(pending: list[ShardPlan], output_dir: Path, images_dir: Path, s
     for writer in writers.values():
         finish_ready(writer)
 
-    tasks = image_tasks(pending, images_dir, settings)
-    total = sum(len(jobs) for _, jobs, _ in tasks)
+    tasks = image_tasks(pending, images_dir, settings, all_shards)
+    total = sum(len(task[1]) for task in tasks)
     bar = tqdm(total=total, unit="people", desc="crops", disable=not progress, mininterval=1.0,
                smoothing=0.1, file=sys.stderr)
     try:

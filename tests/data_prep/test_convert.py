@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -336,6 +338,105 @@ def test_interrupted_run_resumes_and_redoes_only_missing_shards(tmp_path, monkey
     _convert(annotations, images, out, num_shards=shards)
     assert shard_bytes(out) == reference
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == stamps
+
+
+def make_straddling_dataset(root: Path, num_images: int, seed: int = 7):
+    """Large images, each holding a small and then a large person (consecutive in the file): a shard boundary
+    between them makes the image's reduced JPEG decode depend on the people of both shards (issue 12, case 8)."""
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(num_images):
+        cv2.imwrite(str(images / f"{i:09d}.jpg"), _texture(rng, 960, 1280), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        for p, scale in enumerate((0.6, 3.0)):
+            records.append(_person(rng, 1280, 960, False, i, p, scale=scale))
+    annotations = root / "annotations.json"
+    annotations.write_text(json.dumps(records))
+    return annotations, images, records
+
+
+def test_rerun_of_one_shard_decodes_a_shared_image_as_the_full_run_did(tmp_path):
+    """Image 1's small person ends shard 0, its large one starts shard 1; redoing shard 1 alone must not decode
+    the image at the large person's reduction (8) instead of the pair's (2)."""
+    annotations, images, _ = make_straddling_dataset(tmp_path / "data", num_images=5)
+    settings = crops.CropSettings(64, 1.5, 95, True)
+    big, small = (crops.CropJob(("train", 0), "x", 0, (600.0, 400.0), s, (), (), (), None) for s in (3.0, 0.6))
+    assert crops.decode_factor([big], settings) == 8 and crops.decode_factor([big, small], settings) == 2
+    shards = {"train": 3}
+    _convert(annotations, images, tmp_path / "reference", splits="train", num_shards=shards)
+    reference = shard_bytes(tmp_path / "reference")
+    (tmp_path / "reference" / sorted(reference)[1]).unlink()
+    _convert(annotations, images, tmp_path / "reference", splits="train", num_shards=shards)
+    assert shard_bytes(tmp_path / "reference") == reference
+
+
+def _cli_convert(annotations, images, out, num_shards):
+    return subprocess.Popen(
+        [sys.executable, "-m", "data_prep.mpii_to_tfrecord", "--annotations", str(annotations), "--images_dir",
+         str(images), "--output_dir", str(out), "--crop_size", "128", "--splits", "train", "--num_shards",
+         f"train={num_shards}", "--num_workers", "1", "--noprogress"],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+
+
+def _manifest_stamp(manifest: Path):
+    return manifest.stat().st_mtime_ns if manifest.is_file() else None
+
+
+def _wait_for_new_manifest(process, manifest: Path, before, complete: bool = False):
+    """Wait until the run writes its manifest (its first write: it then starts writing shards; or, with
+    `complete`, its last)."""
+    while True:
+        stamp = _manifest_stamp(manifest)
+        if stamp != before and (not complete or json.loads(manifest.read_text())["complete"]):
+            return
+        assert process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_sigkill_at_seeded_random_moments_then_rerun_gives_identical_shards(tmp_path):
+    """SIGKILL (a real signal to the converter process) at several seeded random moments of shard writing, each
+    rerun continuing the last: what is under a final name is always whole, and the final rerun's shards and
+    manifest equal an uninterrupted run's. The images straddle shard boundaries with reduced decoding on."""
+    annotations, images, _ = make_straddling_dataset(tmp_path / "data", num_images=120)
+    num_shards = 16   # 240 people: 15 per shard; every other boundary splits an image
+    reference_dir = tmp_path / "reference"
+    process = _cli_convert(annotations, images, reference_dir, num_shards)
+    _wait_for_new_manifest(process, reference_dir / "manifest.json", None)
+    started = time.time()
+    _wait_for_new_manifest(process, reference_dir / "manifest.json", _manifest_stamp(reference_dir / "manifest.json"),
+                           complete=True)
+    writing_seconds = time.time() - started
+    assert process.wait(timeout=300) == 0, process.stderr.read().decode()
+    reference = shard_bytes(reference_dir)
+    reference_manifest = json.loads((reference_dir / "manifest.json").read_text())
+    assert len(reference) == num_shards
+
+    out = tmp_path / "out"
+    rng = np.random.default_rng(20261203)
+    progress = []
+    for fraction in rng.uniform(0.1, 0.3, size=3):   # of the uninterrupted run's shard-writing time
+        process = _cli_convert(annotations, images, out, num_shards)
+        _wait_for_new_manifest(process, out / "manifest.json", _manifest_stamp(out / "manifest.json"))
+        time.sleep(fraction * writing_seconds)
+        process.kill()
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        finished = shard_bytes(out)
+        assert all(data == reference[name] for name, data in finished.items()), (
+            "a shard under its final name differs from the uninterrupted run's")
+        listed = json.loads((out / "manifest.json").read_text())
+        assert listed["complete"] is False and {s["file"] for s in listed["shards"]} <= set(finished)
+        progress.append(len(listed["shards"]))
+    assert progress == sorted(progress) and 0 < progress[-1] < num_shards, progress
+
+    process = _cli_convert(annotations, images, out, num_shards)
+    assert process.wait(timeout=300) == 0, process.stderr.read().decode()
+    assert shard_bytes(out) == reference
+    final_manifest = json.loads((out / "manifest.json").read_text())
+    assert final_manifest["complete"] is True and final_manifest["shards"] == reference_manifest["shards"]
+    assert not list(out.glob(TMP_PREFIX + "*"))
 
 
 def test_rerun_with_other_settings_is_refused_and_loses_nothing(tmp_path):
