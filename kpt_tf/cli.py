@@ -103,4 +103,6 @@ def describe(error: BaseException) -> str:
     filename = getattr(error, "filename", None)
     if isinstance(error, OSError) and filename and str(filename) not in text:
         text = f"{filename}: {error.strerror or text}"
+    elif isinstance(error, OSError) and not filename and error.errno and error.strerror:
+        text = error.strerror   # OSError(errno, message) from the library: the message names the file already
     return text

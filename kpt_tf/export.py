@@ -11,11 +11,17 @@ Signatures (Keras `ExportArchive`, the machinery behind `model.export`, so sever
 Flip test (averaging the mirrored pass) is on when the joint subset allows it.
 The exported variables keep their layer-path names (`stem_conv/kernel:0`); kpt_tf.transfer reads them.
 Check with TF's own tool: `saved_model_cli show --dir DIR --all`, `saved_model_cli run ...` (README).
+
+The SavedModel is written to a staging directory beside DIR and moved into place only when complete, so a full
+disk or a kill never leaves a half-written export under DIR, and a previous export there stays intact until the
+new one replaces it. A DIR that holds anything but a kpt_tf export is refused (an `--out ~` must not be replaced).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -28,13 +34,18 @@ from kpt_tf.joints import JointSubset
 
 # Person box -> crop: a square of 1.25 x the box's longer side (HRNet/mmpose's box padding).
 BOX_PADDING = 1.25
+# Larger images are refused before their pixels are read (8192 x 8192; PIL's decompression-bomb warning is at
+# 89 Mpx): a served RGB image costs its uint8 input plus one float16 copy, 9 bytes per pixel (BUILD_NOTES).
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 class PoseServer(tf.Module):
     """The serving graph around a trained network: crop -> network (+ flip test) -> decode -> image pixels."""
 
-    def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset, flip_test: bool):
+    def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset, flip_test: bool,
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         super().__init__(name="pose_server")
+        self.max_image_pixels = int(max_image_pixels)
         self.net = net
         self.codec = codec
         self.size = int(net.inputs[0].shape[1])
@@ -45,32 +56,49 @@ class PoseServer(tf.Module):
         return inference.final_heatmaps(self.net, tf.cast(crops, tf.float32), self.flip_permutation)
 
     def _check(self, images, count, what):
-        """Refuse, naming the input and the problem, what would otherwise give plausible or NaN keypoints."""
+        """Refuse, naming the input and the problem, what would otherwise give plausible or NaN keypoints or hold
+        unbounded memory; -> (images behind the checks, height, width)."""
         tf.debugging.assert_rank(images, 4, message="images must be uint8 [N, H, W, 3]")
         shape = tf.shape(images)
-        tf.debugging.assert_equal(shape[0], count,
-                                  message=f"images and {what} must have the same first dimension (one per image)")
-        tf.debugging.assert_positive(tf.minimum(shape[1], shape[2]),
-                                     message="images must not be empty: height and width must be > 0")
-        brightest = tf.reduce_max(tf.cast(images, tf.int32), axis=[1, 2, 3])
-        tf.debugging.assert_greater(tf.reduce_min(tf.concat([brightest, [255]], 0)), 1, message=(
-            "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
-            "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
-        return tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        checks = [
+            tf.debugging.assert_equal(shape[0], count,
+                                      message=f"images and {what} must have the same first dimension (one per "
+                                              "image)"),
+            tf.debugging.assert_positive(tf.minimum(shape[1], shape[2]),
+                                         message="images must not be empty: height and width must be > 0"),
+            tf.debugging.assert_less_equal(
+                tf.cast(shape[1], tf.int64) * tf.cast(shape[2], tf.int64),
+                tf.constant(self.max_image_pixels, tf.int64),
+                message=f"images must hold at most {self.max_image_pixels:,} pixels (this export's limit, "
+                        "kpt_tf.export --max_image_pixels); downscale the image and its boxes"),
+        ]
+        with tf.control_dependencies(checks):     # nothing reads the pixels before the size is known to be bounded
+            images = tf.identity(images)
+        brightest = tf.reduce_max(images, axis=[1, 2, 3])    # on uint8: no full-size copy
+        bright_check = tf.debugging.assert_greater(
+            tf.reduce_min(tf.concat([tf.cast(brightest, tf.int32), [255]], 0)), 1, message=(
+                "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
+                "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
+        with tf.control_dependencies([bright_check]):
+            images = tf.identity(images)
+        return images, tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
 
     def from_centers(self, images, centers, box_scales):
         """People given as person-box centres [N, 2] and scales [N] (box side = 200 * scale image px)."""
         crop_to_image = geometry.invert_affine(geometry.crop_affine(centers, box_scales, self.size, backend="tf"),
                                                backend="tf")
+        # float16 (2 bytes per pixel, integers 0..255 exact; the interpolated crop is within 1/16 of float32's,
+        # unbiased) keeps the one full-size copy of a large image at half float32's size; uint8 would truncate.
         crops = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.cast(images, tf.float32), transforms=geometry.to_projective_rows(crop_to_image, backend="tf"),
+            images=tf.cast(images, tf.float16), transforms=geometry.to_projective_rows(crop_to_image, backend="tf"),
             output_shape=[self.size, self.size], fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+        crops = tf.cast(crops, tf.float32)
         joints, scores = self.codec.decode(self.raw_heatmaps(crops))
         keypoints = geometry.apply_affine_batch(crop_to_image, joints, backend="tf")
         return {"keypoints": keypoints, "scores": scores, "joint_names": self.joint_names}
 
     def serve_boxes(self, images, boxes):
-        height, width = self._check(images, tf.shape(boxes)[0], "boxes")
+        images, height, width = self._check(images, tf.shape(boxes)[0], "boxes")
         tf.debugging.assert_all_finite(boxes, message="boxes must be finite (no NaN or inf)")
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         tf.debugging.assert_positive(tf.minimum(w, h), message="boxes must be x1, y1, x2, y2 with x2 > x1, y2 > y1")
@@ -80,7 +108,7 @@ class PoseServer(tf.Module):
         return self.from_centers(images, centers, BOX_PADDING * tf.maximum(w, h) / geometry.PERSON_BOX_PIXELS)
 
     def serve_center_scale(self, images, centers, scales):
-        self._check(images, tf.shape(centers)[0], "centers")
+        images, _, _ = self._check(images, tf.shape(centers)[0], "centers")
         tf.debugging.assert_equal(tf.shape(centers)[0], tf.shape(scales)[0],
                                   message="centers and scales must have the same first dimension (one per person)")
         tf.debugging.assert_all_finite(centers, message="centers must be finite (no NaN or inf)")
@@ -89,10 +117,63 @@ class PoseServer(tf.Module):
         return self.from_centers(images, *geometry.adjust_person_box(centers, scales, backend="tf"))
 
 
+STAGING_PREFIX = ".tmp-export-"
+REPLACED_PREFIX = ".replaced-export-"
+
+
+def check_export_target(out_dir: Path) -> None:
+    """Refuse an `--out` that is a file, or a non-empty directory that is not a kpt_tf export."""
+    if out_dir.is_file():
+        raise ValueError(f"--out {out_dir}: is a file; give a directory for the SavedModel")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / workdir.EXPORT_METADATA).is_file():
+        held = ", ".join(sorted(p.name for p in out_dir.iterdir())[:5])
+        raise ValueError(f"--out {out_dir}: not empty and not a kpt_tf export (holds {held}); give a new "
+                         "directory or a previous export to replace")
+
+
+def _publish_directory(staging: Path, out_dir: Path) -> None:
+    """Move the complete `staging` directory to `out_dir`, replacing a previous export there."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    replaced = out_dir.with_name(REPLACED_PREFIX + out_dir.name)
+    shutil.rmtree(replaced, ignore_errors=True)
+    os.replace(out_dir, replaced)
+    os.replace(staging, out_dir)     # a kill between the two replaces leaves the previous export in `replaced`
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
 def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True,
-               architecture: str = "hourglass") -> Path:
-    """Write the SavedModel with the three signatures and its metadata to `out_dir`."""
-    server = PoseServer(net, codec, subset, flip_test)
+               architecture: str = "hourglass", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Path:
+    """Write the SavedModel with the three signatures and its metadata to `out_dir` (staged, then moved)."""
+    out_dir = Path(out_dir)
+    check_export_target(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.with_name(STAGING_PREFIX + out_dir.name)
+    shutil.rmtree(staging, ignore_errors=True)     # left by a killed export
+    try:
+        _write_savedmodel(net, codec, subset, staging, flip_test, architecture, max_image_pixels)
+    except (OSError, tf.errors.OpError) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        code = getattr(e, "errno", None) or _errno_in_message(getattr(e, "message", str(e)))
+        reason = os.strerror(code) if code else (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+        kept = "the previous export there is intact" if out_dir.exists() else "nothing was left behind"
+        raise OSError(code, f"{out_dir}: cannot write the SavedModel ({reason}); {kept}") from None
+    _publish_directory(staging, out_dir)
+    return out_dir
+
+
+def _errno_in_message(message: str) -> int | None:
+    """TF's file errors (a full disk, a size limit) carry the OS reason only in their text."""
+    for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS):
+        if os.strerror(code) in message:
+            return code
+    return None
+
+
+def _write_savedmodel(net, codec, subset, out_dir: Path, flip_test: bool, architecture: str,
+                      max_image_pixels: int) -> None:
+    server = PoseServer(net, codec, subset, flip_test, max_image_pixels)
     size = server.size
     archive = keras.export.ExportArchive()
     archive.track(net)
@@ -107,18 +188,18 @@ def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_d
     archive.write_out(str(out_dir), verbose=False)
     workdir.ExportMetadata(joints=list(subset.names), input_size=size, heatmap_size=codec.heatmap_size,
                            sigma=codec.sigma, flip_test=server.flip_permutation is not None,
-                           architecture=architecture).write(out_dir)
-    return Path(out_dir)
+                           architecture=architecture, max_image_pixels=server.max_image_pixels).write(out_dir)
 
 
-def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool = True) -> Path:
+def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool = True,
+                   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Path:
     from kpt_tf.models import architecture_name
 
     trained = workdir.load_trained(workdir_path, which)
     if trained.net is None:
         raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir")
     return export_net(trained.net, trained.codec(), trained.joints, out_dir, flip_test,
-                      architecture_name(trained.config))
+                      architecture_name(trained.config), max_image_pixels)
 
 
 def define_flags():
@@ -127,6 +208,8 @@ def define_flags():
     flags.DEFINE_string("out", None, "Output SavedModel directory.")
     flags.DEFINE_enum("which", "best", ["best", "final"], "Best-validation or last-epoch model.")
     flags.DEFINE_bool("flip_test", True, "Average with the mirrored image inside the served graph.")
+    flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Served images with more pixels (height x "
+                         "width) are refused before they are read: bounds the server's memory.", lower_bound=1)
 
 
 def main(argv):
@@ -134,7 +217,8 @@ def main(argv):
     f = flags.FLAGS
     if not f.workdir or not f.out:
         raise app.UsageError("--workdir and --out are required")
-    out = export_workdir(f.workdir, f.out, f.which, f.flip_test)   # refusals: kpt_tf.cli prints them
+    # refusals: kpt_tf.cli prints them
+    out = export_workdir(f.workdir, f.out, f.which, f.flip_test, f.max_image_pixels)
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 

@@ -116,6 +116,7 @@ class ExportMetadata:
     sigma: float
     flip_test: bool
     architecture: str = "hourglass"
+    max_image_pixels: int | None = None    # serving refuses larger images (None: written before the limit)
 
     def write(self, savedmodel_dir) -> Path:
         path = Path(savedmodel_dir) / EXPORT_METADATA

@@ -119,6 +119,60 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     assert run.returncode != 0 and "float image in [0, 1] cast to uint8" in run.stderr, run.stderr[-2000:]
 
 
+def test_a_full_disk_during_export_keeps_the_previous_export_and_an_unrelated_out_is_refused(trained_workdir,
+                                                                                             tmp_path):
+    from kpt_tf.export import REPLACED_PREFIX, STAGING_PREFIX, export_workdir
+    from tests.conftest import file_size_limit
+
+    out = export_workdir(trained_workdir, tmp_path / "sm", flip_test=True)
+
+    def files():
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    before = files()
+    largest = max(len(data) for data in before.values())
+    # Writes past half the largest file fail (EFBIG, as ENOSPC on a full disk) in a re-export to the same place.
+    command = [sys.executable, "-m", "kpt_tf.export", "--workdir", str(trained_workdir), "--out", str(out),
+               "--noflip_test"]
+    failed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            preexec_fn=file_size_limit(largest // 2))
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"kpt_tf.export: error: {out}: cannot write the SavedModel (File too large); the previous export there "
+        "is intact")
+    assert files() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]     # no staging or replaced directory left
+    # A new export replaces the previous one (another signature set: flip test off).
+    export_workdir(trained_workdir, out, flip_test=False)
+    assert json.loads((out / "assets.extra" / "kpt_tf.json").read_text())["flip_test"] is False
+    assert not list(tmp_path.glob(STAGING_PREFIX + "*")) and not list(tmp_path.glob(REPLACED_PREFIX + "*"))
+
+    unrelated = tmp_path / "home"
+    unrelated.mkdir()
+    (unrelated / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"not empty and not a kpt_tf export \(holds notes.txt\)"):
+        export_workdir(trained_workdir, unrelated)
+    assert [p.name for p in unrelated.iterdir()] == ["notes.txt"]
+
+
+def test_images_over_the_pixel_limit_are_refused_before_they_are_read(exported, tmp_path):
+    from kpt_tf import workdir as wd
+    from kpt_tf.codec import HeatmapCodec
+    from kpt_tf.export import export_net
+    from kpt_tf.joints import JointSubset
+
+    _, _, net = exported
+    out = export_net(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=1.0), JointSubset.parse("all"),
+                     tmp_path / "sm", flip_test=False, max_image_pixels=100 * 100)
+    assert wd.ExportMetadata.read(out).max_image_pixels == 10_000
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    box = tf.constant([[10.0, 10.0, 60.0, 90.0]])
+    assert np.all(np.isfinite(serve(images=tf.constant(_image(100)), boxes=box)["keypoints"].numpy()))
+    wide = np.zeros((1, 100, 101, 3), np.uint8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images must hold at most 10,000 pixels"):
+        serve(images=tf.constant(wide), boxes=box)
+
+
 def test_bad_serving_inputs_are_refused_clearly(exported):
     plain, _, _ = exported
     serve = tf.saved_model.load(str(plain)).signatures["serving_default"]

@@ -34,9 +34,16 @@ ENTRY_SKIPPED = "skipped"
 
 
 def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
-    """The digest a shard entry records (SHARD_SHA256)."""
+    """The digest a shard entry records (SHARD_SHA256). Remote paths (gs://, s3://, hdfs://) are read through
+    tf.io.gfile, as the pipeline reads the shards themselves."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    if "://" in str(path):
+        import tensorflow as tf   # lazily: the converter's worker processes import this module without TF
+
+        opened = tf.io.gfile.GFile(str(path), "rb")
+    else:
+        opened = open(path, "rb")
+    with opened as f:
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()

@@ -32,3 +32,11 @@ def test_fpd_cost_table_runs_tiny(trained_workdir, embedded_records, tmp_path):
     lines = {line.split("  ")[0]: line for line in done.stdout.splitlines()}
     assert "latency, batch 4 (ms)" in lines and "GFLOPs per image" in lines and "goal" in done.stdout
     assert "2 x 16" in lines["network"] and "1 x 8" in lines["network"]
+
+
+@pytest.mark.slow
+def test_serving_memory_runs_tiny():
+    done = subprocess.run([sys.executable, "-m", "bench.serving_memory", "--sizes", "600", "--repeats", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "peak growth MB" in done.stdout and "600 x 600" in done.stdout

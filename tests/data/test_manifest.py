@@ -52,3 +52,19 @@ def test_manifest_module_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_sha256_of_a_remote_path_reads_through_gfile(tmp_path):
+    """A shard on gs:// or s3:// is hashed as the pipeline reads it (TF's in-memory ram:// file system here)."""
+    import hashlib
+
+    import tensorflow as tf
+
+    from kpt_tf.data.manifest import sha256_of_file
+
+    data = bytes(range(256)) * 5000
+    with tf.io.gfile.GFile("ram://kpt_tf_test/shard.tfrecord", "wb") as f:
+        f.write(data)
+    assert sha256_of_file("ram://kpt_tf_test/shard.tfrecord") == hashlib.sha256(data).hexdigest()
+    (tmp_path / "local").write_bytes(data)
+    assert sha256_of_file(tmp_path / "local") == hashlib.sha256(data).hexdigest()

@@ -192,7 +192,8 @@ def test_a_full_disk_stops_training_clearly_and_the_rerun_finishes(embedded_reco
                           preexec_fn=file_size_limit(60_000))
     assert done.returncode == 2, done.stderr[-3000:]               # not a crash (HDF5 segfaulted at exit before)
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("kpt_tf.train: error: ") and "best.weights.h5: cannot write it (File too large)" in last
+    assert last.startswith(f"kpt_tf.train: error: {run}/checkpoints/best.weights.h5: cannot write it (File too "
+                           "large)"), last
     # h5py prints its own RuntimeError for every object of the failed file it cannot release (their only frame is
     # h5py/_objects.pyx); no Python traceback of the run itself
     assert 'File "/' not in done.stderr, done.stderr[-3000:]
