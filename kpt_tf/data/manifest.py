@@ -38,7 +38,7 @@ def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
     tf.io.gfile, as the pipeline reads the shards themselves."""
     digest = hashlib.sha256()
     if "://" in str(path):
-        import tensorflow as tf   # lazily: the converter's worker processes import this module without TF
+        import tensorflow as tf  # lazily: the converter's worker processes import this module without TF
 
         opened = tf.io.gfile.GFile(str(path), "rb")
     else:
