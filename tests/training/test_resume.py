@@ -52,11 +52,13 @@ def test_sigkill_mid_epoch_then_rerun_resumes_from_last_completed_epoch(embedded
     proc = subprocess.Popen(train_command(config, run), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 400
+    # The first epoch's backup is committed (state.json) after its CSV row: wait for the commit, not the row
+    # (under load the kill fell between the two).
     while time.time() < deadline and proc.poll() is None:
-        if (run / "metrics.csv").is_file() and csv_epochs(run):
+        if (run / "backup" / "state.json").is_file():
             break
-        time.sleep(0.2)
-    time.sleep(1.0)                                          # inside the second epoch
+        time.sleep(0.1)
+    time.sleep(0.5)                                          # inside the second epoch
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
