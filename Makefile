@@ -31,7 +31,7 @@ lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
 test: lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 # The quick subset (about a minute): everything not marked slow.
 test-quick: lint
