@@ -75,12 +75,10 @@ class PoseServer(tf.Module):
         with tf.control_dependencies(checks):     # nothing reads the pixels before the size is known to be bounded
             images = tf.identity(images)
         brightest = tf.reduce_max(images, axis=[1, 2, 3])    # on uint8: no full-size copy
-        bright_check = tf.debugging.assert_greater(
+        tf.debugging.assert_greater(
             tf.reduce_min(tf.concat([tf.cast(brightest, tf.int32), [255]], 0)), 1, message=(
                 "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
                 "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
-        with tf.control_dependencies([bright_check]):
-            images = tf.identity(images)
         return images, tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
 
     def from_centers(self, images, centers, box_scales):
@@ -157,7 +155,8 @@ def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_d
         shutil.rmtree(staging, ignore_errors=True)
         code = getattr(e, "errno", None) or _errno_in_message(getattr(e, "message", str(e)))
         reason = os.strerror(code) if code else (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
-        kept = "the previous export there is intact" if out_dir.exists() else "nothing was left behind"
+        kept = ("the previous export there is intact" if (out_dir / workdir.EXPORT_METADATA).is_file()
+                else "nothing was left behind")
         raise OSError(code, f"{out_dir}: cannot write the SavedModel ({reason}); {kept}") from None
     _publish_directory(staging, out_dir)
     return out_dir
