@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 def tiny_args(records, workdir, epochs=2, steps=3, *extra):
     """kpt_tf.train arguments for a seconds-scale run on the embedded test records (64-px crops)."""
     return ["--config", str(REPO / "configs" / "demo.py"), "--workdir", str(workdir),
-            f"--config.data.dir={records}", "--config.model.num_stacks=2", "--config.model.channels=16",
-            "--config.model.depth=2", "--config.model.input_size=64", "--config.train.batch_size=8",
+            f"--config.data.dir={records}", "--config.model.num_stacks=1", "--config.model.channels=16",
+            "--config.model.depth=1", "--config.model.input_size=64", "--config.train.batch_size=8",
             f"--config.train.epochs={epochs}", f"--config.train.steps_per_epoch={steps}",
             "--config.train.skeleton_images=1", "--config.train.deterministic=True",
             "--config.train.flip_test=False", "--config.data.val_max_people=16", *extra]
