@@ -152,7 +152,7 @@ def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
             if epoch == 0:
                 raise _Crash()
 
-    config = tiny_train_config(embedded_records, epochs=2, steps=3)
+    config = tiny_train_config(embedded_records, epochs=2, steps=3, stacks=1)
     with pytest.raises(_Crash):
         loop.train(config, tmp_path / "run", extra_callbacks=[CrashAfterFirstEpoch()], verbose=0)
     assert (tmp_path / "run" / "backup").is_dir()
