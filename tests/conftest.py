@@ -21,14 +21,14 @@ def require_shared_mpii() -> Path:
 
 
 def tiny_train_config(data_dir, joints: str = "all", epochs: int = 2, steps: int = 10, channels: int = 16,
-                      stacks: int = 2):
-    """A seconds-scale training config on 64-pixel crops (depth-2 hourglasses)."""
+                      stacks: int = 2, depth: int = 2):
+    """A seconds-scale training config on 64-pixel crops (depth-2 hourglasses unless `depth` says otherwise)."""
     from configs.base import base_config
 
     c = base_config()
     c.name = "tiny"
     c.joints = joints
-    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, 2, 64
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, depth, 64
     c.data.dir = str(data_dir)
     c.data.shuffle_buffer = 64
     c.train.batch_size = 8

@@ -103,8 +103,7 @@ MIRRORED_XLA = textwrap.dedent("""
 
     # 1 stack of depth 1: tracing synchronized BN's all-reduce gradient walks the whole graph once per BN layer
     # (TF's graph-mode custom_gradient), so its cost grows with the square of the network (BUILD_NOTES)
-    config = tiny_train_config(sys.argv[1], epochs=1, steps=4, stacks=1)
-    config.model.depth = 1
+    config = tiny_train_config(sys.argv[1], epochs=1, steps=4, stacks=1, depth=1)
     config.train.num_cpu_replicas = 2
     config.train.xla = sys.argv[3]
     if len(sys.argv) > 4:  # distillation from this teacher

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_args(records, workdir, epochs=2, steps=3, *extra):
-    """kpt_tf.train arguments for a seconds-scale run on the embedded test records (64-px crops)."""
+    """kpt_tf.train arguments for a seconds-scale run on the embedded test records (64-px crops).
+
+    1 stack of depth 1: tracing synchronized BN grows with the square of the network (BUILD_NOTES, Tests)."""
     return ["--config", str(REPO / "configs" / "demo.py"), "--workdir", str(workdir),
             f"--config.data.dir={records}", "--config.model.num_stacks=1", "--config.model.channels=16",
             "--config.model.depth=1", "--config.model.input_size=64", "--config.train.batch_size=8",
