@@ -33,7 +33,7 @@ lint: $(TEST_STAMP)
 test: lint
 	$(PY) -m pytest -q --durations=20 tests
 
-# The quick subset (about 4 minutes on 2 idle CPUs): everything not marked slow.
+# The quick subset (about 4 minutes on 2 idle CPUs, 14 on a slow machine): everything not marked slow.
 test-quick: lint
 	$(PY) -m pytest -q -m "not slow" tests
 
