@@ -30,12 +30,16 @@ demo: $(STAMP)
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
+# Two pytest workers (pytest-xdist): one test uses about one core on average. A module whose fixture is costly
+# is one xdist group, so one worker builds it once.
+XDIST := -n 2 --dist loadgroup
+
 test: lint
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q $(XDIST) --durations=20 tests
 
 # The quick subset (about 4 minutes on 2 idle CPUs, 14 on a slow machine): everything not marked slow.
 test-quick: lint
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
 bench: $(STAMP)
 	$(PY) -m bench.convert

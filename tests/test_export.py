@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module, so its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("export")]
 
 
 @pytest.fixture(scope="module")

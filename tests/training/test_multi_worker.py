@@ -17,7 +17,8 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole module, so its module-scoped fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_worker")]
 
 
 def tiny_args(records, workdir, epochs=2, steps=3, *extra):
