@@ -39,31 +39,66 @@ class FusedBatchNorm(layers.BatchNormalization):
     fused kernel (`FusedBatchNormV3` forward and gradient) for 4-D channels-last inputs.
 
     Keras 3 on TF runs batch norm as separate mean, variance, scale and shift ops (about a quarter of an
-    hourglass training step on CPU, BUILD_NOTES.md). Synchronized BN and masked inputs keep Keras' own path.
+    hourglass training step on CPU, BUILD_NOTES.md). Masked inputs keep Keras' own path.
     The fused kernel returns the Bessel-corrected batch variance; it is converted back to the biased moment
     Keras' moving variance uses, so a trained model is the same whichever path computed it.
+
+    Synchronized BN (training on several replicas) has its own path too: Keras' all-reduces three tensors per
+    layer through `ReplicaContext.all_reduce`, whose graph-mode custom gradient walks every op upstream of
+    the other replicas' inputs, once per layer, so tracing grows with the square of the network (a 2-stack
+    hourglass did not reach its first step in 10 minutes on 2 CPU replicas; BUILD_NOTES.md). Here one
+    all-reduce per layer carries (sum, sum of squares, count), behind a gradient wall that stops that walk;
+    its gradient is the all-reduce of the incoming gradients, as TF's own. Same moments, same gradients.
     """
 
     def call(self, inputs, training=None, mask=None):
-        if self.synchronized or mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) \
                 or not (self.center and self.scale) or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
         x = tf.cast(inputs, tf.float32)
         gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
-        if training and self.trainable:
+        if not (training and self.trainable):
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon, is_training=False)
+            return tf.cast(y, self.compute_dtype)
+        replicas = tf.distribute.get_replica_context()
+        if self.synchronized and replicas is not None and replicas.num_replicas_in_sync > 1:
+            mean, variance = synchronized_moments(x, replicas)
+            y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        else:
             y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
                                                                  is_training=True)
             count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
             variance = unbiased * (count - 1.0) / count
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon, is_training=False)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
+
+
+def synchronized_moments(x, replicas):
+    """Batch mean and biased variance of channels-last `x` over the batches of all replicas (one all-reduce)."""
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+    local = tf.concat([tf.reduce_sum(x, [0, 1, 2]), tf.reduce_sum(tf.square(x), [0, 1, 2]), count[None]], 0)
+
+    # The stop_gradient inputs are what keep tracing linear: a custom gradient's graph-mode wrapper looks for
+    # variables by walking back from its outputs, and a non-differentiable op ends the walk there instead of
+    # in the other replicas' whole network.
+    @tf.custom_gradient
+    def all_sum(t):
+        def grad(dy):
+            return replicas.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(dy))
+        return replicas.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(t)), grad
+
+    total = all_sum(local)
+    mean = total[:channels] / total[-1]
+    variance = tf.maximum(total[channels:2 * channels] / total[-1] - tf.square(mean), 0.0)
+    return mean, variance
 
 
 # The batch-norm layer every block builds (bench/train_step.py swaps in Keras' own for its comparison).

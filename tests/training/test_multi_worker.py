@@ -57,7 +57,9 @@ def net_weights(path):
     return weights_by_name(load_keras(path))
 
 
-@pytest.fixture(scope="module")
+# Session scope: pytest-xdist ran a module-scoped fixture twice here (once per test using it after the first
+# was torn down); within its xdist group a session fixture is built once.
+@pytest.fixture(scope="session")
 def two_worker_and_two_replica_runs(embedded_records, tmp_path_factory):
     """The same 6 SGD steps (global batch 8) on 2 workers and on 1 machine with 2 logical CPUs."""
     tmp_path = tmp_path_factory.mktemp("multi_worker")
