@@ -30,9 +30,10 @@ demo: $(STAMP)
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
-# Two pytest workers (pytest-xdist): one test uses about one core on average. A module whose fixture is costly
-# is one xdist group, so one worker builds it once.
-XDIST := -n 2 --dist loadgroup
+# Two pytest workers (pytest-xdist): one test keeps about one core busy on average. `loadfile`: one worker runs
+# all of a file, so a module fixture is built once (xdist's `xdist_group` marks do nothing under pytest 9.2:
+# xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads).
+XDIST := -n 2 --dist loadfile
 
 test: lint
 	$(PY) -m pytest -q $(XDIST) --durations=20 tests

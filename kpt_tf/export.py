@@ -47,13 +47,14 @@ class PoseServer(tf.Module):
         super().__init__(name="pose_server")
         self.max_image_pixels = int(max_image_pixels)
         self.net = net
+        self.final_stage = inference.FinalStage(net)      # one trace of the network for every endpoint
         self.codec = codec
         self.size = int(net.inputs[0].shape[1])
         self.joint_names = tf.constant(list(subset.names))
         self.flip_permutation = inference.flip_permutation_or_none(subset, flip_test)
 
     def raw_heatmaps(self, crops):
-        return inference.final_heatmaps(self.net, tf.cast(crops, tf.float32), self.flip_permutation)
+        return inference.final_heatmaps(self.final_stage, tf.cast(crops, tf.float32), self.flip_permutation)
 
     def _check(self, images, count, what):
         """Refuse, naming the input and the problem, what would otherwise give plausible or NaN keypoints or hold

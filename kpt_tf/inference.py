@@ -34,13 +34,34 @@ class Predictions:
     visible: np.ndarray | None = None  # [N, J] bool: annotated and not occluded (None: unknown)
 
 
-def final_heatmaps(net: keras.Model, images, flip_permutation=None, flip_shift: bool = False):
-    """The network's final heatmaps (float32) for float32 images [N, S, S, 3]; with a flip permutation, the
-    average with the mirrored pass flipped back (the flip test). Plain TF: training-time validation,
-    evaluation and the exported serving graph all call this one function."""
-    heatmaps = tf.cast(outputs.final_heatmaps(net(images, training=False)), tf.float32)
+class FinalStage:
+    """A network's final heatmaps (float32) for float32 crops [N, S, S, 3], as one `tf.function` traced once.
+
+    Every graph that runs the network calls this one function: both passes of the flip test and every serving
+    endpoint of an export. Tracing a network is most of what exporting and validating cost (an export traced the
+    network seven times, ~40 s for a 2-stack test network on a slow CPU; BUILD_NOTES, Tests)."""
+
+    def __init__(self, net: keras.Model):
+        self.net = net
+        size = net.inputs[0].shape[1:3]
+        self.function = tf.function(self._final, autograph=False,
+                                    input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="crops")])
+
+    def _final(self, images):
+        return tf.cast(outputs.final_heatmaps(self.net(images, training=False)), tf.float32)
+
+    def __call__(self, images):
+        return self.function(images)
+
+
+def final_heatmaps(net, images, flip_permutation=None, flip_shift: bool = False):
+    """The final heatmaps (float32) of `net` (a Keras network or its `FinalStage`) for float32 images
+    [N, S, S, 3]; with a flip permutation, the average with the mirrored pass flipped back (the flip test).
+    Plain TF: training-time validation, evaluation and the exported serving graph all call this one function."""
+    stage = net if isinstance(net, FinalStage) else FinalStage(net)
+    heatmaps = stage(images)
     if flip_permutation is not None:
-        mirrored = tf.cast(outputs.final_heatmaps(net(tf.reverse(images, axis=[2]), training=False)), tf.float32)
+        mirrored = stage(tf.reverse(images, axis=[2]))
         heatmaps = 0.5 * (heatmaps + HeatmapCodec.flip_back(mirrored, flip_permutation, shift=flip_shift))
     return heatmaps
 
@@ -53,10 +74,11 @@ def flip_permutation_or_none(subset: JointSubset, flip_test: bool):
 def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = True, flip_shift: bool = False):
     """A compiled images -> final heatmaps function for a Keras network and its joint subset."""
     permutation = flip_permutation_or_none(subset, flip_test)
+    stage = FinalStage(net)
 
     @tf.function(reduce_retracing=True)
     def predict(images):
-        return final_heatmaps(net, tf.cast(images, tf.float32), permutation, flip_shift)
+        return final_heatmaps(stage, tf.cast(images, tf.float32), permutation, flip_shift)
 
     return predict
 

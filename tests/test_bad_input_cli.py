@@ -16,9 +16,6 @@ from tests.conftest import REPO
 from tests.data_prep.test_convert import _convert, make_dataset
 from tests.test_transfer import tiny_config
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("bad_input_cli")
-
 
 def run_cli(module, *args):
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,

@@ -16,8 +16,7 @@ import tensorflow as tf
 
 from tests.conftest import REPO
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("export")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,6 @@ from kpt_tf.metrics import pckh
 from tests.conftest import SHARED_MPII as MPII_DIR
 from tests.conftest import require_shared_mpii
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("pckh")
-
 GT_FILE = MPII_DIR / "detections_our_format.mat"
 PREDS_DIR = MPII_DIR / "preds"
 ROWS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle")

@@ -19,9 +19,6 @@ from kpt_tf.data import pipeline, schema
 from kpt_tf.data.pipeline import AugmentConfig, make_dataset
 from kpt_tf.joints import NUM_JOINTS, JointSubset, flip_partner
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("pipeline")
-
 CROP_SIZE = 384
 MARGIN = 1.5
 INPUT_SIZE = 256

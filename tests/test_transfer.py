@@ -17,9 +17,6 @@ from kpt_tf.models import build_net
 from kpt_tf.training.trainer import PoseTrainer
 from kpt_tf.transfer import TransferError, read_source, transfer_into, transfer_to_workdir
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("transfer")
-
 
 def tiny_config(joints: str, channels: int = 16, stacks: int = 2):
     c = base_config()

@@ -19,9 +19,6 @@ from data_prep.synth.generate import generate
 from kpt_tf.joints import MPII_SHORT_NAMES
 from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("synth")
-
 REAL_ANNOTATIONS = SHARED_MPII / "mpii_annotations.json.gz"
 REAL_GT = SHARED_MPII / "detections_our_format.mat"
 

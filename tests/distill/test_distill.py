@@ -17,9 +17,6 @@ from kpt_tf.models import build_net
 from kpt_tf.models.hourglass import build_hourglass
 from kpt_tf.training.trainer import make_trainer
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = pytest.mark.xdist_group("distill")
-
 CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
 
 

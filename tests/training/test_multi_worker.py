@@ -17,8 +17,7 @@ import pytest
 
 from tests.conftest import REPO
 
-# One xdist worker runs the whole module, so its module-scoped fixture is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_worker")]
+pytestmark = pytest.mark.slow
 
 
 def tiny_args(records, workdir, epochs=2, steps=3, *extra):
@@ -57,9 +56,7 @@ def net_weights(path):
     return weights_by_name(load_keras(path))
 
 
-# Session scope: pytest-xdist ran a module-scoped fixture twice here (once per test using it after the first
-# was torn down); within its xdist group a session fixture is built once.
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def two_worker_and_two_replica_runs(embedded_records, tmp_path_factory):
     """The same 6 SGD steps (global batch 8) on 2 workers and on 1 machine with 2 logical CPUs."""
     tmp_path = tmp_path_factory.mktemp("multi_worker")
