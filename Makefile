@@ -38,7 +38,7 @@ XDIST := -n 2 --dist loadfile
 test: lint
 	$(PY) -m pytest -q $(XDIST) --durations=20 tests
 
-# The quick subset (about 4 minutes on 2 idle CPUs, 14 on a slow machine): everything not marked slow.
+# The quick subset (about 4 minutes on 2 idle CPUs, 14 on a slow machine before xdist): everything not marked slow.
 test-quick: lint
 	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
 
