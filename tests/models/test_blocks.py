@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
@@ -106,6 +107,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_synchronized_batch_norm_on_two_replicas_equals_one_batch_norm_over_both_halves():
     """Two CPU replicas, each with half the batch: outputs, input and gamma gradients and moving statistics
     of our synchronized path equal one BN over the whole batch, as Keras' synchronized BN does."""
