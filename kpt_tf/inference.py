@@ -38,8 +38,9 @@ class FinalStage:
     """A network's final heatmaps (float32) for float32 crops [N, S, S, 3], as one `tf.function` traced once.
 
     Every graph that runs the network calls this one function: both passes of the flip test and every serving
-    endpoint of an export. Tracing a network is most of what exporting and validating cost (an export traced the
-    network seven times, ~40 s for a 2-stack test network on a slow CPU; BUILD_NOTES, Tests)."""
+    endpoint of an export, which traced the network seven times before (BUILD_NOTES, Evaluation and export:
+    the export of a 2-stack test network went from 44.7 s to 41.2 s on a slow CPU; TF's SavedModel writer is
+    the rest)."""
 
     def __init__(self, net: keras.Model):
         self.net = net
