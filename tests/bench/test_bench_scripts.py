@@ -40,3 +40,13 @@ def test_serving_memory_runs_tiny():
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "peak growth MB" in done.stdout and "600 x 600" in done.stdout
+
+
+@pytest.mark.slow
+def test_sync_bn_trace_runs_tiny():
+    # Only the project's BN and the smallest network: Keras' synchronized BN alone takes minutes to trace.
+    done = subprocess.run([sys.executable, "-m", "bench.sync_bn_trace", "--sizes", "1x1", "--bn", "kpt_tf",
+                           "--channels", "8", "--steps", "1", "--timeout", "300"],
+                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| 1x1 | 26 |" in done.stdout and "not finished" not in done.stdout, done.stdout
