@@ -49,9 +49,9 @@ def measure(bn: str, stacks: int, depth: int) -> dict:
     strategy = make_strategy(FLAGS.replicas)
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
+    from bench.synthetic import synthetic_batch
     from configs.base import base_config
     from kpt_tf.joints import JointSubset
     from kpt_tf.models import blocks, build_net, codec_from_config
@@ -73,11 +73,7 @@ def measure(bn: str, stacks: int, depth: int) -> dict:
         trainer.optimizer.build(net.trainable_variables)
     bn_layers = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert bn_layers and all(layer.synchronized for layer in bn_layers)
-    rng = np.random.default_rng(0)
-    n, size, joints = FLAGS.batch_size, FLAGS.input_size, len(subset)
-    batch = (rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-             {"joints": rng.uniform(0, size - 1, (n, joints, 2)).astype(np.float32),
-              "weights": np.ones((n, joints), np.float32)})
+    batch = synthetic_batch(FLAGS.batch_size, FLAGS.input_size, len(subset), seed=0)
     iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
     trainer.make_train_function()
     started = time.perf_counter()

@@ -39,12 +39,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from keras import layers  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from bench.synthetic import synthetic_batch  # noqa: E402
 from kpt_tf.joints import JointSubset  # noqa: E402
 from kpt_tf.models import build_net, codec_from_config  # noqa: E402
 from kpt_tf.models.flops import flops_per_image  # noqa: E402
@@ -119,14 +119,6 @@ def matmul_peak(timers: dict, repeats: int) -> dict:
 
 
 # --- the training step -------------------------------------------------------------------------------
-
-def synthetic_batch(batch_size: int, input_size: int, num_joints: int, seed: int):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(batch_size, input_size, input_size, 3), dtype=np.uint8)
-    joints = rng.uniform(0, input_size - 1, size=(batch_size, num_joints, 2)).astype(np.float32)
-    weights = np.ones((batch_size, num_joints), np.float32)
-    return images, {"joints": joints, "weights": weights}
-
 
 def build_trainer(config, xla: bool, steps_per_epoch: int, seed: int):
     """Net, trainer and optimizer as `kpt_tf.training.loop.train` builds them (single device)."""

@@ -47,9 +47,9 @@ class FusedBatchNorm(layers.BatchNormalization):
     layer through `ReplicaContext.all_reduce`, whose graph-mode custom gradient walks every op upstream of
     the other replicas' inputs, once per layer, so tracing grows with the square of the network (first step of
     a 2-stack hourglass on 2 CPU replicas: 380 s with Keras' layer, 50 s with this one; bench/sync_bn_trace.py,
-    BUILD_NOTES.md). Here one
-    all-reduce per layer carries (sum, sum of squares, count), behind a gradient wall that stops that walk;
-    its gradient is the all-reduce of the incoming gradients, as TF's own. Same moments, same gradients.
+    BUILD_NOTES.md). Here one all-reduce per layer carries (sum, sum of squares, count), behind a gradient wall
+    that stops that walk; its gradient is the all-reduce of the incoming gradients, as TF's own. Same moments,
+    same gradients.
     """
 
     def call(self, inputs, training=None, mask=None):

@@ -41,10 +41,10 @@ def test_fused_batch_norm_equals_keras_batch_norm_and_updates_the_same_statistic
 
 
 SYNC_BN_SCRIPT = r"""
-import json, sys
+import json
+from kpt_tf.training.distribute import make_strategy
+host = make_strategy(2)     # kpt_tf.train's strategy on 2 CPUs; splits the CPU before any TF op runs
 import numpy as np, tensorflow as tf, keras
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 
 rng = np.random.default_rng(0)
@@ -71,11 +71,10 @@ def one_device():
 def two_replicas(cls, strategy):
     with strategy.scope():
         layer = make(cls, synchronized=True)
-    halves = tf.split(tf.constant(x), 2), tf.split(tf.constant(weight), 2)
-    def per_replica(ctx):
-        return halves[0][ctx.replica_id_in_sync_group], halves[1][ctx.replica_id_in_sync_group]
-    xs = strategy.experimental_distribute_values_from_function(lambda c: per_replica(c)[0])
-    ws = strategy.experimental_distribute_values_from_function(lambda c: per_replica(c)[1])
+    def halves(values):
+        split = tf.split(tf.constant(values), 2)
+        return strategy.experimental_distribute_values_from_function(lambda c: split[c.replica_id_in_sync_group])
+    xs, ws = halves(x), halves(weight)
     @tf.function
     def step(xr, wr):
         def replica(xi, wi):
@@ -96,9 +95,7 @@ out = {}
 # The training's strategy on CPUs (all-reduce through the host, under merge_call), then collective ops (as
 # MultiWorkerMirroredStrategy); one strategy per kind: a second collective strategy in the process restarts
 # the collective instance keys.
-strategies = {"host": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                                     cross_device_ops=tf.distribute.ReductionToOneDevice()),
-              "collective": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])}
+strategies = {"host": host, "collective": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])}
 for kind, strategy in strategies.items():
     for name, cls in (("keras", keras.layers.BatchNormalization), ("ours", FusedBatchNorm)):
         got = two_replicas(cls, strategy)
