@@ -1,4 +1,5 @@
-r"""Training-step throughput of a config (default hg2_256) with XLA off and on, against the fp32 matmul peak.
+r"""Training-step throughput of a config with XLA off and on (and mixed precision on and off), against the fp32
+matmul peak, and the share of the step spent waiting for the input pipeline.
 
 One run measures, on this machine:
 
@@ -10,6 +11,13 @@ One run measures, on this machine:
   Keras train function fed from one in-memory batch (`Dataset.from_tensors(batch).repeat()`);
   --warmup untimed steps (tracing, XLA compilation), then --steps steps timed one by one, the modes
   interleaved step by step so that load from other processes hits every mode alike;
+* per --precisions entry the same runs again under that dtype policy (`mixed`: Keras' mixed_float16, what
+  `train.mixed_precision=True` trains with; the loss scaling is Keras' own);
+* the input: the same step fed by the training pipeline (`kpt_tf.training.loop.training_dataset`: records,
+  decoding, augmentation, prefetch, as `fit` is fed) instead of the in-memory batch, for the first run; the
+  waiting share is 1 - (in-memory step / pipeline-fed step), beside the pipeline's own rate without a model.
+  The records are --data_dir, or --input_people generated people (`data_prep.embedded`) in a temporary
+  directory; --input_people=0 skips it;
 * optionally (--profile_steps) a tf.profiler trace of a few more steps, summarised as op time by kind and
   convolution efficiency by feature-map resolution.
 
@@ -17,8 +25,13 @@ Achieved FLOP/s = images/s x 3 x forward FLOPs per image (`kpt_tf.models.flops.f
 and dense layers, 2 FLOPs per multiply-add); forward + backward is taken as 3x the forward (the backward pass
 computes a gradient for the input and one for the weights, each about as costly as the forward).
 
-    .venv/bin/python bench/train_step.py
+    .venv/bin/python bench/train_step.py                   # CPU: hg2_256, batch 8, fp32, XLA off and on
     .venv/bin/python bench/train_step.py --modes off --steps 5 --profile_steps 0
+    .venv/bin/python bench/train_step.py --device gpu      # GPU: hg8_256, batch 32, fp32 and mixed, XLA off and on
+    .venv/bin/python bench/train_step.py --device gpu --data_dir data/mpii_records --batch_size 64
+
+--device gpu refuses when TensorFlow sees no GPU; --device cpu hides any GPU. Its defaults (config, batch size,
+precisions) are the GPU run to make when one is at hand (BUILD_NOTES.md); every flag given explicitly wins.
 """
 
 from __future__ import annotations
@@ -45,16 +58,25 @@ from keras import layers  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from bench.synthetic import synthetic_batch  # noqa: E402
+from kpt_tf.data import pipeline  # noqa: E402
 from kpt_tf.joints import JointSubset  # noqa: E402
 from kpt_tf.models import build_net, codec_from_config  # noqa: E402
 from kpt_tf.models.flops import flops_per_image  # noqa: E402
-from kpt_tf.training.loop import make_optimizer  # noqa: E402
+from kpt_tf.training.loop import make_optimizer, training_dataset  # noqa: E402
+from kpt_tf.training.settings import run_settings  # noqa: E402
 from kpt_tf.training.trainer import PoseTrainer  # noqa: E402
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", str(REPO / "configs" / "hg2_256.py"),
                                           "Training config file (configs/*.py).")
-flags.DEFINE_integer("batch_size", 8, "Batch size of the timed training steps.")
+flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where the steps run; gpu changes the defaults of --config "
+                  "(hg8_256), --batch_size (32) and --precisions (fp32,mixed).")
+flags.DEFINE_integer("batch_size", 8, "Batch size of the timed training steps (default 32 with --device gpu).")
+flags.DEFINE_list("precisions", ["fp32"], "Dtype policies to run: fp32, mixed (mixed_float16); default fp32,mixed "
+                  "with --device gpu.")
+flags.DEFINE_string("data_dir", "", "Records for the input-wait measurement (default: generated people).")
+flags.DEFINE_integer("input_people", 256, "Generated people for the input-wait measurement when --data_dir is not "
+                     "given; 0 skips the measurement.")
 flags.DEFINE_integer("steps", 10, "Timed training steps per mode.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per mode first (tracing, XLA compilation); at least 1.")
 flags.DEFINE_list("modes", ["off", "on"], "XLA modes to run, in order: off (TF graph + oneDNN), on (XLA).")
@@ -62,6 +84,11 @@ flags.DEFINE_list("matmul_sizes", ["2048", "4096"], "Square fp32 matmul sizes fo
 flags.DEFINE_integer("matmul_repeats", 5, "Timed repeats per matmul size (the best one counts).")
 flags.DEFINE_integer("profile_steps", 2, "Steps per mode traced with tf.profiler for the op breakdown; 0 = none.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and of the synthetic batch (same for every mode).")
+
+# What --device gpu runs unless a flag says otherwise: the issue's GPU readiness figure (Newell's hg8 x 256 at a
+# GPU batch, both precisions).
+GPU_DEFAULTS = dict(config="hg8_256", batch_size=32, precisions=["fp32", "mixed"])
+PRECISIONS = ("fp32", "mixed")
 
 # Forward + backward FLOPs as a multiple of the forward FLOPs (input gradient + weight gradient).
 TRAIN_TO_FORWARD_FLOPS = 3
@@ -120,13 +147,14 @@ def matmul_peak(timers: dict, repeats: int) -> dict:
 
 # --- the training step -------------------------------------------------------------------------------
 
-def build_trainer(config, xla: bool, steps_per_epoch: int, seed: int):
-    """Net, trainer and optimizer as `kpt_tf.training.loop.train` builds them (single device)."""
-    keras.utils.set_random_seed(seed)
-    net = build_net(config, JointSubset.parse(config.joints))
-    trainer = PoseTrainer(net, codec_from_config(config), xla=xla)
-    trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
-    trainer.make_train_function()
+def build_trainer(config, xla: bool, steps_per_epoch: int, seed: int, precision: str = "fp32"):
+    """Net, trainer and optimizer as `kpt_tf.training.loop.train` builds them (single device), under the dtype
+    policy of `precision` (the layers keep it after the block)."""
+    with run_settings(seed, mixed_precision=precision == "mixed"):
+        net = build_net(config, JointSubset.parse(config.joints))
+        trainer = PoseTrainer(net, codec_from_config(config), xla=xla)
+        trainer.compile(optimizer=make_optimizer(config, steps_per_epoch))
+        trainer.make_train_function()
     return net, trainer
 
 
@@ -143,47 +171,90 @@ def run_step(trainer, iterator) -> float:
     return loss
 
 
-def time_modes(config, modes, batch, batch_size: int, warmup: int, steps: int, profile_steps: int, seed: int,
-               matmul_timer) -> tuple[dict, list]:
-    """Step times of every mode, the modes' timed steps interleaved (off, on, off, on, ...).
+def run_label(xla: str, precision: str) -> str:
+    return f"XLA {xla}, {precision}"
 
-    Interleaving makes other processes on the shared cores slow every mode alike; one matmul of the
-    largest peak size is timed in every round too, so the peak sees the same conditions. Returns the
-    per-mode results and the per-round matmul seconds.
+
+def time_modes(config, runs_wanted, batch, batch_size: int, warmup: int, steps: int, profile_steps: int, seed: int,
+               matmul_timer, input_dataset=None) -> tuple[dict, list]:
+    """Step times of every (XLA mode, precision) run, the runs' timed steps interleaved (a, b, a, b, ...).
+
+    Interleaving makes other processes on the shared cores slow every run alike; one matmul of the
+    largest peak size is timed in every round too, so the peak sees the same conditions. With
+    `input_dataset`, the first run also takes `steps` steps fed by it (`input` in its result). Returns the
+    per-run results and the per-round matmul seconds.
     """
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     runs = {}
-    for mode in modes:
-        net, trainer = build_trainer(config, mode == "on", warmup + steps + profile_steps, seed)
+    for xla, precision in runs_wanted:
+        label = run_label(xla, precision)
+        net, trainer = build_trainer(config, xla == "on", warmup + 2 * steps + profile_steps, seed, precision)
         iterator = iter(dataset)
         start = time.perf_counter()
         run_step(trainer, iterator)
         first_step = time.perf_counter() - start
         for _ in range(warmup - 1):
             run_step(trainer, iterator)
-        runs[mode] = dict(net=net, trainer=trainer, iterator=iterator, first_step=first_step, step_seconds=[])
+        runs[label] = dict(net=net, trainer=trainer, iterator=iterator, first_step=first_step, step_seconds=[],
+                           xla=xla, precision=precision)
     matmul_seconds = []
     for _ in range(steps):
-        for mode in modes:
-            run = runs[mode]
+        for run in runs.values():
             start = time.perf_counter()
             run_step(run["trainer"], run["iterator"])
             run["step_seconds"].append(time.perf_counter() - start)
         matmul_seconds.append(matmul_timer())
     results = {}
-    for mode in modes:
-        run = runs.pop(mode)
+    for index, label in enumerate(list(runs)):
+        run = runs.pop(label)
         seconds = run["step_seconds"]
-        results[mode] = dict(first_step=run["first_step"], step_seconds=seconds,
-                             images_per_second=batch_size * steps / sum(seconds),
-                             best_images_per_second=batch_size / min(seconds),
-                             outer_jit=bool(run["trainer"].jit_compile))
+        results[label] = dict(xla=run["xla"], precision=run["precision"], first_step=run["first_step"],
+                              step_seconds=seconds, images_per_second=batch_size * steps / sum(seconds),
+                              best_images_per_second=batch_size / min(seconds),
+                              outer_jit=bool(run["trainer"].jit_compile))
+        if index == 0 and input_dataset is not None:
+            results[label]["input"] = time_input(run["trainer"], input_dataset, steps, batch_size)
         if profile_steps:
-            results[mode]["profile"] = profile_steps_of(run["net"], run["trainer"], run["iterator"], profile_steps)
+            results[label]["profile"] = profile_steps_of(run["net"], run["trainer"], run["iterator"],
+                                                         profile_steps)
         del run
         keras.backend.clear_session()
         gc.collect()
     return results, matmul_seconds
+
+
+def time_input(trainer, dataset, steps: int, batch_size: int) -> dict:
+    """Steps fed by the training pipeline, and the pipeline alone: how much of a step waits for input."""
+    iterator = iter(dataset)
+    run_step(trainer, iterator)            # fills the prefetch buffer and the shuffle buffer
+    fed = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        run_step(trainer, iterator)
+        fed.append(time.perf_counter() - start)
+    alone = iter(dataset)
+    next(alone)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(alone)
+    return dict(fed_step_seconds=fed, pipeline_images_per_second=batch_size * steps / (time.perf_counter() - start))
+
+
+def input_records(config, subset, log=print):
+    """(records directory, temporary directory to remove or None) for the input-wait measurement."""
+    if FLAGS.data_dir:
+        try:
+            pipeline.shard_files(FLAGS.data_dir, config.data.train_split)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"bench/train_step.py: --data_dir {FLAGS.data_dir}: {e}") from None
+        return FLAGS.data_dir, None
+    from data_prep.embedded import ensure_embedded_dataset
+
+    tmp = tempfile.TemporaryDirectory(prefix="train_step_records_")
+    log(f"generating {FLAGS.input_people} people at {config.model.input_size} px for the input-wait measurement")
+    records = ensure_embedded_dataset(tmp.name, num_train=FLAGS.input_people, num_val=8, seed=FLAGS.seed,
+                                      input_size=int(config.model.input_size), progress=False)
+    return str(records), tmp
 
 
 # --- profile -----------------------------------------------------------------------------------------
@@ -313,10 +384,10 @@ def conv_flops_by_resolution(net) -> collections.Counter:
 
 # --- report ------------------------------------------------------------------------------------------
 
-def print_profile(mode: str, profile: dict, flops_by_resolution, batch_size: int) -> None:
+def print_profile(label: str, profile: dict, flops_by_resolution, batch_size: int) -> None:
     total = sum(profile["by_kind"].values())
     per_step_wall = profile["wall"] / profile["steps"]
-    print(f"\nOp time by kind, XLA {mode} ({profile['steps']} profiled steps, {profile['ops_per_step']:.0f} op "
+    print(f"\nOp time by kind, {label} ({profile['steps']} profiled steps, {profile['ops_per_step']:.0f} op "
           f"or XLA-thunk executions per step; their summed time is {total / profile['wall']:.2f}x wall time: "
           "independent ops run concurrently, and time outside ops is not counted; shares are of summed op time):")
     print("| kind | ms/step | share |")
@@ -329,7 +400,7 @@ def print_profile(mode: str, profile: dict, flops_by_resolution, batch_size: int
         return
     conv_total_time = sum(conv_time.values())
     flops_total = sum(flops_by_resolution.values())
-    print(f"\nConvolutions (forward + both gradients) by output feature-map size, XLA {mode}. GFLOP/s uses summed "
+    print(f"\nConvolutions (forward + both gradients) by output feature-map size, {label}. GFLOP/s uses summed "
           "op time, so it understates the rate of ops that shared the cores with a concurrent op:")
     print("| feature map | share of conv FLOPs | share of conv time | GFLOP/s |")
     print("| --- | ---: | ---: | ---: |")
@@ -351,17 +422,48 @@ def _positive_ints(values, flag: str) -> list[int]:
     return parsed
 
 
+def select_device(device: str) -> None:
+    """--device gpu: refuse without a GPU; --device cpu: hide any GPU so the run is a CPU run."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise SystemExit("bench/train_step.py: --device gpu, but TensorFlow sees no GPU "
+                         "(tf.config.list_physical_devices('GPU') is empty: no GPU, or a CPU-only TensorFlow)")
+    if device == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
+
+
+def resolve_defaults(device: str):
+    """(config, batch size, precisions): the flags, with --device gpu's defaults for the ones not given."""
+    config = _CONFIG.value
+    batch_size, precisions = FLAGS.batch_size, [p.strip().lower() for p in FLAGS.precisions]
+    if device == "gpu":
+        if not FLAGS["config"].present:
+            import importlib
+
+            config = importlib.import_module(f"configs.{GPU_DEFAULTS['config']}").get_config()
+        if not FLAGS["batch_size"].present:
+            batch_size = GPU_DEFAULTS["batch_size"]
+        if not FLAGS["precisions"].present:
+            precisions = list(GPU_DEFAULTS["precisions"])
+    if not precisions or any(p not in PRECISIONS for p in precisions) or len(set(precisions)) != len(precisions):
+        raise app.UsageError(f"--precisions must be distinct values of {','.join(PRECISIONS)}; got "
+                             f"{','.join(FLAGS.precisions)!r}")
+    return config, batch_size, precisions
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
+    select_device(FLAGS.device)
+    config, batch_size, precisions = resolve_defaults(FLAGS.device)
     if config is None:
         raise app.UsageError("--config is required (e.g. --config configs/hg2_256.py)")
-    for name in ("batch_size", "steps", "warmup", "matmul_repeats"):
-        if getattr(FLAGS, name) <= 0:
-            raise app.UsageError(f"--{name} must be positive, got {getattr(FLAGS, name)}")
-    if FLAGS.profile_steps < 0:
-        raise app.UsageError(f"--profile_steps must be >= 0, got {FLAGS.profile_steps}")
+    for name, value in (("batch_size", batch_size), ("steps", FLAGS.steps), ("warmup", FLAGS.warmup),
+                        ("matmul_repeats", FLAGS.matmul_repeats)):
+        if value <= 0:
+            raise app.UsageError(f"--{name} must be positive, got {value}")
+    if FLAGS.profile_steps < 0 or FLAGS.input_people < 0:
+        raise app.UsageError("--profile_steps and --input_people must be >= 0")
     modes = [m.strip().lower() for m in FLAGS.modes]
     if not modes or any(m not in ("off", "on") for m in modes) or len(set(modes)) != len(modes):
         raise app.UsageError(f"--modes must be distinct values of off,on; got {','.join(FLAGS.modes)!r}")
@@ -382,23 +484,39 @@ def main(argv):
     input_size = int(config.model.input_size)
     del probe_net
     keras.backend.clear_session()
-    batch = synthetic_batch(FLAGS.batch_size, input_size, len(subset), FLAGS.seed)
+    batch = synthetic_batch(batch_size, input_size, len(subset), FLAGS.seed)
     train_flops_per_image = TRAIN_TO_FORWARD_FLOPS * forward_flops
+
+    records_tmp, input_dataset = None, None
+    if FLAGS.data_dir or FLAGS.input_people:
+        records, records_tmp = input_records(config, subset)
+        input_config = config.copy_and_resolve_references()
+        with input_config.unlocked():
+            input_config.data.dir = records
+            input_config.train.batch_size = batch_size
+        input_dataset = training_dataset(input_config, subset)
 
     timers = {n: make_matmul_timer(n) for n in matmul_sizes}
     largest = max(matmul_sizes)
     load_before = os.getloadavg()
     per_size_before = matmul_peak(timers, FLAGS.matmul_repeats)
-    results, round_seconds = time_modes(config, modes, batch, FLAGS.batch_size, FLAGS.warmup, FLAGS.steps,
-                                        FLAGS.profile_steps, FLAGS.seed, timers[largest])
+    runs_wanted = [(mode, precision) for precision in precisions for mode in modes]
+    results, round_seconds = time_modes(config, runs_wanted, batch, batch_size, FLAGS.warmup, FLAGS.steps,
+                                        FLAGS.profile_steps, FLAGS.seed, timers[largest], input_dataset)
     per_size_after = matmul_peak(timers, FLAGS.matmul_repeats)
     load_after = os.getloadavg()
+    if records_tmp is not None:
+        records_tmp.cleanup()
     round_gflops = [matmul_gflops(largest, t) for t in round_seconds]
     peak = max(*per_size_before.values(), *per_size_after.values(), *round_gflops)
 
+    gpus = tf.config.get_visible_devices("GPU")
+    device = (f"GPU: {', '.join(tf.config.experimental.get_device_details(g).get('device_name', g.name) for g in gpus)}"
+              if gpus else "CPU")
     print(f"\nMachine: {cpu_model()} ({cpu_vector_isa()}), {os.cpu_count()} logical CPUs "
-          f"({len(os.sched_getaffinity(0))} usable); TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-          f"oneDNN opts {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')}; Python {platform.python_version()}")
+          f"({len(os.sched_getaffinity(0))} usable); runs on {device}; TensorFlow {tf.__version__}, Keras "
+          f"{keras.__version__}, oneDNN opts {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')}; Python "
+          f"{platform.python_version()}")
     print(f"Load average (1 min) {load_before[0]:.2f} at start, {load_after[0]:.2f} at end "
           f"(> {os.cpu_count()} means other processes shared the cores)")
     print("fp32 matmul peak: " + ", ".join(
@@ -410,27 +528,38 @@ def main(argv):
           f"(convolutions, 2 FLOPs per multiply-add; BN and adds would add {elementwise_flops / 1e9:.2f}); "
           f"training counted as {TRAIN_TO_FORWARD_FLOPS} x forward = {train_flops_per_image / 1e9:.2f} GFLOPs/image "
           "(forward + input gradient + weight gradient)")
-    print(f"Batch {FLAGS.batch_size}, {FLAGS.steps} timed steps per mode after {FLAGS.warmup} warm-up steps, modes "
-          "interleaved step by step; PoseTrainer + RMSprop through Keras' train function, one in-memory batch "
-          "repeated. images/s and GFLOP/s are over all timed steps; 'best step' is the fastest single step")
+    print(f"Batch {batch_size}, {FLAGS.steps} timed steps per run after {FLAGS.warmup} warm-up steps, runs "
+          "interleaved step by step; PoseTrainer + the config's optimizer through Keras' train function, one "
+          "in-memory batch repeated. images/s and GFLOP/s are over all timed steps; 'best step' is the fastest "
+          "single step")
 
-    baseline_mode = "off" if "off" in results else modes[0]
-    baseline = results[baseline_mode]["images_per_second"]
-    print(f"\n| config | XLA | step ms (median) | images/s | achieved GFLOP/s | % of matmul peak | "
-          f"ratio to XLA {baseline_mode} | best step images/s | 1st step s (trace+compile) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for mode in modes:
-        r = results[mode]
+    baseline_label = next(iter(results))
+    baseline = results[baseline_label]["images_per_second"]
+    print(f"\n| config | XLA | precision | step ms (median) | images/s | achieved GFLOP/s | % of fp32 matmul peak | "
+          f"ratio to {baseline_label} | best step images/s | 1st step s (trace+compile) |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results.values():
         achieved = r["images_per_second"] * train_flops_per_image / 1e9
-        print(f"| {config.name} | {mode} | {1e3 * statistics.median(r['step_seconds']):.0f} | "
+        print(f"| {config.name} | {r['xla']} | {r['precision']} | {1e3 * statistics.median(r['step_seconds']):.0f} | "
               f"{r['images_per_second']:.2f} | {achieved:.1f} | {100 * achieved / peak:.1f} % | "
               f"{r['images_per_second'] / baseline:.2f} | {r['best_images_per_second']:.2f} | "
               f"{r['first_step']:.1f} |")
     print("(XLA on: PoseTrainer jit-compiles the forward and backward pass; the optimizer update stays a TF graph."
-          " Keras' own jit_compile: " + ", ".join(f"{m}={results[m]['outer_jit']}" for m in modes) + ")")
-    for mode in modes:
-        if results[mode].get("profile"):
-            print_profile(mode, results[mode]["profile"], flops_by_resolution, FLAGS.batch_size)
+          " Keras' own jit_compile: " + ", ".join(f"{k}={r['outer_jit']}" for k, r in results.items()) + ")")
+    fed = results[baseline_label].get("input")
+    if fed:
+        memory_step = statistics.median(results[baseline_label]["step_seconds"])
+        fed_step = statistics.median(fed["fed_step_seconds"])
+        waiting = max(0.0, 1.0 - memory_step / fed_step)
+        source = FLAGS.data_dir or f"{FLAGS.input_people} generated people"
+        print(f"\nInput ({baseline_label}; records: {source}): step fed by the training pipeline "
+              f"{1e3 * fed_step:.0f} ms (median) against {1e3 * memory_step:.0f} ms on the in-memory batch: "
+              f"{100 * waiting:.0f} % of the step waits for input. The pipeline alone delivers "
+              f"{fed['pipeline_images_per_second']:.1f} images/s; the step consumes "
+              f"{batch_size / memory_step:.1f}.")
+    for label, r in results.items():
+        if r.get("profile"):
+            print_profile(label, r["profile"], flops_by_resolution, batch_size)
 
 
 if __name__ == "__main__":

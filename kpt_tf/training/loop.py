@@ -39,6 +39,17 @@ def augment_from_config(config) -> pipeline.AugmentConfig:
     return pipeline.AugmentConfig(**config.augment.to_dict())
 
 
+def training_dataset(config, subset, input_context=None, skip_damaged: bool = False):
+    """The training stream of a config (shuffled, augmented, repeated batches of `train.batch_size`), as `train`
+    feeds it to `fit`; bench/train_step.py times the same stream."""
+    t = config.train
+    return pipeline.make_dataset(
+        config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
+        input_size=int(config.model.input_size), augment=augment_from_config(config), seed=int(t.seed),
+        deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer),
+        input_context=input_context, skip_damaged=skip_damaged)
+
+
 def dry_run(config) -> dict:
     resolve_config(config)
     subset = JointSubset.parse(config.joints)
@@ -178,11 +189,7 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
         state = resume.resume(trainer, workdir, clean_csv=is_chief(strategy))
 
     def train_dataset(input_context=None):
-        return pipeline.make_dataset(
-            config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
-            input_size=size, augment=augment_from_config(config), seed=int(t.seed),
-            deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer),
-            input_context=input_context, skip_damaged=skip_damaged)
+        return training_dataset(config, subset, input_context=input_context, skip_damaged=skip_damaged)
 
     # Several workers: each builds its own input pipeline and keeps its share of the one stream of elements
     # (decoding only its own crops); on one machine `fit` splits each global batch across the replicas.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -50,3 +51,26 @@ def test_sync_bn_trace_runs_tiny():
                           cwd=REPO, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| 1x1 | 26 |" in done.stdout and "not finished" not in done.stdout, done.stdout
+
+
+TINY_NET = ["--config", "configs/demo.py", "--config.model.num_stacks=1", "--config.model.channels=8",
+            "--config.model.depth=1", "--config.model.input_size=64"]
+
+
+@pytest.mark.slow
+def test_train_step_runs_tiny_with_both_precisions_and_the_input_wait():
+    done = subprocess.run([sys.executable, "-m", "bench.train_step", *TINY_NET, "--batch_size", "2", "--steps", "1",
+                           "--warmup", "1", "--modes", "off", "--precisions", "fp32,mixed", "--input_people", "8",
+                           "--matmul_sizes", "128", "--matmul_repeats", "1", "--profile_steps", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "| demo | off | fp32 |" in out and "| demo | off | mixed |" in out, out
+    assert "waits for input" in out and "Op time by kind, XLA off, fp32" in out, out
+
+
+def test_train_step_on_a_gpu_without_one_refuses_clearly():
+    done = subprocess.run([sys.executable, "-m", "bench.train_step", "--device", "gpu"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode != 0
+    assert "--device gpu, but TensorFlow sees no GPU" in done.stderr, done.stderr[-2000:]
