@@ -25,12 +25,38 @@ def conv(filters: int, kernel_size: int, fan_in_channels: int, name: str, stride
     (VarianceScaling(1/3, fan_in, uniform) is exactly kaiming_uniform(a=sqrt(5))).
     """
     bound = 1.0 / math.sqrt(kernel_size * kernel_size * fan_in_channels)
-    return layers.Conv2D(
+    layer_class = PointwiseConv2D if kernel_size == 1 and strides == 1 else layers.Conv2D
+    return layer_class(
         filters, kernel_size, strides=strides, padding=padding, use_bias=True,
         kernel_initializer=keras.initializers.VarianceScaling(
             scale=1.0 / 3.0, mode="fan_in", distribution="uniform"),
         bias_initializer=keras.initializers.RandomUniform(-bound, bound),
         name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package="kpt_tf")
+class PointwiseConv2D(layers.Conv2D):
+    """Keras' Conv2D (same variables, names and config) for 1x1 kernels at stride 1, computed as one matmul of
+    the flattened positions by the kernel.
+
+    TF's CPU kernels for a 1x1 convolution's two gradients take about twice its forward time each; a matmul's
+    gradients are two matmuls of its own cost (BUILD_NOTES.md, "Speed against PyTorch": 8 % of the demo
+    network's training step). The numbers are the convolution's; other shapes keep Keras' path.
+    """
+
+    def call(self, inputs):
+        if tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1) or self.groups != 1 \
+                or tuple(self.dilation_rate) != (1, 1) or self.data_format != "channels_last":
+            return super().call(inputs)
+        import tensorflow as tf
+
+        kernel = tf.convert_to_tensor(self.kernel)
+        shape = tf.shape(inputs)
+        y = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[2]]), tf.reshape(kernel, kernel.shape[2:]))
+        y = tf.reshape(y, tf.concat([shape[:-1], [self.filters]], 0))
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
+        return self.activation(y) if self.activation is not None else y
 
 
 @keras.saving.register_keras_serializable(package="kpt_tf")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm, PointwiseConv2D, conv
 
 
 def test_fused_batch_norm_equals_keras_batch_norm_and_updates_the_same_statistics(tmp_path):
@@ -45,7 +45,7 @@ import json
 from kpt_tf.training.distribute import make_strategy
 host = make_strategy(2)     # kpt_tf.train's strategy on 2 CPUs; splits the CPU before any TF op runs
 import numpy as np, tensorflow as tf, keras
-from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
+from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm, PointwiseConv2D, conv
 
 rng = np.random.default_rng(0)
 x = rng.normal(2.0, 3.0, (8, 6, 5, 4)).astype(np.float32)
@@ -123,3 +123,39 @@ def test_synchronized_batch_norm_on_two_replicas_equals_one_batch_norm_over_both
     assert len(errors) == 4, errors
     for name, error in errors.items():
         assert all(e <= t for e, t in zip(error, tolerances)), (name, errors)
+
+
+def test_pointwise_conv_equals_keras_conv_in_outputs_gradients_saving_and_mixed_precision(tmp_path):
+    assert isinstance(conv(8, 1, 4, "p"), PointwiseConv2D)
+    assert type(conv(8, 3, 4, "c")) is keras.layers.Conv2D
+    assert type(conv(8, 1, 4, "s", strides=2)) is keras.layers.Conv2D
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((3, 5, 7, 4)).astype(np.float32))
+    ours, reference = PointwiseConv2D(6, 1, name="p"), keras.layers.Conv2D(6, 1, name="p")
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y, y_ref = ours(x), reference(x)
+        loss, loss_ref = tf.reduce_sum(y * y), tf.reduce_sum(y_ref * y_ref)
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), atol=1e-5)
+    assert y.shape == y_ref.shape
+    for g, g_ref in zip(tape.gradient(loss, [x, *ours.trainable_variables]),
+                        tape.gradient(loss_ref, [x, *reference.trainable_variables])):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-4)
+
+    inputs = keras.Input((5, 7, 4))
+    model = keras.Model(inputs, PointwiseConv2D(6, 1, name="p")(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert type(loaded.get_layer("p")) is PointwiseConv2D
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), atol=1e-6)
+
+    try:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        half = PointwiseConv2D(6, 1)
+        out = half(x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out.dtype == tf.float16 and half.kernel.dtype == "float32"
