@@ -270,6 +270,9 @@ def _layer_of(op_name: str, layers_by_name: dict):
 
 def _kind(op_name: str, op_type: str, layer) -> str:
     if isinstance(layer, layers.Conv2D):
+        if "MatMul" in op_type:   # blocks.PointwiseConv2D: a 1x1 conv as a matmul; its gradients are matmuls too
+            return ("1x1 conv gradients (as matmuls)" if "gradient_tape" in op_name
+                    else "1x1 conv forward (as matmul, + bias)")
         if "BackpropFilter" in op_type:
             return "conv weight gradient (+ bias grad)"
         if "BackpropInput" in op_type:

@@ -1,6 +1,7 @@
 r"""Training and inference speed of kpt_tf's hourglass against the same network in PyTorch, in one process.
 
     .venv/bin/python -m bench.train_vs_pytorch                 # hg2 x 256 at 256 px batch 8, and the demo network
+    .venv/bin/python -m bench.train_vs_pytorch --networks demo # the demo network only (~4 minutes)
     .venv/bin/python -m bench.train_vs_pytorch --tiny          # seconds: what CI runs so the script cannot rot
 
 Training: kpt_tf's real step (`PoseTrainer` through Keras' train function, targets rendered in the step, XLA per
@@ -41,6 +42,7 @@ FLAGS = flags.FLAGS
 
 # name: (stacks, channels, stem, input size, batch)
 NETWORKS = {"hg2_256": (2, 256, "bearpaw", 256, 8), "demo": (2, 64, "scaled", 128, 16)}
+flags.DEFINE_list("networks", list(NETWORKS), f"Networks to compare, of {', '.join(NETWORKS)} (ignored with --tiny).")
 TINY = {"tiny": (1, 16, "scaled", 64, 2)}
 
 
@@ -131,7 +133,10 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
 def main(argv):
     del argv
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    networks = TINY if FLAGS.tiny else NETWORKS
+    unknown = sorted(set(FLAGS.networks) - set(NETWORKS))
+    if unknown:
+        raise app.UsageError(f"--networks: unknown {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
+    networks = TINY if FLAGS.tiny else {name: NETWORKS[name] for name in FLAGS.networks}
     steps, warmup = (2, 1) if FLAGS.tiny else (FLAGS.steps, FLAGS.warmup)
     latency_batches = (1, 2) if FLAGS.tiny else (1, 32)
     print(f"kpt_tf vs PyTorch {torch.__version__} (threads {torch.get_num_threads()}), TF {tf.__version__}, "

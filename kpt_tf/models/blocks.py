@@ -53,9 +53,9 @@ class PointwiseConv2D(layers.Conv2D):
         kernel = tf.convert_to_tensor(self.kernel)
         shape = tf.shape(inputs)
         y = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[2]]), tf.reshape(kernel, kernel.shape[2:]))
-        y = tf.reshape(y, tf.concat([shape[:-1], [self.filters]], 0))
-        if self.use_bias:
+        if self.use_bias:   # on the 2-D product, where TF's graph optimiser fuses it into the matmul
             y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
+        y = tf.reshape(y, tf.concat([shape[:-1], [self.filters]], 0))
         return self.activation(y) if self.activation is not None else y
 
 
