@@ -240,7 +240,7 @@ def time_input(trainer, dataset, steps: int, batch_size: int) -> dict:
     return dict(fed_step_seconds=fed, pipeline_images_per_second=batch_size * steps / (time.perf_counter() - start))
 
 
-def input_records(config, subset, log=print):
+def input_records(config, log=print):
     """(records directory, temporary directory to remove or None) for the input-wait measurement."""
     if FLAGS.data_dir:
         try:
@@ -492,7 +492,7 @@ def main(argv):
 
     records_tmp, input_dataset = None, None
     if FLAGS.data_dir or FLAGS.input_people:
-        records, records_tmp = input_records(config, subset)
+        records, records_tmp = input_records(config)
         input_config = config.copy_and_resolve_references()
         with input_config.unlocked():
             input_config.data.dir = records

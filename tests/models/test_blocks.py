@@ -45,7 +45,7 @@ import json
 from kpt_tf.training.distribute import make_strategy
 host = make_strategy(2)     # kpt_tf.train's strategy on 2 CPUs; splits the CPU before any TF op runs
 import numpy as np, tensorflow as tf, keras
-from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm, PointwiseConv2D, conv
+from kpt_tf.models.blocks import BN_EPSILON, BN_MOMENTUM, FusedBatchNorm
 
 rng = np.random.default_rng(0)
 x = rng.normal(2.0, 3.0, (8, 6, 5, 4)).astype(np.float32)
