@@ -150,4 +150,6 @@ def main(argv):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "bench.fpd")

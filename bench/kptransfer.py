@@ -3,6 +3,8 @@ extraction to reach random initialisation's final target PCKh, in one run.
 
     .venv/bin/python bench/kptransfer.py [--workdir runs/bench_kptransfer] [--epochs 8] [--seeds 0,1,2]
     .venv/bin/python bench/kptransfer.py --results runs/demo/kptransfer/results.json   # table of a finished run
+    .venv/bin/python bench/kptransfer.py --steps upper,lower --candidates wrists+elbows,thorax+neck+shoulders \
+        --workdir runs/bench_ranked      # MI meets KPTransfer: transfer from the best- and worst-ranked candidate
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
 benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 28 epochs x 120 batches of
@@ -15,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
@@ -24,15 +26,20 @@ flags.DEFINE_integer("epochs", None, "Epochs of the source and of every target a
 flags.DEFINE_integer("steps_per_epoch", None, "Batches per epoch (default: the config's; 0 = one pass over the "
                      "training people).")
 flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
+flags.DEFINE_list("candidates", [], "Candidate source subsets ('+' joins groups): rank them by the MI of joint "
+                  "locations for the target (the last of --steps), transfer from the best- and the worst-ranked "
+                  "and report whether the ranking predicted the larger gain (random initialisation trained once).")
 flags.DEFINE_integer("num_train", None, "Generated training people (default: configs/embedded_bench.NUM_TRAIN).")
 flags.DEFINE_integer("num_val", None, "Generated validation people (default: configs/embedded_bench.NUM_VAL).")
 FLAGS = flags.FLAGS
 
 
-def table(results: dict) -> str:
+def table(results: dict, random: dict | None = None) -> str:
+    """Per target step, every arm against random initialisation (`random`: that arm's summary from another run of
+    the same seeds and data, for a run without its own random arm)."""
     lines = []
     for step in results["steps"]:
-        random = step["arms"]["random"]
+        random = step["arms"].get("random", random)
         lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean PCKh@0.5 "
                   f"{random['final_mean']:.2f})",
                   f"{'arm':<10}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
@@ -59,7 +66,7 @@ def main(argv):
         return
     from configs.embedded_bench import NUM_TRAIN, NUM_VAL, get_config
     from data_prep.embedded import ensure_embedded_dataset
-    from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment
+    from kpt_tf.experiments.kptransfer import experiment_from_training_config, run_experiment, run_source_ranking
 
     config = get_config()
     if FLAGS.steps_per_epoch is not None:
@@ -71,7 +78,17 @@ def main(argv):
     config.data.dir = str(ensure_embedded_dataset(workdir / "data", num_train, num_val, seed=0,
                                                   input_size=int(config.model.input_size)))
     config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), epochs)
-    results = run_experiment(config, workdir, log=lambda *a: print(*a, flush=True))
+    log = lambda *a: print(*a, flush=True)  # noqa: E731
+    if FLAGS.candidates:
+        with config.unlocked():
+            config.experiment.candidates = tuple(FLAGS.candidates)
+        ranked = run_source_ranking(config, workdir, log=log)
+        runs = {k: json.loads((workdir / f"from_{k}" / "results.json").read_text()) for k in ("best", "worst")}
+        for label in ("best", "worst"):
+            print(f"\nfrom the {label}-ranked candidate, {ranked[label]}:")
+            print(table(runs[label], random=runs["best"]["steps"][0]["arms"]["random"]))
+        return
+    results = run_experiment(config, workdir, log=log)
     print(f"\nKPTransfer convergence on the embedded data set ({num_train} train / {num_val} val people, "
           f"{int(config.model.num_stacks)}-stack network, {epochs} epochs of "
           f"{int(config.train.steps_per_epoch) or 'all'} batches per arm)")
@@ -80,4 +97,6 @@ def main(argv):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "bench.kptransfer")

@@ -25,7 +25,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 flags.DEFINE_list("sizes", ["1000", "2000", "4000", "6000"], "Square image sides to serve (pixels).")
 flags.DEFINE_integer("repeats", 3, "Timed serves per size (median).")
@@ -86,4 +86,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "bench.serving_memory")

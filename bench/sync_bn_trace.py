@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1x1", "1x2", "2x2", "2x4"], "Networks as STACKSxDEPTH (hourglass depth).")
@@ -153,4 +153,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "bench.sync_bn_trace")

@@ -566,4 +566,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "bench.train_step")

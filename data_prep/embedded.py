@@ -84,4 +84,6 @@ if __name__ == "__main__":
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "data_prep.embedded")

@@ -5,6 +5,8 @@ input and the problem (`<program>: error: ...`), a non-zero exit code, no traceb
     exit 3  a run stopped for a stated reason (`RunStopped`: e.g. the loss diverged)
 
 `run(main, program)` replaces `absl.app.run(main)`. Set KPT_TF_TRACEBACK=1 to get the traceback as well.
+TensorFlow's Python INFO log (absl's default level under `app.run`) is hidden unless `--verbosity` is given: an
+export printed ~24 KB of it, mostly three lines listing hundreds of captured-variable ids.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def run(main, program: str) -> None:
     from absl import app
 
     def guarded(argv):
+        from absl import flags
+        from absl import logging as absl_logging
+
+        if not flags.FLAGS["verbosity"].present:    # TF logs through absl and through Python's root logger
+            absl_logging.set_verbosity(absl_logging.WARNING)
         try:
             return main(argv)
         except RunStopped as e:

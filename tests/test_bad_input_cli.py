@@ -132,6 +132,20 @@ def test_export_refusal_is_one_line_without_the_help_text(tmp_path):
                    "no config.json; is", "a kpt_tf training workdir?")
 
 
+@pytest.mark.parametrize("module, args, fragments", [
+    ("kpt_tf.experiments.kptransfer", ("--config", "configs/kptransfer_upper_lower.py",
+                                       "--config.data.dir=/nonexistent/records"),
+     ("data dir '/nonexistent/records' does not exist",)),
+    ("kpt_tf.distill", ("--config", "configs/fpd_demo.py", "--config.data.dir=/nonexistent/records"),
+     ("data dir '/nonexistent/records' does not exist",)),
+    ("kpt_tf.grouping", ("--data", "/nonexistent/people.json", "--groups", "3"), ("/nonexistent/people.json",)),
+])
+def test_experiment_distillation_and_grouping_refusals_are_one_line(tmp_path, module, args, fragments):
+    assert_refused(run_cli(module, *args, "--workdir" if module != "kpt_tf.grouping" else "--out",
+                           str(tmp_path / "run")), f"{module}: error: ", *fragments)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("override, fragments", [
     ("--config.train.lernrate=1", ("--config.train.lernrate: the config has no key 'lernrate'; override refused",
                                    'Did you mean "learning_rate"')),
@@ -141,6 +155,7 @@ def test_export_refusal_is_one_line_without_the_help_text(tmp_path):
 def test_train_refuses_config_typos_unknown_joints_and_missing_data(tmp_path, override, fragments):
     done = run_cli("kpt_tf.train", "--config", "configs/demo.py", override, "--workdir", str(tmp_path / "run"))
     assert_refused(done, "kpt_tf.train: error: ", *fragments)
+    assert not (tmp_path / "run").exists()       # nothing written before the refusal
 
 
 def test_train_refuses_a_typo_inside_a_config_file_naming_its_line(tmp_path):

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 
 def define_flags():
@@ -184,4 +184,6 @@ def main(argv):
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "tools.demo")

@@ -52,4 +52,6 @@ def main(argv):
 # Guarded: worker processes import the parent's __main__ module (data_prep.workers), which must not run the CLI.
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "data_prep.synth")

@@ -185,4 +185,6 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("Distillation experiment config (configs/fpd_*.py).",
                  "Where the teacher, every arm, the results and the plot go.")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.experiments.fpd")

@@ -19,8 +19,6 @@ import json
 import os
 from pathlib import Path
 
-from absl import app
-
 from kpt_tf import workdir as wd
 from kpt_tf.experiments.runs import define_flags, required_flags, train_once
 
@@ -78,6 +76,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
 
     if quick:
         config = apply_quick(config)
+    loop.require_data_dir(config)     # before anything is written
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment
@@ -88,7 +87,6 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
-    loop.require_data_dir(config)
     seeds = [int(s) for s in exp.seeds]
 
     source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
@@ -125,33 +123,62 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
     of joint locations in the training data (`kpt_tf.grouping.rank_sources`), then transfer into the target from the
     best- and the worst-ranked candidate (same seeds, epochs, data; random initialisation trained once, in the
     best's run) and report whether the ranking predicted which transfer gains more over random."""
+    from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.grouping.grouping import estimate, format_ranking, rank_sources
+    from kpt_tf.training import loop
 
+    if quick:
+        config = apply_quick(config)
+    loop.require_data_dir(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     target = str(config.experiment.steps[-1])
     ranking = rank_sources(estimate(config.data.dir, log=log), target, list(config.experiment.candidates))
     log(format_ranking(ranking))
     best, worst = ranking["ranking"][0]["source"], ranking["ranking"][-1]["source"]
-    runs = {}
     for label, source, arms in (("best", best, ("random", "transfer")), ("worst", worst, ("transfer",))):
         c = copy.deepcopy(config)
         with c.unlocked():
             c.experiment.steps = (source, target)
             c.experiment.arms = arms
             c.experiment.candidates = ()
-        runs[label] = run_experiment(c, workdir / f"from_{label}", quick=quick, log=log, verbose=verbose)["steps"][0]
-    random_final = runs["best"]["arms"]["random"]["final_mean"]
-    gains = {label: runs[label]["arms"]["transfer"]["final_mean"] - random_final for label in runs}
-    result = {"target": target, "ranking": ranking, "best": best, "worst": worst, "random_final_mean": random_final,
-              "transfer_final_mean": {k: runs[k]["arms"]["transfer"]["final_mean"] for k in runs},
-              "gain_over_random": gains, "ranking_predicted_the_gain": bool(gains["best"] > gains["worst"])}
+        run_experiment(c, workdir / f"from_{label}", log=log, verbose=verbose)
+    # One comparison over the same seeds: random, transfer from the best-ranked, from the worst-ranked; the ranking
+    # "predicted" when the best-ranked source's transfer beats the worst-ranked's on the mean over seeds.
+    arm_best, arm_worst = f"from_{best}", f"from_{worst}"
+    seed_runs = {"random": {}, arm_best: {}, arm_worst: {}}
+    for label, arm in (("best", arm_best), ("worst", arm_worst)):
+        step_dir = next((workdir / f"from_{label}").glob("step1_*"))
+        for seed in config.experiment.seeds:
+            seed_runs[arm][int(seed)] = json.loads((step_dir / "transfer" / f"seed{seed}" / wd.TRAIN_SUMMARY)
+                                                   .read_text())
+            if label == "best":
+                seed_runs["random"][int(seed)] = json.loads((step_dir / "random" / f"seed{seed}" / wd.TRAIN_SUMMARY)
+                                                            .read_text())
+    summary = summarise_arms(seed_runs, baseline="random", comparisons=[
+        (arm_best, "random"), (arm_worst, "random"), (arm_best, arm_worst)])
+    summary.update(source=f"{best} | {worst}", target=target)
+    summary = write_arms_report(workdir, summary, f"MI-ranked sources -> {target}", log=log)
+    best_vs_worst = summary["comparisons"][2]
+    result = {"target": target, "ranking": ranking, "best": best, "worst": worst,
+              "random_final_mean": summary["arms"]["random"]["final_mean"],
+              "transfer_final_mean": {"best": summary["arms"][arm_best]["final_mean"],
+                                      "worst": summary["arms"][arm_worst]["final_mean"]},
+              "gain_over_random": {"best": summary["comparisons"][0]["mean"],
+                                   "worst": summary["comparisons"][1]["mean"]},
+              "best_minus_worst": best_vs_worst,
+              "ranking_predicted_the_gain": bool(best_vs_worst["mean"] > 0),
+              "comparison": str(workdir / "results.json")}
     (workdir / "source_ranking.json").write_text(json.dumps(result, indent=1))
+    g = result["gain_over_random"]
     text = (f"# MI-ranked KPTransfer sources for {target}\n\n{format_ranking(ranking)}\n\n"
-            f"random initialisation: {random_final:.2f}; transfer from {best} (best-ranked): "
-            f"{result['transfer_final_mean']['best']:.2f} ({gains['best']:+.2f}); from {worst} (worst-ranked): "
-            f"{result['transfer_final_mean']['worst']:.2f} ({gains['worst']:+.2f}). The ranking "
-            f"{'predicted' if result['ranking_predicted_the_gain'] else 'did NOT predict'} which source gains more.\n")
+            f"random initialisation: {result['random_final_mean']:.2f}; transfer from {best} (best-ranked): "
+            f"{result['transfer_final_mean']['best']:.2f} ({g['best']:+.2f}); from {worst} (worst-ranked): "
+            f"{result['transfer_final_mean']['worst']:.2f} ({g['worst']:+.2f}); best - worst "
+            f"{best_vs_worst['mean']:+.2f} ± {best_vs_worst['std']:.2f}, won in {best_vs_worst['wins']} of "
+            f"{len(best_vs_worst['seeds'])} seeds. The ranking "
+            f"{'predicted' if result['ranking_predicted_the_gain'] else 'did NOT predict'} which source gains more.\n"
+            f"\n{(workdir / 'results.md').read_text()}")
     (workdir / "source_ranking.md").write_text(text)
     log(text)
     return result
@@ -188,4 +215,6 @@ def main(argv):
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("Experiment config (configs/kptransfer_*.py).", "Where every run, the results and the plots go.")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.experiments.kptransfer")

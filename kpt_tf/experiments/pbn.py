@@ -169,4 +169,6 @@ if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("PBN experiment config (configs/pbn_*.py).",
                  "Where the groupings, every arm, the results and the plot go.")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.experiments.pbn")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from absl import app, flags
@@ -47,25 +46,21 @@ def main(argv):
 
     if not FLAGS.data:
         raise app.UsageError("--data is required")
-    try:
-        if FLAGS.recommend_source_for:
-            if not FLAGS.candidates:
-                raise app.UsageError("--recommend_source_for needs --candidates a,b,c")
-            mi = grouping.estimate(FLAGS.data, "all", FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
-            ranking = grouping.rank_sources(mi, FLAGS.recommend_source_for,
-                                            list(FLAGS.candidates))
-            print(grouping.format_ranking(ranking))
-            if FLAGS.out:
-                Path(FLAGS.out).mkdir(parents=True, exist_ok=True)
-                (Path(FLAGS.out) / "source_ranking.json").write_text(json.dumps(ranking, indent=1))
-            return 0
-        if FLAGS.groups < 1:
-            raise app.UsageError("--groups G (>= 1) is required")
-        mi = grouping.estimate(FLAGS.data, FLAGS.joints, FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
-        groups = grouping.make_groups(mi, FLAGS.groups, FLAGS.method, FLAGS.joints)
-    except ValueError as e:
-        print(f"kpt_tf.grouping: {e}", file=sys.stderr)
-        return 2
+    if FLAGS.recommend_source_for:
+        if not FLAGS.candidates:
+            raise app.UsageError("--recommend_source_for needs --candidates a,b,c")
+        mi = grouping.estimate(FLAGS.data, "all", FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
+        ranking = grouping.rank_sources(mi, FLAGS.recommend_source_for,
+                                        list(FLAGS.candidates))
+        print(grouping.format_ranking(ranking))
+        if FLAGS.out:
+            Path(FLAGS.out).mkdir(parents=True, exist_ok=True)
+            (Path(FLAGS.out) / "source_ranking.json").write_text(json.dumps(ranking, indent=1))
+        return 0
+    if FLAGS.groups < 1:
+        raise app.UsageError("--groups G (>= 1) is required")
+    mi = grouping.estimate(FLAGS.data, FLAGS.joints, FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
+    groups = grouping.make_groups(mi, FLAGS.groups, FLAGS.method, FLAGS.joints)
     print(format_matrix(mi))
     print(f"\n{FLAGS.method} groups ({FLAGS.groups}):")
     for name, joints in zip(groups["names"], groups["groups"]):
@@ -78,4 +73,6 @@ def main(argv):
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    from kpt_tf import cli
+
+    cli.run(main, "kpt_tf.grouping")

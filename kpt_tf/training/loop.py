@@ -122,10 +122,12 @@ def _damaged_records(config) -> dict:
 
 
 def require_data_dir(config) -> None:
-    """Refuse a config without records (training and every experiment check it before writing anything)."""
+    """Refuse a config without records (training and every experiment check it before writing anything): an empty
+    data.dir, a directory that does not exist or holds no shards of the training split."""
     if not config.data.dir:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
+    pipeline.shard_files(config.data.dir, config.data.train_split)
 
 
 def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
@@ -134,10 +136,10 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     verbose 1: progress inside every epoch and a line per epoch (`callbacks.Progress`); 0: silent."""
     workdir = Path(workdir)
     wd.check_training_workdir(workdir)  # before anything is written into it
-    workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
     JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
     require_data_dir(config)
+    workdir.mkdir(parents=True, exist_ok=True)
     # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
     # the network on its own, and a rerun compares configs in that form.
     config = resolve_config(copy.deepcopy(config))

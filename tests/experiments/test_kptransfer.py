@@ -60,6 +60,10 @@ def test_mi_ranked_sources_are_transferred_from_and_the_prediction_reported(embe
     # torso_head holds the hips, the legs' most informative neighbours; the wrists say little about legs.
     assert (result["best"], result["worst"]) == ("torso_head", "wrists")
     assert set(result["gain_over_random"]) == {"best", "worst"}
-    assert isinstance(result["ranking_predicted_the_gain"], bool)
+    assert result["ranking_predicted_the_gain"] == (result["best_minus_worst"]["mean"] > 0)
+    assert result["best_minus_worst"]["seeds"] == ["0"]
+    table = (tmp_path / "results.md").read_text()   # one comparison: random, from the best, from the worst
+    assert "from_torso_head - from_wrists" in table and "from_wrists - random" in table
+    assert (tmp_path / "convergence.png").is_file() and "best - worst" in (tmp_path / "source_ranking.md").read_text()
     assert (tmp_path / "from_worst" / "step1_legs" / "transfer" / "seed0" / "best.keras").is_file()
     assert not (tmp_path / "from_worst" / "step1_legs" / "random").exists()   # random is trained once
