@@ -9,7 +9,8 @@ Training: kpt_tf's real step (`PoseTrainer` through Keras' train function, targe
 backward, RMSprop with the same hyper-parameters; `torch.set_num_threads` = the cores; NCHW and channels-last),
 on one batch held in memory, runs alternating step by step so other load slows all alike; median of the timed
 steps after warm-up. Inference: the exported SavedModel's `heatmaps` endpoint against the PyTorch model in eval
-mode under `torch.no_grad`, batch 1 and 32. Ratios > 1 mean kpt_tf is faster. Needs PyTorch.
+mode under `torch.no_grad`, batch 1 (21 calls) and 32 (5), alternating call by call. Ratios > 1 mean kpt_tf is
+faster. Needs PyTorch.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ FLAGS = flags.FLAGS
 # name: (stacks, channels, stem, input size, batch)
 NETWORKS = {"hg2_256": (2, 256, "bearpaw", 256, 8), "demo": (2, 64, "scaled", 128, 16)}
 flags.DEFINE_list("networks", list(NETWORKS), f"Networks to compare, of {', '.join(NETWORKS)} (ignored with --tiny).")
+LATENCY_CALLS = 21   # timed batch-1 calls per framework (batch 32: 5)
 TINY = {"tiny": (1, 16, "scaled", 64, 2)}
 
 
@@ -112,20 +114,29 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
                                                     flip_test=False)))
         for n in latency_batches:
             crops = tf.constant(np.resize(images, (n, size, size, 3)).astype(np.float32))
-            for _ in range(3):   # both frameworks build their kernels for a new shape on the first calls
-                served.heatmaps(crops)
-            row = {"kpt_tf": _median_time(lambda crops=crops: served.heatmaps(crops).numpy(), 5)}
+            calls = {"kpt_tf": lambda crops=crops: served.heatmaps(crops).numpy()}
             for layout, (model, _, _) in peers.items():
                 model.eval()
                 x = torch.from_numpy(np.transpose(crops.numpy(), (0, 3, 1, 2)) / 255.0)
                 if layout == "channels_last":
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.no_grad():
-                    for _ in range(3):
-                        model(x)
-                    row[layout] = _median_time(lambda model=model, x=x: model(x)[-1].numpy(), 5)
+
+                def call(model=model, x=x):
+                    with torch.no_grad():
+                        return model(x)[-1].numpy()
+
+                calls[layout] = call
+            for _ in range(3):   # both frameworks build their kernels for a new shape on the first calls
+                for call in calls.values():
+                    call()
+            # Alternating call by call, so other load slows every framework alike; more calls where one is short.
+            samples = {k: [] for k in calls}
+            for _ in range(LATENCY_CALLS if n == 1 else 5):
+                for k, call in calls.items():
+                    samples[k].append(_median_time(call, 1))
+            latency[n] = {k: statistics.median(v) for k, v in samples.items()}
+            for model, _, _ in peers.values():
                 model.train()
-            latency[n] = row
     return {"name": name, "shape": f"{stacks}x{channels} {stem} stem, {size} px, batch {batch}", "train": train,
             "latency": latency}
 
