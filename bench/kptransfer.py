@@ -34,22 +34,21 @@ flags.DEFINE_integer("num_val", None, "Generated validation people (default: con
 FLAGS = flags.FLAGS
 
 
-def table(results: dict, random: dict | None = None) -> str:
-    """Per target step, every arm against random initialisation (`random`: that arm's summary from another run of
-    the same seeds and data, for a run without its own random arm)."""
+def table(results: dict) -> str:
     lines = []
     for step in results["steps"]:
-        random = step["arms"].get("random", random)
+        random = step["arms"]["random"]
+        w = max(10, 2 + max(map(len, step["arms"])))
         lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean PCKh@0.5 "
                   f"{random['final_mean']:.2f})",
-                  f"{'arm':<10}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
+                  f"{'arm':<{w}}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
                   f"{'epoch to 100%':>15}{'s to 100%':>11}{'train s':>9}{'last 1/5':>10}"]
         for arm, e in step["arms"].items():
             def fmt(v, spec):
                 return "never" if v is None else format(v, spec)
             gain = e["final_mean"] - random["final_mean"]
             lines.append(
-                f"{arm:<10}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{gain:>+11.2f}"
+                f"{arm:<{w}}{e['final_mean']:>12.2f}{e['final_std']:>8.2f}{gain:>+11.2f}"
                 f"{fmt(e.get('epoch_to_95pct_baseline_final'), 'd'):>14}"
                 f"{fmt(e.get('seconds_to_95pct_baseline_final'), '.0f'):>10}"
                 f"{fmt(e.get('epoch_to_100pct_baseline_final'), 'd'):>15}"
@@ -83,10 +82,10 @@ def main(argv):
         with config.unlocked():
             config.experiment.candidates = tuple(FLAGS.candidates)
         ranked = run_source_ranking(config, workdir, log=log)
-        runs = {k: json.loads((workdir / f"from_{k}" / "results.json").read_text()) for k in ("best", "worst")}
-        for label in ("best", "worst"):
-            print(f"\nfrom the {label}-ranked candidate, {ranked[label]}:")
-            print(table(runs[label], random=runs["best"]["steps"][0]["arms"]["random"]))
+        # The one comparison (random, from the best-, from the worst-ranked source) the ranking run wrote.
+        print(f"\nMI-ranked sources for {ranked['target']}: best-ranked {ranked['best']}, "
+              f"worst-ranked {ranked['worst']}")
+        print(table({"steps": [json.loads(Path(ranked["comparison"]).read_text())]}))
         return
     results = run_experiment(config, workdir, log=log)
     print(f"\nKPTransfer convergence on the embedded data set ({num_train} train / {num_val} val people, "

@@ -69,6 +69,15 @@ def _run_dirname(joints: str) -> str:
     return joints.replace(",", "_").replace("+", "_plus_").replace("-", "_minus_")
 
 
+def _step_dir(workdir: Path, k: int, joints: str) -> Path:
+    """Where step k of a chain (0: the source) keeps its runs."""
+    return Path(workdir) / f"step{k}_{_run_dirname(joints)}"
+
+
+def _run_dir(step_dir: Path, arm: str, seed: int) -> Path:
+    return step_dir / arm / f"seed{seed}"
+
+
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.training import loop
@@ -89,17 +98,17 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
     seeds = [int(s) for s in exp.seeds]
 
-    source_dir = workdir / f"step0_{_run_dirname(steps[0])}"
+    source_dir = _step_dir(workdir, 0, steps[0])
     log(f"[kptransfer] step 0: source {steps[0]} ({exp.source_epochs} epochs)")
     source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir, verbose)
     previous = {s: source_dir / wd.BEST_MODEL for s in seeds}
     step_results = []
     for k, joints in enumerate(steps[1:], start=1):
-        step_dir = workdir / f"step{k}_{_run_dirname(joints)}"
+        step_dir = _step_dir(workdir, k, joints)
         runs: dict[str, dict[int, dict]] = {a: {} for a in arms}
         for seed in seeds:
             for arm in arms:
-                run_dir = step_dir / arm / f"seed{seed}"
+                run_dir = _run_dir(step_dir, arm, seed)
                 cfg = step_config(config, joints, exp.target_epochs, seed)
                 if arm != "random" and not (run_dir / wd.INIT_MODEL).exists():
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
@@ -107,7 +116,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                 log(f"[kptransfer] step {k}: {steps[k - 1]} -> {joints}, arm {arm}, seed {seed}")
                 runs[arm][seed] = train_once(cfg, run_dir, verbose)
             if "transfer" in arms:
-                previous[seed] = step_dir / "transfer" / f"seed{seed}" / wd.BEST_MODEL
+                previous[seed] = _run_dir(step_dir, "transfer", seed) / wd.BEST_MODEL
         summary = summarise_arms(runs, baseline="random" if "random" in arms else None,
                                  comparisons=[(a, "random") for a in arms if a != "random" and "random" in arms])
         summary.update(source=steps[k - 1], target=joints)
@@ -146,15 +155,15 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
     # One comparison over the same seeds: random, transfer from the best-ranked, from the worst-ranked; the ranking
     # "predicted" when the best-ranked source's transfer beats the worst-ranked's on the mean over seeds.
     arm_best, arm_worst = f"from_{best}", f"from_{worst}"
-    seed_runs = {"random": {}, arm_best: {}, arm_worst: {}}
-    for label, arm in (("best", arm_best), ("worst", arm_worst)):
-        step_dir = next((workdir / f"from_{label}").glob("step1_*"))
-        for seed in config.experiment.seeds:
-            seed_runs[arm][int(seed)] = json.loads((step_dir / "transfer" / f"seed{seed}" / wd.TRAIN_SUMMARY)
-                                                   .read_text())
-            if label == "best":
-                seed_runs["random"][int(seed)] = json.loads((step_dir / "random" / f"seed{seed}" / wd.TRAIN_SUMMARY)
-                                                            .read_text())
+
+    def training_summary(label, arm, seed):
+        step_dir = _step_dir(workdir / f"from_{label}", 1, target)
+        return json.loads((_run_dir(step_dir, arm, seed) / wd.TRAIN_SUMMARY).read_text())
+
+    seeds = [int(s) for s in config.experiment.seeds]
+    seed_runs = {"random": {s: training_summary("best", "random", s) for s in seeds},
+                 arm_best: {s: training_summary("best", "transfer", s) for s in seeds},
+                 arm_worst: {s: training_summary("worst", "transfer", s) for s in seeds}}
     summary = summarise_arms(seed_runs, baseline="random", comparisons=[
         (arm_best, "random"), (arm_worst, "random"), (arm_best, arm_worst)])
     summary.update(source=f"{best} | {worst}", target=target)
