@@ -8,9 +8,9 @@ Training: kpt_tf's real step (`PoseTrainer` through Keras' train function, targe
 `train.xla=auto`) against PyTorch's (forward, the same target-weighted MSE over stacks on precomputed targets,
 backward, RMSprop with the same hyper-parameters; `torch.set_num_threads` = the cores; NCHW and channels-last),
 on one batch held in memory, runs alternating step by step so other load slows all alike; median of the timed
-steps after warm-up. Inference: the exported SavedModel's `heatmaps` endpoint against the PyTorch model in eval
-mode under `torch.no_grad`, batch 1 (21 calls) and 32 (5), alternating call by call. Ratios > 1 mean kpt_tf is
-faster. Needs PyTorch.
+steps after warm-up. Inference: the exported SavedModel's `heatmaps` endpoint (plain, and exported with `--xla`)
+against the PyTorch model in eval mode under `torch.no_grad`, batch 1 (21 calls) and 32 (5), alternating call by
+call. Ratios > 1 mean kpt_tf is faster. Needs PyTorch.
 """
 
 from __future__ import annotations
@@ -110,11 +110,12 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
 
     latency = {}
     with tempfile.TemporaryDirectory() as tmp:
-        served = tf.saved_model.load(str(export_net(net, codec, JointSubset.parse("all"), f"{tmp}/sm",
-                                                    flip_test=False)))
+        served = {key: tf.saved_model.load(str(export_net(net, codec, JointSubset.parse("all"), f"{tmp}/{key}",
+                                                          flip_test=False, xla=xla)))
+                  for key, xla in (("kpt_tf", False), ("kpt_tf_xla", True))}
         for n in latency_batches:
             crops = tf.constant(np.resize(images, (n, size, size, 3)).astype(np.float32))
-            calls = {"kpt_tf": lambda crops=crops: served.heatmaps(crops).numpy()}
+            calls = {key: lambda crops=crops, sm=sm: sm.heatmaps(crops).numpy() for key, sm in served.items()}
             for layout, (model, _, _) in peers.items():
                 model.eval()
                 x = torch.from_numpy(np.transpose(crops.numpy(), (0, 3, 1, 2)) / 255.0)
@@ -164,9 +165,10 @@ def main(argv):
         print(f"  kpt_tf vs the faster PyTorch layout: {best_torch / t['kpt_tf']:.2f}x")
         for n, row in r["latency"].items():
             best = min(row["nchw"], row["channels_last"])
-            print(f"  inference batch {n:<3} kpt_tf {row['kpt_tf'] * 1e3:8.1f} ms  torch {row['nchw'] * 1e3:8.1f} "
-                  f"(ch-last {row['channels_last'] * 1e3:8.1f}) ms  kpt_tf speed vs the faster "
-                  f"{best / row['kpt_tf']:.2f}x")
+            ms = {k: f"{v * 1e3:8.1f}" for k, v in row.items()}
+            print(f"  inference batch {n:<3} kpt_tf {ms['kpt_tf']} ms (--xla {ms['kpt_tf_xla']})  torch {ms['nchw']} "
+                  f"(ch-last {ms['channels_last']}) ms  kpt_tf speed vs the faster {best / row['kpt_tf']:.2f}x "
+                  f"(--xla {best / row['kpt_tf_xla']:.2f}x)")
 
 
 if __name__ == "__main__":

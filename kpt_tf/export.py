@@ -9,6 +9,9 @@ Signatures (Keras `ExportArchive`, the machinery behind `model.export`, so sever
   pixels), adjusted inside by the convention every reference code base uses (c_y += 15 s, s *= 1.25).
 - `heatmaps(crops float32 [N,S,S,3], 0..255)`: the network's final heatmaps (kpt_tf.inference's function).
 Flip test (averaging the mirrored pass) is on when the joint subset allows it.
+`--xla` compiles the network part of every endpoint with XLA (`jit_compile`): faster at small batches on CPU
+(BUILD_NOTES, Speed against PyTorch), off by default because TF Serving runs XLA on CPU only with
+`--xla_cpu_compilation_enabled=true` and every new batch size compiles once (seconds) on its first call.
 The exported variables keep their layer-path names (`stem_conv/kernel:0`); kpt_tf.transfer reads them.
 Check with TF's own tool: `saved_model_cli show --dir DIR --all`, `saved_model_cli run ...` (README).
 
@@ -43,11 +46,12 @@ class PoseServer(tf.Module):
     """The serving graph around a trained network: crop -> network (+ flip test) -> decode -> image pixels."""
 
     def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset, flip_test: bool,
-                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, xla: bool = False):
         super().__init__(name="pose_server")
         self.max_image_pixels = int(max_image_pixels)
         self.net = net
-        self.final_stage = inference.FinalStage(net)      # one trace of the network for every endpoint
+        self.xla = bool(xla)
+        self.final_stage = inference.FinalStage(net, jit_compile=self.xla)   # one trace for every endpoint
         self.codec = codec
         self.size = int(net.inputs[0].shape[1])
         self.joint_names = tf.constant(list(subset.names))
@@ -143,7 +147,8 @@ def _publish_directory(staging: Path, out_dir: Path) -> None:
 
 
 def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True,
-               architecture: str = "hourglass", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Path:
+               architecture: str = "hourglass", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+               xla: bool = False) -> Path:
     """Write the SavedModel with the three signatures and its metadata to `out_dir` (staged, then moved)."""
     out_dir = Path(out_dir)
     check_export_target(out_dir)
@@ -151,7 +156,7 @@ def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_d
     staging = out_dir.with_name(STAGING_PREFIX + out_dir.name)
     shutil.rmtree(staging, ignore_errors=True)     # left by a killed export
     try:
-        _write_savedmodel(net, codec, subset, staging, flip_test, architecture, max_image_pixels)
+        _write_savedmodel(net, codec, subset, staging, flip_test, architecture, max_image_pixels, xla)
     except (OSError, tf.errors.OpError) as e:
         shutil.rmtree(staging, ignore_errors=True)
         code = getattr(e, "errno", None) or _errno_in_message(getattr(e, "message", str(e)))
@@ -172,8 +177,8 @@ def _errno_in_message(message: str) -> int | None:
 
 
 def _write_savedmodel(net, codec, subset, out_dir: Path, flip_test: bool, architecture: str,
-                      max_image_pixels: int) -> None:
-    server = PoseServer(net, codec, subset, flip_test, max_image_pixels)
+                      max_image_pixels: int, xla: bool) -> None:
+    server = PoseServer(net, codec, subset, flip_test, max_image_pixels, xla)
     size = server.size
     archive = keras.export.ExportArchive()
     archive.track(net)
@@ -188,18 +193,19 @@ def _write_savedmodel(net, codec, subset, out_dir: Path, flip_test: bool, archit
     archive.write_out(str(out_dir), verbose=False)
     workdir.ExportMetadata(joints=list(subset.names), input_size=size, heatmap_size=codec.heatmap_size,
                            sigma=codec.sigma, flip_test=server.flip_permutation is not None,
-                           architecture=architecture, max_image_pixels=server.max_image_pixels).write(out_dir)
+                           architecture=architecture, max_image_pixels=server.max_image_pixels,
+                           xla=server.xla).write(out_dir)
 
 
 def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool = True,
-                   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Path:
+                   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, xla: bool = False) -> Path:
     from kpt_tf.models import architecture_name
 
     trained = workdir.load_trained(workdir_path, which)
     if trained.net is None:
         raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir")
     return export_net(trained.net, trained.codec(), trained.joints, out_dir, flip_test,
-                      architecture_name(trained.config), max_image_pixels)
+                      architecture_name(trained.config), max_image_pixels, xla)
 
 
 def define_flags():
@@ -210,6 +216,8 @@ def define_flags():
     flags.DEFINE_bool("flip_test", True, "Average with the mirrored image inside the served graph.")
     flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Served images with more pixels (height x "
                          "width) are refused before they are read: bounds the server's memory.", lower_bound=1)
+    flags.DEFINE_bool("xla", False, "Compile the network with XLA inside the served graph (faster at small batches; "
+                      "TF Serving on CPU then needs --xla_cpu_compilation_enabled=true).")
 
 
 def main(argv):
@@ -218,7 +226,7 @@ def main(argv):
     if not f.workdir or not f.out:
         raise app.UsageError("--workdir and --out are required")
     # refusals: kpt_tf.cli prints them
-    out = export_workdir(f.workdir, f.out, f.which, f.flip_test, f.max_image_pixels)
+    out = export_workdir(f.workdir, f.out, f.which, f.flip_test, f.max_image_pixels, f.xla)
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 

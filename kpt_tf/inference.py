@@ -40,12 +40,17 @@ class FinalStage:
     Every graph that runs the network calls this one function: both passes of the flip test and every serving
     endpoint of an export, which traced the network seven times before (BUILD_NOTES, Evaluation and export:
     the export of a 2-stack test network went from 44.7 s to 41.2 s on a slow CPU; TF's SavedModel writer is
-    the rest)."""
+    the rest).
 
-    def __init__(self, net: keras.Model):
+    `jit_compile=True` compiles the network with XLA (an opt-in export, `kpt_tf.export --xla`): at batch 1 the
+    demo network's ~3,100 graph ops cost more in per-op dispatch than in arithmetic, which XLA's fused kernels
+    remove (BUILD_NOTES, Speed against PyTorch)."""
+
+    def __init__(self, net: keras.Model, jit_compile: bool = False):
         self.net = net
         size = net.inputs[0].shape[1:3]
-        self.function = tf.function(self._final, autograph=False,
+        # None, not False, when off: the function stays as before, open to TF's global JIT settings
+        self.function = tf.function(self._final, autograph=False, jit_compile=True if jit_compile else None,
                                     input_signature=[tf.TensorSpec([None, *size, 3], tf.float32, name="crops")])
 
     def _final(self, images):

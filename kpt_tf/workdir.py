@@ -117,6 +117,7 @@ class ExportMetadata:
     flip_test: bool
     architecture: str = "hourglass"
     max_image_pixels: int | None = None    # serving refuses larger images (None: written before the limit)
+    xla: bool = False                      # the network runs XLA-compiled (kpt_tf.export --xla)
 
     def write(self, savedmodel_dir) -> Path:
         path = Path(savedmodel_dir) / EXPORT_METADATA

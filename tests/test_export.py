@@ -96,6 +96,36 @@ def test_flip_test_export_and_metadata(exported):
     assert "stem_conv/kernel:0" in names and "head0/bias:0" in names
 
 
+def _xla_functions(savedmodel_dir) -> int:
+    """How many functions of the SavedModel TF must compile with XLA (`jit_compile=True`)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((Path(savedmodel_dir) / "saved_model.pb").read_bytes())
+    library = proto.meta_graphs[0].graph_def.library
+    return sum(f.attr["_XlaMustCompile"].b for f in library.function)
+
+
+def test_xla_export_serves_the_same_keypoints(exported, trained_workdir, tmp_path):
+    """`--xla` compiles the network with XLA inside the served graph; what it serves must not change."""
+    from kpt_tf.export import export_workdir
+    from kpt_tf.workdir import ExportMetadata
+
+    _, flipped, net = exported
+    xla = export_workdir(trained_workdir, tmp_path / "xla", flip_test=True, xla=True)
+    assert ExportMetadata.read(xla).xla is True and ExportMetadata.read(flipped).xla is False
+    assert _xla_functions(xla) >= 1 and _xla_functions(flipped) == 0
+    size = net.inputs[0].shape[1]
+    images = np.concatenate([_image(size, seed=s) for s in (5, 6)])
+    boxes = tf.constant([[10.0, 8.0, size - 12.0, size - 4.0], [0.0, 20.0, size - 30.0, size - 1.0]])
+    loaded = [tf.saved_model.load(str(d)) for d in (flipped, xla)]
+    heatmaps = [m.heatmaps(tf.constant(images.astype(np.float32))).numpy() for m in loaded]
+    np.testing.assert_allclose(heatmaps[1], heatmaps[0], atol=1e-4 * np.abs(heatmaps[0]).max())
+    outs = [m.signatures["serving_default"](images=tf.constant(images), boxes=boxes) for m in loaded]
+    # XLA reorders float sums: heatmaps agree to float32 round-off, so decoded keypoints to far below a pixel
+    np.testing.assert_allclose(outs[1]["keypoints"].numpy(), outs[0]["keypoints"].numpy(), atol=1e-2)
+    np.testing.assert_allclose(outs[1]["scores"].numpy(), outs[0]["scores"].numpy(), atol=1e-4)
+
+
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     plain, _, net = exported
     cli = shutil.which("saved_model_cli", path=str(Path(sys.executable).parent)) or "saved_model_cli"
