@@ -220,6 +220,23 @@ def test_same_seed_same_batches_other_seed_or_epoch_differs(records):
     assert all(changed)
 
 
+def test_each_worker_gets_its_replicas_block_of_the_global_batch(records):
+    """Two workers' pipelines (distribute_datasets_from_function): worker w's batch is the w-th half of the global
+    batch one machine would train on, the same crops exactly, so 2 workers train like 2 replicas."""
+    directory, _, _ = records
+
+    def batches(context=None, count=3):
+        return _batches(make_dataset(directory, "train", "all", 4, training=True, augment=AugmentConfig(), seed=3,
+                                     deterministic=True, with_meta=True, input_context=context), count)
+
+    whole = batches()
+    halves = [batches(tf.distribute.InputContext(2, w, 2)) for w in range(2)]
+    for step, global_batch in enumerate(whole):
+        for w in range(2):
+            for key in ("dataset_index", "image", "joints"):
+                np.testing.assert_array_equal(halves[w][step][key], global_batch[key][2 * w:2 * w + 2], key)
+
+
 def test_eval_mode_maps_joints_back_to_the_source_image(records):
     directory, _, val = records
     ds = make_dataset(directory, "val", "all", batch_size=4, training=False, with_meta=True)
