@@ -7,7 +7,7 @@ extraction to reach random initialisation's final target PCKh, in one run.
         --workdir runs/bench_ranked      # MI meets KPTransfer: transfer from the best- and worst-ranked candidate
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
-benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 28 epochs x 120 batches of
+benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 36 epochs x 120 batches of
 16, 12,000 generated people) on source `upper` -> target `lower`, and prints a table per target step.
 """
 
