@@ -12,7 +12,7 @@ cores, random init on `lower`, 12,000 people, one seed): 72.1 mean PCKh@0.5 with
 Ankle 66.9; mean-pose baseline 12.5) in 530 s; the per-epoch curve (no flip) gained +4.3 over the last fifth (64.3
 -> 68.6) and +0.3 over the last four epochs. The 2-stack network at 20 x 100 steps reached 66.4 (b1,
 docs/notes/regime_exploration_2.md). Per-epoch validation here uses the flip test (below); the three-seed bench
-(2026-12-02, 58.5 min): random 71.55, transfer 78.25, frozen 34.50 on `lower` (README).
+of the first version (2026-12-02, 58.5 min): random 71.55, transfer 78.25, frozen 34.50 on `lower` (BUILD_NOTES).
 """
 
 from configs.demo import get_config as demo_config
