@@ -14,7 +14,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         name="hourglass", num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256,
         stem="bearpaw",             # bearpaw: fixed 64/128-wide stem; scaled: C/4, C/2 (FPD's code)
-        input_mean=(0.0, 0.0, 0.0)))  # RGB mean in [0, 1] subtracted inside the model (bearpaw imports: MPII's)
+        # RGB mean and std in [0, 1] units, applied inside the model (bearpaw imports: MPII's mean; FPD: ImageNet's)
+        input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)))
     # Gaussian targets: sigma 1 output px for the hourglass (Newell; bearpaw), 2 for HRNet/FPD.
     c.codec = ml_collections.ConfigDict(dict(sigma=1.0))
 

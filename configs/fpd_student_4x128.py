@@ -1,7 +1,8 @@
 """Fast Pose Distillation's student: 4 stacks x 128 features, sigma 2 targets.
 
-FPD's code scales the stem with the width (3,247,616 trainable parameters, "about 3 M"); with bearpaw's fixed
-stem (`--config.model.stem=bearpaw`) the same network has 3,332,032.
+FPD's own network (its `lib/models/hourglass.py` with NUM_FEATURES 128: the stem scaled with the width, C/4 and C/2):
+3,287,936 trainable parameters, "about 3 M"; with bearpaw's fixed stem (`--config.model.stem=bearpaw`) the same
+network has 3,550,272.
 """
 
 from configs.base import base_config

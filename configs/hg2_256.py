@@ -1,4 +1,4 @@
-"""2-stack hourglass, 256 features, 16 joints: bearpaw hg_s2_b1 / HRNet's 2-stack baseline (~6.7 M)."""
+"""2-stack hourglass, 256 features, 16 joints: bearpaw hg_s2_b1 / HRNet's 2-stack baseline (6,730,912 parameters)."""
 
 from configs.base import base_config
 

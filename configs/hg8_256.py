@@ -1,4 +1,4 @@
-"""8-stack hourglass, 256 features, 16 joints: Newell et al.'s network (~25.6 M parameters)."""
+"""8-stack hourglass, 256 features, 16 joints: Newell et al.'s network (bearpaw hg_s8_b1: 25,594,624 parameters)."""
 
 from configs.base import base_config
 

@@ -2,14 +2,15 @@ r"""Import a PyTorch checkpoint as a kpt_tf workdir:
 `python -m kpt_tf.import_checkpoint --format bearpaw --checkpoint model_best.pth.tar --out W
  [--num_stacks 8 --num_blocks 1 --channels 256 --joints all]`.
 
-bearpaw/pytorch-pose stacked hourglasses (kpt_tf/interop/bearpaw.py for the name map). The architecture is read
+Stacked hourglasses of bearpaw/pytorch-pose (`--format bearpaw`) and of the FPD authors' code (`--format fpd`;
+kpt_tf/interop/bearpaw.py for the name map and what each format was fed). The architecture, stem included, is read
 from the checkpoint's keys and shapes and checked against any flag given; every tensor is used or reported, and an
 unknown key, a missing weight or a shape mismatch refuses with the names, writing nothing. The result holds
 `config.json` and `best.keras` like a training workdir, so `kpt_tf.evaluate`, `kpt_tf.export`, `kpt_tf.transfer`
-and distillation take it; the model takes 0..255 pixels like every kpt_tf model (bearpaw's mean subtraction is in
-its `input_rescale` layer). `--joints` names the checkpoint's own heatmap channels, in order (a 16-joint checkpoint:
-`all`; a subset network trained on e.g. the upper body: `upper`); to move a 16-joint network to a subset, import it
-and use `kpt_tf.transfer --map_heads`.
+and distillation take it; the model takes 0..255 RGB pixels like every kpt_tf model (the format's normalisation is
+in its `input_rescale` layer, a BGR-fed first conv has its input channels reversed). `--joints` names the
+checkpoint's own heatmap channels, in order (a 16-joint checkpoint: `all`; a subset network trained on e.g. the
+upper body: `upper`); to move a 16-joint network to a subset, import it and use `kpt_tf.transfer --map_heads`.
 """
 
 from __future__ import annotations
@@ -25,28 +26,38 @@ from kpt_tf.interop import bearpaw
 from kpt_tf.interop.bearpaw import CheckpointError
 from kpt_tf.joints import JointSubset
 
-FORMATS = ("bearpaw",)
 
-
-def imported_config(arch: dict, joints: JointSubset, input_size: int, checkpoint: str):
-    """The workdir config of an imported bearpaw network (model, joints, codec: what loading it needs)."""
+def imported_config(arch: dict, joints: JointSubset, input_size: int, checkpoint: str,
+                    checkpoint_format: bearpaw.CheckpointFormat, channel_order: str):
+    """The workdir config of an imported network (model, joints, codec: what loading it needs)."""
     import ml_collections
 
+    mean, std = checkpoint_format.rgb_normalisation(channel_order)
     return ml_collections.ConfigDict(dict(
-        name=f"bearpaw_hg_s{arch['num_stacks']}_b{arch['num_blocks']}", joints=",".join(joints.names),
+        name=f"{checkpoint_format.name}_hg_s{arch['num_stacks']}_b{arch['num_blocks']}_c{arch['channels']}",
+        joints=",".join(joints.names),
         model=dict(name="hourglass", num_stacks=arch["num_stacks"], channels=arch["channels"],
                    depth=bearpaw.HOURGLASS_DEPTH, num_blocks=arch["num_blocks"], input_size=int(input_size),
-                   stem="bearpaw", input_mean=bearpaw.MPII_MEAN_RGB),
-        codec=dict(sigma=1.0),   # bearpaw's MPII training targets
-        imported_from=dict(format="bearpaw", checkpoint=str(checkpoint))))
+                   stem=arch["stem"], input_mean=mean, input_std=std),
+        codec=dict(sigma=checkpoint_format.sigma),   # the format's training targets
+        imported_from=dict(format=checkpoint_format.name, checkpoint=str(checkpoint), channel_order=channel_order)))
 
 
-def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_blocks: int | None = None,
-                   channels: int | None = None, joints: str = "all", input_size: int = 256) -> dict:
-    """Import; returns the report written to `import_report.json`. Raises CheckpointError (nothing written)."""
+def import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", num_stacks: int | None = None,
+                      num_blocks: int | None = None, channels: int | None = None, joints: str = "all",
+                      input_size: int = 256, channel_order: str | None = None) -> dict:
+    """Import; returns the report written to `import_report.json`. Raises CheckpointError (nothing written).
+
+    `channel_order` overrides the format's (an FPD config with `COLOR_RGB: true` was fed RGB)."""
     from kpt_tf.models import build_net
     from kpt_tf.models.weights import plan_copy
 
+    if checkpoint_format not in bearpaw.FORMATS:
+        raise CheckpointError(f"--format {checkpoint_format!r}: not one of {sorted(bearpaw.FORMATS)}")
+    fmt = bearpaw.FORMATS[checkpoint_format]
+    channel_order = channel_order or fmt.channel_order
+    if channel_order not in bearpaw.CHANNEL_ORDERS:
+        raise CheckpointError(f"--channel_order {channel_order!r}: not one of {bearpaw.CHANNEL_ORDERS}")
     out_dir = Path(out_dir)
     if (out_dir / wd.BEST_MODEL).exists():
         raise CheckpointError(f"{out_dir}: already holds {wd.BEST_MODEL}; choose a new --out")
@@ -59,14 +70,14 @@ def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_block
         if given is not None and int(given) != arch[name]:
             raise CheckpointError(f"checkpoint {checkpoint}: --{name} {given}, but the checkpoint has {arch[name]}")
     subset = JointSubset.parse(joints)
-    weights, unused, ignored = bearpaw.to_kpt_weights(state, arch["num_stacks"], arch["num_blocks"])
+    weights, unused, ignored = bearpaw.to_kpt_weights(state, arch["num_stacks"], arch["num_blocks"], channel_order)
     if arch["num_classes"] != len(subset):
         # Dropping channels of a multi-stack network would change what the later stacks see (the heatmaps are
         # re-injected): that is a transfer, not an import.
         raise CheckpointError(
             f"checkpoint {checkpoint}: {arch['num_classes']} heatmap channels, but --joints {joints} has "
             f"{len(subset)}; import with its own joints, then `python -m kpt_tf.transfer --map_heads` to a subset")
-    config = imported_config(arch, subset, input_size, checkpoint)
+    config = imported_config(arch, subset, input_size, checkpoint, fmt, channel_order)
     net = build_net(config, subset)
     plan = plan_copy(net, weights)
     lacking = [r[0] for r in plan.only_in_target]
@@ -77,10 +88,10 @@ def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_block
                 f"mapped tensors without a layer {unplaced[:6]}" if unplaced else ""]
     problems = [p for p in problems if p]
     if problems:
-        raise CheckpointError(f"checkpoint {checkpoint}: not a bearpaw hourglass of the inferred architecture "
+        raise CheckpointError(f"checkpoint {checkpoint}: not a {fmt.name} hourglass of the inferred architecture "
                               f"{arch}: " + "; ".join(problems))
     plan.apply()
-    report = {"checkpoint": str(checkpoint), "format": "bearpaw", "architecture": arch,
+    report = {"checkpoint": str(checkpoint), "format": fmt.name, "channel_order": channel_order, "architecture": arch,
               "joints": list(subset.names), "tensors_used": len(state) - len(ignored),
               "tensors_ignored": ignored, "weights_written": len(plan.copied)}
     with wd.staged(out_dir, ".import-") as staging:
@@ -92,7 +103,8 @@ def import_bearpaw(checkpoint, out_dir, num_stacks: int | None = None, num_block
 
 def define_flags():
     """CLI flags (defined only when run as a program)."""
-    flags.DEFINE_enum("format", "bearpaw", FORMATS, "Checkpoint format.")
+    flags.DEFINE_enum("format", "bearpaw", sorted(bearpaw.FORMATS),
+                      "Checkpoint format: bearpaw (pytorch-pose) or fpd (fast-human-pose-estimation.pytorch).")
     flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint (e.g. model_best.pth.tar).")
     flags.DEFINE_string("out", None, "Workdir to create (config.json, best.keras, import_report.json).")
     flags.DEFINE_integer("num_stacks", None, "Expected stacks (checked against the checkpoint).")
@@ -100,6 +112,9 @@ def define_flags():
     flags.DEFINE_integer("channels", None, "Expected feature width (checked).")
     flags.DEFINE_string("joints", "all", "Joint subset of the imported heads (a 16-joint checkpoint: any subset).")
     flags.DEFINE_integer("input_size", 256, "Input size of the imported model (bearpaw: 256).")
+    flags.DEFINE_enum("channel_order", None, list(bearpaw.CHANNEL_ORDERS),
+                      "Channel order the network was trained on, if not the format's (bearpaw rgb; fpd bgr, as its "
+                      "MPII configs' COLOR_RGB: false; a config with COLOR_RGB: true needs rgb).")
 
 
 def main(argv):
@@ -108,7 +123,8 @@ def main(argv):
     if not f.checkpoint or not f.out:
         raise app.UsageError("--checkpoint and --out are required")
     try:
-        report = import_bearpaw(f.checkpoint, f.out, f.num_stacks, f.num_blocks, f.channels, f.joints, f.input_size)
+        report = import_checkpoint(f.checkpoint, f.out, f.format, f.num_stacks, f.num_blocks, f.channels, f.joints,
+                                   f.input_size, f.channel_order)
     except CheckpointError as e:
         raise ValueError(f"import refused: {e}") from None
     print(f"imported {report['architecture']} ({report['weights_written']} weights) into {f.out}; "

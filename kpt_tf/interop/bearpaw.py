@@ -1,4 +1,11 @@
-"""bearpaw/pytorch-pose stacked-hourglass checkpoints -> kpt_tf weights, by name, every tensor accounted for.
+"""PyTorch stacked-hourglass checkpoints -> kpt_tf weights, by name, every tensor accounted for.
+
+Two formats share one key layout (`FORMATS`): bearpaw/pytorch-pose's `HourglassNet` and the FPD authors'
+(ilovepose/fast-human-pose-estimation.pytorch, `lib/models/hourglass.py`), which is bearpaw's constructor with the
+stem widths scaled by NUM_FEATURES (C/4, C/2; at C = 256 the two networks are the same). They differ in what the
+network was fed: bearpaw RGB in [0, 1] minus the MPII mean; FPD (HRNet's data code, `COLOR_RGB: false` in its
+MPII configs) BGR as OpenCV reads it, normalised by ImageNet's mean and std. Both are moved into the imported
+model (its `input_rescale` layer, and the first conv's input channels reversed for BGR), so it takes 0..255 RGB.
 
 bearpaw's `HourglassNet` state_dict, and our layer for each (stacks s 0-based, hourglass level d = depth..1 is
 bearpaw's `hg[d-1]`, residual r 0-based there and 1-based here):
@@ -13,21 +20,58 @@ bearpaw's `hg[d-1]`, residual r 0-based there and 1-based here):
   inside a residual: bn1, conv1, bn2, conv2, bn3, conv3, downsample.0 -> _bn1, _conv1, ..., _conv3, _skip
 
 Conv weights OIHW -> HWIO; BN weight, bias, running_mean, running_var -> gamma, beta, moving_mean,
-moving_variance (`num_batches_tracked` is PyTorch bookkeeping, reported as ignored). bearpaw feeds RGB in [0, 1]
-minus the MPII mean and does not divide by a std: the imported model gets that mean in its `input_rescale` layer.
-Loading uses `torch.load(weights_only=True)`: a checkpoint that would need to unpickle an object is refused
-without running it.
+moving_variance (`num_batches_tracked` is PyTorch bookkeeping, reported as ignored). A checkpoint is a
+`{"state_dict": ...}` dict (bearpaw's `*.pth.tar`, FPD's `checkpoint.pth`) or a bare state_dict (FPD's
+`model_best.pth`, `final_state.pth`), with or without DataParallel's `module.` prefix, in PyTorch's zip or legacy
+serialisation. Loading uses `torch.load(weights_only=True)`: a checkpoint that would need to unpickle an object is
+refused without running it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
+from kpt_tf.models.hourglass import stem_kind
+
 # bearpaw's data/mpii/mean.pth.tar (RGB, [0, 1] units).
 MPII_MEAN_RGB = (0.440442830324173, 0.4440267086029053, 0.4326828420162201)
+# torchvision's ImageNet normalisation, which HRNet's and FPD's training scripts apply channel by channel.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 HOURGLASS_DEPTH = 4  # bearpaw's Hourglass(block, num_blocks, planes, 4)
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """What a checkpoint's network was fed and trained on, beyond its weights.
+
+    `input_mean` / `input_std`: per channel of the tensor the network saw, [0, 1] units, in `channel_order`.
+    """
+    name: str
+    input_mean: tuple
+    input_std: tuple
+    channel_order: str          # "rgb" | "bgr": the order of the first conv's input channels
+    sigma: float                # Gaussian target sigma in heatmap pixels (the codec of the workdir)
+
+    def rgb_normalisation(self, channel_order: str | None = None):
+        """(mean, std) per RGB channel for the model's input_rescale layer."""
+        order = channel_order or self.channel_order
+        if order == "bgr":   # the i-th statistic belongs to the i-th BGR channel: reverse it into RGB order
+            return tuple(reversed(self.input_mean)), tuple(reversed(self.input_std))
+        return tuple(self.input_mean), tuple(self.input_std)
+
+
+FORMATS = {
+    # pose/datasets/mpii.py: RGB [0, 1], minus mean.pth.tar, no std; sigma 1 (its README's MPII models).
+    "bearpaw": CheckpointFormat("bearpaw", MPII_MEAN_RGB, (1.0, 1.0, 1.0), "rgb", 1.0),
+    # tools/fpd_train.py: transforms.Normalize(ImageNet) on cv2's BGR image (experiments/fpd_mpii/hourglass/*.yaml:
+    # COLOR_RGB false); SIGMA 2.
+    "fpd": CheckpointFormat("fpd", IMAGENET_MEAN, IMAGENET_STD, "bgr", 2.0),
+}
+CHANNEL_ORDERS = ("rgb", "bgr")
 
 _RESIDUAL_PARTS = {"bn1": "bn1", "conv1": "conv1", "bn2": "bn2", "conv2": "conv2", "bn3": "bn3", "conv3": "conv3",
                    "downsample.0": "skip"}
@@ -66,14 +110,22 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
 
 
 def infer_architecture(state: dict) -> dict:
-    """num_stacks, num_blocks, channels and num_classes from the key names and shapes."""
+    """num_stacks, num_blocks, channels, num_classes and the stem kind from the key names and shapes."""
     stacks = {int(m.group(1)) for k in state if (m := re.match(r"score\.(\d+)\.weight$", k))}
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"res\.0\.(\d+)\.bn1\.weight$", k))}
-    if not stacks or not blocks or "conv1.weight" not in state:
-        raise CheckpointError("not a bearpaw HourglassNet state_dict (no conv1 / score.{s} / res.0.{r} keys)")
+    stem_keys = ("conv1.weight", "layer1.0.conv3.weight")
+    if not stacks or not blocks or any(k not in state or state[k].ndim != 4 for k in stem_keys):
+        raise CheckpointError("not a bearpaw HourglassNet state_dict "
+                              "(no conv1 / layer1.0 / score.{s} / res.0.{r} keys)")
     score = state["score.0.weight"]
-    return {"num_stacks": max(stacks) + 1, "num_blocks": max(blocks) + 1, "channels": int(score.shape[1]),
-            "num_classes": int(score.shape[0])}
+    channels = int(score.shape[1])
+    widths = (int(state["conv1.weight"].shape[0]), int(state["layer1.0.conv3.weight"].shape[0]))
+    stem = stem_kind(*widths, channels)
+    if stem is None:
+        raise CheckpointError(f"stem widths {widths} (conv1, layer1) fit neither bearpaw's (64, 128) nor FPD's "
+                              f"scaled (C/4, C/2) = ({channels // 4}, {channels // 2}) at C = {channels}")
+    return {"num_stacks": max(stacks) + 1, "num_blocks": max(blocks) + 1, "channels": channels,
+            "num_classes": int(score.shape[0]), "stem": stem}
 
 
 def _residual_prefixes(num_stacks: int, num_blocks: int) -> dict[str, str]:
@@ -104,8 +156,12 @@ def _layer_map(num_stacks: int, num_blocks: int) -> dict[str, tuple[str, str]]:
     return out
 
 
-def to_kpt_weights(state: dict, num_stacks: int, num_blocks: int):
-    """(our "layer/weight" -> value, checkpoint keys not used, checkpoint keys ignored as bookkeeping)."""
+def to_kpt_weights(state: dict, num_stacks: int, num_blocks: int, channel_order: str = "rgb"):
+    """(our "layer/weight" -> value, checkpoint keys not used, checkpoint keys ignored as bookkeeping).
+
+    `channel_order` "bgr": the first conv was fed BGR; its input channels are reversed so it takes RGB."""
+    if channel_order not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
     layers = _layer_map(num_stacks, num_blocks)
     weights, unused, ignored = {}, [], []
     for key, value in state.items():
@@ -122,6 +178,8 @@ def to_kpt_weights(state: dict, num_stacks: int, num_blocks: int):
             if value.ndim != 4:
                 unused.append(key)
                 continue
+            if module == "conv1" and channel_order == "bgr":
+                value = value[:, ::-1]
             value = np.transpose(value, (2, 3, 1, 0))   # OIHW -> HWIO
-        weights[f"{target[0]}/{names[tensor]}"] = np.asarray(value, np.float32)
+        weights[f"{target[0]}/{names[tensor]}"] = np.ascontiguousarray(value, np.float32)
     return weights, unused, ignored

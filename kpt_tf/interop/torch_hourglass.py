@@ -4,7 +4,10 @@ from the architecture (pre-activation bottleneck with expansion 2, 4-level hourg
 Used to make checkpoints in bearpaw's layout for the import tests, and as the PyTorch peer of the same network in
 bench/train_vs_pytorch.py. Needs PyTorch (an optional dependency: `pip install torch==2.13.0+cpu`).
 `channels` and `stem_widths` generalise bearpaw's fixed 256 and (64, 128) so narrower networks (the demo's, with
-FPD's scaled stem) can be compared too; the defaults are bearpaw's network.
+FPD's scaled stem) can be compared too; the defaults are bearpaw's network. The stem is built as bearpaw's constructor
+builds it: layer1 stem -> W1, layer2 W1 -> 2*W1 (middle width W1, with a projection), layer3 2*W1 -> C (middle C/2,
+a projection only when 2*W1 != C). tests/interop/test_torch_hourglass.py checks the state_dict against key names
+and shapes read off bearpaw's own code.
 """
 
 from __future__ import annotations
@@ -63,8 +66,8 @@ class HourglassNet(nn.Module):
         stem, stem_res = stem_widths
         self.num_stacks = num_stacks
         self.conv1, self.bn1 = nn.Conv2d(3, stem, 7, stride=2, padding=3), nn.BatchNorm2d(stem)
-        self.layer1, self.layer2 = residuals(stem, stem_res // 2, 1), residuals(stem_res, stem_res // 2, 1)
-        self.layer3 = residuals(stem_res, feats, 1)
+        self.layer1, self.layer2 = residuals(stem, stem_res // 2, 1), residuals(stem_res, stem_res, 1)
+        self.layer3 = residuals(2 * stem_res, feats, 1)
         self.hg = nn.ModuleList([Hourglass(num_blocks, feats) for _ in range(num_stacks)])
         self.res = nn.ModuleList([residuals(ch, feats, num_blocks) for _ in range(num_stacks)])
         self.fc = nn.ModuleList([nn.Sequential(nn.Conv2d(ch, ch, 1), nn.BatchNorm2d(ch), nn.ReLU())
@@ -103,7 +106,14 @@ def randomised(net: nn.Module, seed: int = 0) -> nn.Module:
     return net.eval()
 
 
-def save_bearpaw_checkpoint(net: nn.Module, path, data_parallel: bool = True) -> None:
-    """bearpaw's layout: {"epoch", "arch", "state_dict" (DataParallel's `module.` prefix), "best_acc", ...}."""
+def save_bearpaw_checkpoint(net: nn.Module, path, data_parallel: bool = True, legacy: bool = False) -> None:
+    """bearpaw's layout: {"epoch", "arch", "state_dict" (DataParallel's `module.` prefix), "best_acc", ...};
+    `legacy`: PyTorch's pre-1.6 serialisation, as bearpaw's released 2018 checkpoints were written."""
     state = {("module." + k if data_parallel else k): v for k, v in net.state_dict().items()}
-    torch.save({"epoch": 100, "arch": "hg", "state_dict": state, "best_acc": 0.8}, str(path))
+    torch.save({"epoch": 100, "arch": "hg", "state_dict": state, "best_acc": 0.8}, str(path),
+               _use_new_zipfile_serialization=not legacy)
+
+
+def save_fpd_checkpoint(net: nn.Module, path) -> None:
+    """The FPD authors' `model_best.pth` / `final_state.pth` layout: the bare state_dict, no `module.` prefix."""
+    torch.save(net.state_dict(), str(path))

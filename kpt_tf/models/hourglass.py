@@ -5,15 +5,18 @@ for layer, so parameter counts match it exactly:
 
 * pre-activation bottleneck residual: BN-ReLU-1x1 conv C/2, BN-ReLU-3x3 conv C/2, BN-ReLU-1x1 conv C, plus
   a 1x1 conv skip when the channel count changes; every conv has a bias (as in both references);
-* stem: 7x7/2 conv 64, BN, ReLU, residual 64->128, 2x2 max-pool, residual 128->128, residual 128->C
-  (fixed widths as in bearpaw; `stem="scaled"` uses C/4 and C/2 instead, as FPD's code does);
+* stem: 7x7/2 conv W0, BN, ReLU, residual W0->W1, 2x2 max-pool, residual W1->2*W1 (middle width W1, 1x1
+  projection), residual 2*W1->C (middle C/2, projection only when 2*W1 != C). bearpaw's constructor builds
+  exactly this with W0, W1 = 64, 128 (its second stem residual takes `planes = inplanes` after the first set
+  `inplanes` to 128, so the widening to 256 happens there, not in the third); `stem="scaled"` is FPD's code,
+  the same construction with W0, W1 = C/4, C/2, so the third residual is C -> C without a projection;
 * per stack: a depth-`depth` hourglass, `num_blocks` residuals, 1x1 conv-BN-ReLU ("fc"), a 1x1 conv head to
   the joints; between stacks the features (1x1 conv) and the heatmaps (1x1 conv) are added to the stack input.
 
 Layer names (stable across builds, independent of the number of joints; stacks are 0-based like the indices
 of bearpaw's state_dict, hourglass levels run from `depth` at the stack's input resolution down to 1):
 
-    image (input), input_rescale           uint8-range pixels -> [0, 1] minus `input_mean` (0 unless imported)
+    image (input), input_rescale           0..255 RGB -> ([0, 1] - `input_mean`) / `input_std` (0, 1 unless imported)
     stem_pad, stem_conv, stem_bn, stem_relu, stem_pool, stem_res{1,2,3}_*
     hg{s}_up{d}_res{r}_*                   upper branch at level d          (bearpaw hg[s].hg[d-1][0])
     hg{s}_pool{d}                          2x2 max-pool into level d-1
@@ -43,13 +46,23 @@ from kpt_tf.models.registry import Architecture, register
 
 STEM_WIDTH = 64
 STEM_RESIDUAL_WIDTH = 128
-# Stem widths (7x7 conv, first two residuals) per stem kind: bearpaw's fixed 64/128, or scaled with the
-# feature width C as FPD's code does (C/4, C/2): for narrow networks the fixed stem costs more than the
-# hourglasses (2 x 64 at 128 px: 0.90 vs 0.28 GFLOPs, BUILD_NOTES.md).
+# Stem widths (W0: the 7x7 conv, W1: the first residual's output; the second residual doubles W1) per stem
+# kind: bearpaw's fixed 64/128, or scaled with the feature width C as FPD's code does (C/4, C/2; at C = 256
+# both are 64/128). For narrow networks the fixed stem costs more than the hourglasses (BUILD_NOTES.md,
+# "Stem"). The floor of 8 only matters below C = 32, which FPD's code never builds.
 STEM_WIDTHS = {
     "bearpaw": lambda channels: (STEM_WIDTH, STEM_RESIDUAL_WIDTH),
     "scaled": lambda channels: (max(channels // 4, 8), max(channels // 2, 8)),
 }
+
+
+def stem_kind(conv_width: int, residual_width: int, channels: int) -> str | None:
+    """The stem kind whose widths (W0, W1) at feature width `channels` are these; bearpaw's first when both
+    fit (C = 256, where FPD's stem is bearpaw's); None when neither does."""
+    for kind, widths in STEM_WIDTHS.items():
+        if widths(channels) == (conv_width, residual_width):
+            return kind
+    return None
 # Spatial reduction of the stem (7x7/2 conv, then a 2x2 max-pool): 256 px in, 64 px heatmaps out.
 OUTPUT_STRIDE = 4
 # Layers whose channels follow the joint subset, with the axis of each weight that indexes joints
@@ -60,7 +73,8 @@ _REINJECT_HEATMAPS = re.compile(r"^reinject\d+_heatmaps$")
 
 def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int = 4, num_blocks: int = 1,
                     input_size: int = 256, synchronized_bn: bool = False, name: str = "hourglass",
-                    model_class=keras.Model, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0)) -> keras.Model:
+                    model_class=keras.Model, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0),
+                    input_std=(1.0, 1.0, 1.0)) -> keras.Model:
     """Stacked hourglass; input float32 [B, S, S, 3] pixels in 0..255, outputs `num_stacks` heatmaps
     [B, S/4, S/4, num_joints] (float32 under any dtype policy), one per stack, last = final prediction.
 
@@ -79,7 +93,7 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
                          f"(stride {OUTPUT_STRIDE} stem, then {depth} 2x poolings)")
 
     image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
-    x = build_stem(image, channels, stem, input_mean, synchronized_bn)
+    x = build_stem(image, channels, stem, input_mean, synchronized_bn, input_std)
     heatmaps = []
     for s in range(num_stacks):
         x, score = build_stack(x, f"hg{s}", f"stack{s}", f"head{s}", f"reinject{s}", num_joints, depth, num_blocks,
@@ -88,15 +102,22 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
     return model_class(inputs=image, outputs=heatmaps, name=name)
 
 
-def build_stem(image, channels: int, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False):
+def build_stem(image, channels: int, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False,
+               input_std=(1.0, 1.0, 1.0)):
     """input_rescale and stem_* layers: 0..255 pixels [S, S, 3] -> features [S/4, S/4, channels]."""
     if stem not in STEM_WIDTHS:
         raise ValueError(f"build_hourglass: stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
     stem_width, stem_residual_width = STEM_WIDTHS[stem](channels)
-    # `input_mean` (per RGB channel, in [0, 1] units) is part of the model, so every kpt_tf network takes 0..255
-    # pixels: bearpaw's networks were trained on [0, 1] minus the MPII mean (kpt_tf.interop.bearpaw).
+    # `input_mean` and `input_std` (per RGB channel, in [0, 1] units) are part of the model, so every kpt_tf network
+    # takes 0..255 RGB: bearpaw's networks were trained on [0, 1] minus the MPII mean, FPD's on ImageNet-normalised
+    # pixels (kpt_tf.interop.bearpaw.FORMATS).
     mean = [float(v) for v in input_mean]
-    x = layers.Rescaling(1.0 / 255.0, offset=[-v for v in mean] if any(mean) else 0.0, name="input_rescale")(image)
+    std = [float(v) for v in input_std]
+    if min(std) <= 0:
+        raise ValueError(f"build_hourglass: input_std must be positive, got {input_std!r}")
+    scale = [1.0 / (255.0 * s) for s in std] if any(s != 1.0 for s in std) else 1.0 / 255.0
+    offset = [-m / s for m, s in zip(mean, std)] if any(mean) else 0.0
+    x = layers.Rescaling(scale, offset=offset, name="input_rescale")(image)
     # PyTorch's padding=3 on both sides; Keras' "same" would pad 2 before / 3 after for stride 2 and shift
     # the whole feature grid by one input pixel relative to bearpaw's (and break weight conversion).
     x = layers.ZeroPadding2D(3, name="stem_pad")(x)
@@ -105,7 +126,7 @@ def build_stem(image, channels: int, stem: str = "bearpaw", input_mean=(0.0, 0.0
     x = layers.ReLU(name="stem_relu")(x)
     x = blocks.residual(x, stem_residual_width, "stem_res1", synchronized_bn)
     x = layers.MaxPooling2D(2, strides=2, name="stem_pool")(x)
-    x = blocks.residual(x, stem_residual_width, "stem_res2", synchronized_bn)
+    x = blocks.residual(x, 2 * stem_residual_width, "stem_res2", synchronized_bn)
     return blocks.residual(x, channels, "stem_res3", synchronized_bn)
 
 
@@ -142,7 +163,8 @@ def build_from_config(model_config, joints, synchronized_bn: bool = False) -> ke
     return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=len(joints),
                            depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
                            synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")),
-                           input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))))
+                           input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))),
+                           input_std=tuple(m.get("input_std", (1.0, 1.0, 1.0))))
 
 
 register(Architecture(name="hourglass", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,

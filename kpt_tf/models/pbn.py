@@ -89,7 +89,7 @@ def resolve_groups(spec, joints: JointSubset) -> list[tuple[str, list[str]]]:
 def build_pbn(joints: JointSubset, groups, trunk_stacks: int, branch_stacks: int, channels: int,
               branch_channels: int, depth: int = 4, num_blocks: int = 1, input_size: int = 256,
               stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False,
-              name: str = "pbn") -> keras.Model:
+              name: str = "pbn", input_std=(1.0, 1.0, 1.0)) -> keras.Model:
     for arg_name, value in (("trunk_stacks", trunk_stacks), ("branch_stacks", branch_stacks),
                             ("channels", channels), ("branch_channels", branch_channels)):
         if not isinstance(value, int) or value < 1:
@@ -104,7 +104,7 @@ def build_pbn(joints: JointSubset, groups, trunk_stacks: int, branch_stacks: int
     num_joints = len(names)
 
     image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
-    x = build_stem(image, channels, stem, input_mean, synchronized_bn)
+    x = build_stem(image, channels, stem, input_mean, synchronized_bn, input_std)
     stages = []
     for s in range(trunk_stacks):       # the last trunk stack re-injects too: the branches start from it
         x, score = build_stack(x, f"hg{s}", f"stack{s}", f"head{s}", f"reinject{s}", num_joints, depth, num_blocks,
@@ -138,7 +138,8 @@ def build_from_config(model_config, joints, synchronized_bn: bool = False) -> ke
                      branch_stacks=int(m.branch_stacks), channels=int(m.channels),
                      branch_channels=int(m.get("branch_channels", m.channels)), depth=int(m.depth),
                      num_blocks=int(m.num_blocks), input_size=int(m.input_size), stem=str(m.get("stem", "bearpaw")),
-                     input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))), synchronized_bn=synchronized_bn)
+                     input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))),
+                     input_std=tuple(m.get("input_std", (1.0, 1.0, 1.0))), synchronized_bn=synchronized_bn)
 
 
 def resolve_config(model_config):

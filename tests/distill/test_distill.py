@@ -112,7 +112,7 @@ def test_dry_run_reports_both_networks_of_the_published_pair():
                            "--dry_run"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     line = __import__("json").loads(done.stdout.strip().splitlines()[-1])
-    assert (line["student_params"], line["teacher_params"]) == (3_247_616, 25_434_112)
+    assert (line["student_params"], line["teacher_params"]) == (3_287_936, 25_594_624)
     assert line["alpha"] == 0.5 and line["teacher_flops_per_image"] > 7 * line["student_flops_per_image"]
 
 

@@ -1,5 +1,6 @@
-"""Importing bearpaw/pytorch-pose checkpoints (kpt_tf/import_checkpoint.py): numerically equal networks, and
-refusals that name the problem and write nothing."""
+"""Importing bearpaw/pytorch-pose and FPD checkpoints (kpt_tf/import_checkpoint.py): numerically equal networks, and
+refusals that name the problem and write nothing. The PyTorch networks are the project's copy, whose structure
+tests/interop/test_torch_hourglass.py checks against bearpaw's own code."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import tensorflow as tf
 import torch
 
 from kpt_tf import workdir as wd
-from kpt_tf.import_checkpoint import import_bearpaw
-from kpt_tf.interop.bearpaw import MPII_MEAN_RGB, CheckpointError
-from kpt_tf.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint
+from kpt_tf.import_checkpoint import import_checkpoint
+from kpt_tf.interop.bearpaw import IMAGENET_MEAN, IMAGENET_STD, MPII_MEAN_RGB, CheckpointError
+from kpt_tf.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint, save_fpd_checkpoint
 from kpt_tf.joints import JointSubset
 from kpt_tf.models.outputs import stage_outputs
 
@@ -27,31 +28,66 @@ def torch_heatmaps(net, images_uint8):
         return [o.permute(0, 2, 3, 1).numpy() for o in net(x)]
 
 
+def fpd_torch_heatmaps(net, images_uint8):
+    """FPD's preprocessing (HRNet's data code, COLOR_RGB false): the BGR image in [0, 1], ImageNet-normalised."""
+    bgr = images_uint8[..., ::-1].astype(np.float32) / 255.0
+    x = torch.from_numpy((bgr - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        return [o.permute(0, 2, 3, 1).numpy() for o in net(x)]
+
+
+def assert_same_heatmaps(expected, got):
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        scale = float(np.abs(e).max())
+        assert float(np.abs(e - g).max()) <= 1e-4 * scale, (float(np.abs(e - g).max()), scale)
+
+
 def images(n=2, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3)).astype(np.uint8)
 
 
-def imported(tmp_path, stacks, blocks=1, classes=16, joints="all", name="ckpt"):
+def imported(tmp_path, stacks, blocks=1, classes=16, joints="all", name="ckpt", legacy=False):
     torch_net = randomised(HourglassNet(stacks, blocks, classes), seed=stacks)
     path = tmp_path / f"{name}.pth.tar"
-    save_bearpaw_checkpoint(torch_net, path)
-    report = import_bearpaw(path, tmp_path / name, joints=joints, input_size=SIZE)
+    save_bearpaw_checkpoint(torch_net, path, legacy=legacy)
+    report = import_checkpoint(path, tmp_path / name, joints=joints, input_size=SIZE)
     return torch_net, wd.load_trained(tmp_path / name), report
 
 
-@pytest.mark.parametrize("stacks,blocks", [(1, 1), (2, 1), pytest.param(8, 1, marks=pytest.mark.slow),
-                                           pytest.param(2, 2, marks=pytest.mark.slow)])
-def test_imported_network_equals_the_pytorch_network_on_every_stack(tmp_path, stacks, blocks):
-    torch_net, trained, report = imported(tmp_path, stacks, blocks)
-    assert report["architecture"] == {"num_stacks": stacks, "num_blocks": blocks, "channels": 256, "num_classes": 16}
+def heatmaps_of(trained, batch):
+    return [o.numpy() for o in stage_outputs(trained.net(tf.constant(batch, tf.float32), training=False))]
+
+
+# bearpaw's released hg_s1_b1, hg_s2_b1 and hg_s8_b1 were written by 2018's PyTorch (the legacy serialisation).
+@pytest.mark.parametrize("stacks,blocks,legacy", [(1, 1, True), (2, 1, False),
+                                                  pytest.param(8, 1, True, marks=pytest.mark.slow),
+                                                  pytest.param(2, 2, False, marks=pytest.mark.slow)])
+def test_imported_network_equals_the_pytorch_network_on_every_stack(tmp_path, stacks, blocks, legacy):
+    torch_net, trained, report = imported(tmp_path, stacks, blocks, legacy=legacy)
+    assert report["architecture"] == {"num_stacks": stacks, "num_blocks": blocks, "channels": 256, "num_classes": 16,
+                                      "stem": "bearpaw"}
     assert report["tensors_used"] + len(report["tensors_ignored"]) == len(torch_net.state_dict())
     batch = images()
-    expected = torch_heatmaps(torch_net, batch)
-    got = [o.numpy() for o in stage_outputs(trained.net(tf.constant(batch, tf.float32), training=False))]
-    assert len(got) == stacks
-    for e, g in zip(expected, got):
-        scale = float(np.abs(e).max())
-        assert float(np.abs(e - g).max()) <= 1e-4 * scale, (float(np.abs(e - g).max()), scale)
+    assert_same_heatmaps(torch_heatmaps(torch_net, batch), heatmaps_of(trained, batch))
+
+
+@pytest.mark.parametrize("stacks,channels", [(2, 128), pytest.param(4, 128, marks=pytest.mark.slow)])
+def test_an_fpd_checkpoint_imports_with_its_scaled_stem_bgr_and_imagenet_normalisation(tmp_path, stacks, channels):
+    """FPD's student layout: the bare state_dict (model_best.pth), stem C/4, C/2, fed BGR / ImageNet-normalised."""
+    torch_net = randomised(HourglassNet(stacks, 1, 16, channels=channels, stem_widths=(channels // 4, channels // 2)),
+                           seed=3)
+    save_fpd_checkpoint(torch_net, tmp_path / "model_best.pth")
+    report = import_checkpoint(tmp_path / "model_best.pth", tmp_path / "fpd", "fpd", input_size=SIZE)
+    assert report["architecture"]["stem"] == "scaled" and report["channel_order"] == "bgr"
+    trained = wd.load_trained(tmp_path / "fpd")
+    assert trained.codec().sigma == 2.0
+    batch = images(seed=5)
+    assert_same_heatmaps(fpd_torch_heatmaps(torch_net, batch), heatmaps_of(trained, batch))
+    # Read as bearpaw's (RGB, MPII mean) the same weights see other pixels: the format matters.
+    import_checkpoint(tmp_path / "model_best.pth", tmp_path / "as_bearpaw", "bearpaw", input_size=SIZE)
+    wrong = heatmaps_of(wd.load_trained(tmp_path / "as_bearpaw"), batch)[-1]
+    assert float(np.abs(wrong - fpd_torch_heatmaps(torch_net, batch)[-1]).max()) > 1e-2
 
 
 def test_a_joint_subset_network_imports_with_its_joints(tmp_path):
@@ -63,7 +99,7 @@ def test_a_joint_subset_network_imports_with_its_joints(tmp_path):
                     stage_outputs(trained.net(tf.constant(batch, tf.float32), training=False))):
         assert float(np.abs(e - g).max()) <= 1e-4 * float(np.abs(e).max())
     with pytest.raises(CheckpointError, match="kpt_tf.transfer --map_heads"):
-        import_bearpaw(tmp_path / "ckpt.pth.tar", tmp_path / "as_lower", joints="lower", input_size=SIZE)
+        import_checkpoint(tmp_path / "ckpt.pth.tar", tmp_path / "as_lower", joints="lower", input_size=SIZE)
 
 
 @pytest.mark.slow
@@ -88,22 +124,33 @@ def test_wrong_truncated_and_foreign_checkpoints_are_refused_writing_nothing(tmp
     truncated = tmp_path / "truncated.pth.tar"
     truncated.write_bytes(good.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="cannot be read"):
-        import_bearpaw(truncated, tmp_path / "a", input_size=SIZE)
+        import_checkpoint(truncated, tmp_path / "a", input_size=SIZE)
     with pytest.raises(CheckpointError, match="num_stacks 8, but the checkpoint has 1"):
-        import_bearpaw(good, tmp_path / "b", num_stacks=8, input_size=SIZE)
+        import_checkpoint(good, tmp_path / "b", num_stacks=8, input_size=SIZE)
     state = {k: v for k, v in torch_net.state_dict().items()}
     extra = dict(state, **{"extra_head.weight": torch.zeros(3)})
     torch.save({"state_dict": extra}, str(tmp_path / "extra.pth.tar"))
     with pytest.raises(CheckpointError, match="extra_head.weight"):
-        import_bearpaw(tmp_path / "extra.pth.tar", tmp_path / "c", input_size=SIZE)
+        import_checkpoint(tmp_path / "extra.pth.tar", tmp_path / "c", input_size=SIZE)
     missing = {k: v for k, v in state.items() if not k.startswith("layer2.")}
     torch.save({"state_dict": missing}, str(tmp_path / "missing.pth.tar"))
     with pytest.raises(CheckpointError, match="stem_res2"):
-        import_bearpaw(tmp_path / "missing.pth.tar", tmp_path / "d", input_size=SIZE)
+        import_checkpoint(tmp_path / "missing.pth.tar", tmp_path / "d", input_size=SIZE)
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}}, str(tmp_path / "other.pth.tar"))
     with pytest.raises(CheckpointError, match="not a bearpaw HourglassNet"):
-        import_bearpaw(tmp_path / "other.pth.tar", tmp_path / "e", input_size=SIZE)
-    assert not any((tmp_path / d).exists() for d in "abcde")
+        import_checkpoint(tmp_path / "other.pth.tar", tmp_path / "e", input_size=SIZE)
+    # The stem of kpt_tf before 2026-12-06 (layer2 128 -> 128, layer3 128 -> 256) is nobody's network.
+    old_stem = {k: v for k, v in state.items() if not k.startswith(("layer2.", "layer3."))}
+    old_stem.update({f"layer2.0.{k}": v for k, v in HourglassNet(1, 1, 16).layer1[0].state_dict().items()
+                     if not k.startswith("downsample")})
+    torch.save(old_stem, str(tmp_path / "old_stem.pth"))
+    with pytest.raises(CheckpointError, match="layer3|stem_res"):
+        import_checkpoint(tmp_path / "old_stem.pth", tmp_path / "f", input_size=SIZE)
+    narrow = HourglassNet(1, 1, 16, channels=128, stem_widths=(48, 96))
+    torch.save(narrow.state_dict(), str(tmp_path / "narrow.pth"))
+    with pytest.raises(CheckpointError, match=r"stem widths \(48, 96\)"):
+        import_checkpoint(tmp_path / "narrow.pth", tmp_path / "g", "fpd", input_size=SIZE)
+    assert not any((tmp_path / d).exists() for d in "abcdefg")
 
 
 class _RunsCode:
@@ -119,5 +166,5 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with open(path, "wb") as f:
         pickle.dump({"state_dict": {"conv1.weight": _RunsCode()}}, f)
     with pytest.raises(CheckpointError, match="weights-only"):
-        import_bearpaw(path, tmp_path / "out", input_size=SIZE)
+        import_checkpoint(path, tmp_path / "out", input_size=SIZE)
     assert not (tmp_path / "RAN_CODE_MARKER").exists() and not (tmp_path / "out").exists()

@@ -41,9 +41,11 @@ def _bottleneck_params(cin, cout):
     return bns + _conv_params(1, cin, mid) + _conv_params(3, mid, mid) + _conv_params(1, mid, cout) + skip
 
 
-def _bearpaw_params(stacks, c, joints, depth=4, blocks=1):
-    stem = (_conv_params(7, 3, 64) + 2 * 64 + _bottleneck_params(64, 128) + _bottleneck_params(128, 128)
-            + _bottleneck_params(128, c))
+def _bearpaw_params(stacks, c, joints, depth=4, blocks=1, stem_widths=(64, 128)):
+    # bearpaw's stem: layer1 W0 -> W1, layer2 W1 -> 2 W1 (its `planes` is the running `inplanes`), layer3 2 W1 -> C.
+    w0, w1 = stem_widths
+    stem = (_conv_params(7, 3, w0) + 2 * w0 + _bottleneck_params(w0, w1) + _bottleneck_params(w1, 2 * w1)
+            + _bottleneck_params(2 * w1, c))
     hourglass = (3 * depth + 1) * blocks * _bottleneck_params(c, c)
     stack = hourglass + blocks * _bottleneck_params(c, c) + _conv_params(1, c, c) + 2 * c + _conv_params(1, c, joints)
     reinject = _conv_params(1, c, c) + _conv_params(1, joints, c)
@@ -57,8 +59,8 @@ def _bottleneck_macs(hw, cin, cout):
 
 def _bearpaw_macs(stacks, c, joints, size=256, depth=4, blocks=1):
     half, quarter = (size // 2) ** 2, (size // 4) ** 2
-    stem = (half * 49 * 3 * 64 + _bottleneck_macs(half, 64, 128) + _bottleneck_macs(quarter, 128, 128)
-            + _bottleneck_macs(quarter, 128, c))
+    stem = (half * 49 * 3 * 64 + _bottleneck_macs(half, 64, 128) + _bottleneck_macs(quarter, 128, 256)
+            + _bottleneck_macs(quarter, 256, c))
     # Level d of the hourglass: upper branch at its input resolution, down/low (and bottom) one pool lower.
     hourglass, hw = 0, quarter
     for level in range(depth, 0, -1):
@@ -123,7 +125,7 @@ def test_names_are_deterministic_readable_and_variables_follow_them():
                 "reinject0_features", "reinject0_heatmaps", "reinject0_add"}
     assert expected <= set(names)
     assert "reinject1_add" not in names  # the last stack re-injects nothing
-    assert "stem_res2_skip" not in names  # 128 -> 128: identity skip, as in bearpaw
+    assert "stem_res2_skip" in names  # 128 -> 256: bearpaw's layer2 widens, with a projection
 
 
 def test_names_and_shapes_do_not_depend_on_the_joint_subset():
@@ -144,23 +146,27 @@ def test_parameter_count_matches_bearpaw_structure_for_other_settings():
 
 def test_hg2_256_parameters_and_flops():
     model = build_hourglass(2, 256, 16)
-    # bearpaw hg_s2_b1: sum(p.numel()) = 6,570,400 (BN running stats are buffers there, non-trainable here).
-    assert trainable_parameter_count(model) == _bearpaw_params(2, 256, 16) == 6_570_400
+    # bearpaw hg_s2_b1: sum(p.numel()) = 6,730,912, counted on bearpaw's own code (BN running stats are buffers
+    # there, non-trainable here).
+    assert trainable_parameter_count(model) == _bearpaw_params(2, 256, 16) == 6_730_912
     assert multiply_adds_per_image(model) == _bearpaw_macs(2, 256, 16)
     assert flops_per_image(model) == 2 * _bearpaw_macs(2, 256, 16)
     assert flops_per_image(model, include_elementwise=True) > flops_per_image(model)
 
 
 def test_fpd_student_4x128_parameters():
-    model = build_hourglass(4, 128, 16)
-    assert trainable_parameter_count(model) == _bearpaw_params(4, 128, 16) == 3_332_032  # FPD: "~3 M"
+    # FPD's own 4 x 128 network (stem C/4, C/2): 3,287,936 counted on its code; with bearpaw's fixed stem more.
+    scaled = build_hourglass(4, 128, 16, stem="scaled")
+    assert trainable_parameter_count(scaled) == _bearpaw_params(4, 128, 16, stem_widths=(32, 64)) == 3_287_936
+    fixed = build_hourglass(4, 128, 16)
+    assert trainable_parameter_count(fixed) == _bearpaw_params(4, 128, 16) == 3_550_272
 
 
 @pytest.mark.slow
 def test_hg8_256_parameters_and_flops():
     model = build_hourglass(8, 256, 16)
     count = trainable_parameter_count(model)
-    assert count == _bearpaw_params(8, 256, 16) == 25_434_112
+    assert count == _bearpaw_params(8, 256, 16) == 25_594_624
     assert 25.1e6 <= count <= 25.6e6  # published range for Newell's 8-stack network
     assert multiply_adds_per_image(model) == _bearpaw_macs(8, 256, 16)
 
@@ -259,12 +265,15 @@ def test_heads_stay_float32_under_mixed_precision():
 
 
 def test_scaled_stem_matches_fpd_student_and_keeps_names():
-    """stem="scaled" (FPD's code: stem widths C/4, C/2): 3,247,616 parameters for 4 x 128; the same names as
-    bearpaw's stem plus the 1x1 skip its last stem residual needs (C/2 -> C)."""
+    """stem="scaled" (FPD's code: stem widths C/4, C/2): the second stem residual widens to C, so the third needs no
+    projection; every other name is bearpaw's stem's. At C = 256 the two stems are the same network."""
     scaled = build_hourglass(4, 128, 16, stem="scaled")
-    assert trainable_parameter_count(scaled) == 3_247_616
     bearpaw = build_hourglass(4, 128, 16)
-    assert {layer.name for layer in scaled.layers} - {layer.name for layer in bearpaw.layers} == {"stem_res3_skip"}
+    assert {layer.name for layer in bearpaw.layers} - {layer.name for layer in scaled.layers} == {"stem_res3_skip"}
+    assert {layer.name for layer in scaled.layers} <= {layer.name for layer in bearpaw.layers}
     assert scaled.get_layer("stem_conv").filters == 32 and scaled.get_layer("stem_res1_conv3").filters == 64
+    assert scaled.get_layer("stem_res2_conv2").filters == 64 and scaled.get_layer("stem_res2_conv3").filters == 128
+    assert trainable_parameter_count(build_hourglass(1, 256, 16, stem="scaled")) == \
+        trainable_parameter_count(build_hourglass(1, 256, 16)) == 3_586_960
     with pytest.raises(ValueError, match="stem must be one of"):
         build_hourglass(1, 32, 16, stem="wide")
