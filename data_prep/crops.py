@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from kpt_tf import geometry
-from kpt_tf.mpii.annotations import PersonAnnotation
+from kpt_tf.mpii.annotations import TEST_SPLIT, PersonAnnotation
 
 _REDUCED_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                          4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -105,13 +105,18 @@ def _reduced_to_image(factor: int) -> np.ndarray:
     return np.array([[factor, 0.0, offset], [0.0, factor, offset]])
 
 
+# The skip reason of a person whose image is not in --images_dir (data_prep.shards settles these before any
+# worker starts; a worker reports it too when the file goes away in between).
+IMAGE_MISSING = "image file missing"
+
+
 def decode_image(path: str, factor: int):
     """Decode at 1/`factor` size (falls back to 1 when the header cannot confirm the scaled size)
     -> (image or None, reduction factor, (height, width) of the full image, skip reason or None)."""
     try:
         data = np.fromfile(path, np.uint8)
     except (FileNotFoundError, IsADirectoryError):
-        return None, 1, None, "image file missing"
+        return None, 1, None, IMAGE_MISSING
     except OSError as e:
         return None, 1, None, f"image file unreadable ({e.strerror})"
     if data.size == 0:
@@ -194,7 +199,8 @@ FAR_JOINT_BOXES = 3.0
 
 
 def skip_reason(person: PersonAnnotation) -> str | None:
-    """Why a person cannot become a record before its image is even opened (None: usable so far)."""
+    """Why a person cannot become a record before its image is even opened (None: usable so far).
+    A test person needs no joints (MPII withholds them): only objpos and scale."""
     if person.objpos is None:       # the readers map -1 and NaN/inf to None
         return "objpos missing, -1 or not finite"
     if person.scale is None:
@@ -203,6 +209,8 @@ def skip_reason(person: PersonAnnotation) -> str | None:
         return "scale <= 0"
     if not MIN_SCALE <= person.scale <= MAX_SCALE:
         return f"scale outside {MIN_SCALE}..{MAX_SCALE}"
+    if person.split == TEST_SPLIT:
+        return "duplicate person record" if person.duplicate_of is not None else None
     if not person.annotated.any():
         return "no annotated joint"
     joints = person.joints[np.asarray(person.annotated) == 1]

@@ -3,6 +3,11 @@
     python -m data_prep.mpii_to_tfrecord --annotations ../shared/mpii/mpii_annotations.json.gz
         --images_dir /data/mpii/images --output_dir /data/mpii/records [--val_gt detections_our_format.mat]
 
+Annotation files: the release .mat (train people, and the single-person test people: split 'test'),
+mpii_annotations.json[.gz], the generator's annotations.json, HRNet's/mmpose's train/valid/trainval/test.json
+(kpt_tf.mpii.hrnet_json; `--json_split` for another file name). Test people have no joints: their records
+carry objpos/scale crops for `kpt_tf.evaluate --split test --submission`.
+
 One record per usable person: a `crop_size` JPEG crop covering `crop_margin` person boxes around the
 adjusted person box (geometry.adjust_person_box / crop_affine, CONVENTIONS.md), the 16 joints in crop
 pixels, annotated/visible flags, centre, scale, the crop->image affine and the head box when the source
@@ -48,7 +53,9 @@ from kpt_tf.mpii.annotations import (
     split_people,
 )
 
-DEFAULT_NUM_SHARDS = {"train": 8, "val": 2}
+DEFAULT_NUM_SHARDS = {"train": 8, "val": 2, "test": 4}
+# Written by default even when empty (as before the test split existed); 'test' when the file holds test people.
+ALWAYS_WRITTEN_SPLITS = ("train", "val")
 
 
 class ConversionError(ValueError):
@@ -106,19 +113,21 @@ def _check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_qualit
         raise ConversionError(f"--jpeg_quality {jpeg_quality}: expected 1..100")
 
 
-def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = SPLITS,
+def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | None = None,
             num_shards=None, crop_size: int = 384, crop_margin: float = 1.5, max_people: int = 0,
             num_workers: int = 1, jpeg_quality: int = 95, val_gt=None, val_list=None,
-            reduced_decode: bool = True, progress: bool = True) -> dict:
-    """Convert; -> the manifest (also written to output_dir/manifest.json). Raises ConversionError."""
-    splits = parse_splits(splits)
-    num_shards = parse_num_shards(DEFAULT_NUM_SHARDS if num_shards is None else num_shards, splits)
+            reduced_decode: bool = True, progress: bool = True, json_split: str | None = None) -> dict:
+    """Convert; -> the manifest (also written to output_dir/manifest.json). Raises ConversionError.
+
+    splits None: train and val, and test when the annotations hold test people."""
+    if splits is not None:
+        splits = parse_splits(splits)
     _check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_quality)
     annotations, images_dir, output_dir = Path(annotations), Path(images_dir), Path(output_dir)
     if not images_dir.is_dir():
         raise ConversionError(f"--images_dir {images_dir} is not a directory")
     try:
-        people = read_annotations(annotations, val_list)
+        people = read_annotations(annotations, val_list, json_split or None)
         if val_gt:
             attach_validation_head_boxes(people, val_gt)
     except AnnotationError as e:
@@ -127,6 +136,9 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
         raise ConversionError(f"--annotations {annotations}: holds no people")
     mark_duplicates(people)
     by_split = split_people(people)
+    if splits is None:
+        splits = [s for s in SPLITS if s in ALWAYS_WRITTEN_SPLITS or by_split.get(s)]
+    num_shards = parse_num_shards(DEFAULT_NUM_SHARDS if num_shards is None else num_shards, splits)
     selected = {s: by_split.get(s, [])[:max_people or None] for s in splits}
     if not any(selected.values()):
         raise ConversionError(f"--annotations {annotations}: no people in split(s) {', '.join(splits)}")
@@ -144,13 +156,15 @@ def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str = S
                    "crop_size": crop_size, "crop_margin": crop_margin, "max_people": max_people,
                    "num_workers": num_workers, "jpeg_quality": jpeg_quality,
                    "val_gt": str(val_gt) if val_gt else None, "val_list": str(val_list) if val_list else None,
-                   "reduced_decode": bool(reduced_decode)}
+                   "reduced_decode": bool(reduced_decode), "json_split": json_split or None}
     # What decides the bytes of a shard (paths are not: moved inputs give the same records).
     content = {"annotations_sha256": mf.sha256_of_file(annotations),
                "val_gt_sha256": mf.sha256_of_file(val_gt) if val_gt else None,
                "val_list_sha256": mf.sha256_of_file(val_list) if val_list else None,
                "crop_size": crop_size, "crop_margin": crop_margin, "max_people": max_people,
                "jpeg_quality": jpeg_quality, "reduced_decode": bool(reduced_decode)}
+    if json_split:   # only when given, so that directories converted before the flag existed stay reusable
+        content["json_split"] = json_split
 
     output_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = output_dir / MANIFEST_NAME
@@ -218,13 +232,17 @@ FLAGS = flags.FLAGS
 def define_flags():
     """The CLI flags; defined only when run as a program, so that importing this module (tests, other
     tools) never collides with another module's flags of the same name (absl flags are global)."""
-    flags.DEFINE_string("annotations", None, "mpii_human_pose_v1_u12_1.mat, mpii_annotations.json[.gz] or the "
-                        "generator's annotations.json")
+    flags.DEFINE_string("annotations", None, "mpii_human_pose_v1_u12_1.mat, mpii_annotations.json[.gz], the "
+                        "generator's annotations.json, or HRNet's/mmpose's train/valid/trainval/test.json")
     flags.DEFINE_string("images_dir", None, "Directory holding the MPII images (file names as in the annotations).")
     flags.DEFINE_string("output_dir", None, "Where the shards and manifest.json go (created).")
-    flags.DEFINE_string("splits", "train,val", "Comma-separated splits to write (train, val).")
-    flags.DEFINE_string("num_shards", "train=8,val=2", "Shards per split: one integer for every split, or "
+    flags.DEFINE_string("splits", None, "Comma-separated splits to write (train, val, test). Default: train and "
+                        "val, and test when the annotations hold test people (the release .mat, HRNet's test.json).")
+    flags.DEFINE_string("num_shards", "train=8,val=2,test=4", "Shards per split: one integer for every split, or "
                         "'split=count,...'.")
+    flags.DEFINE_enum("json_split", None, list(SPLITS), "HRNet/mmpose json only: the split of its people when the "
+                      "file name does not tell (train.json, trainval.json -> train, valid.json -> val, "
+                      "test.json -> test).")
     flags.DEFINE_integer("crop_size", 384, "Side of the stored square crop, pixels.")
     flags.DEFINE_float("crop_margin", 1.5, "Crop side in person boxes (200 * adjusted scale px): 1.5 leaves room "
                        "for rotation +-30 deg and zoom 0.75-1.25 of a 256 px model input.")
@@ -248,18 +266,30 @@ def main(argv):
     manifest = convert(FLAGS.annotations, FLAGS.images_dir, FLAGS.output_dir, FLAGS.splits,
                        FLAGS.num_shards, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.max_people,
                        FLAGS.num_workers, FLAGS.jpeg_quality, FLAGS.val_gt, FLAGS.val_list,
-                       FLAGS.reduced_decode, FLAGS.progress)
+                       FLAGS.reduced_decode, FLAGS.progress, FLAGS.json_split)
     for split, counts in manifest[mf.SPLITS].items():
         print(f"{split}: read {counts[mf.SPLIT_READ]}, written {counts[mf.SPLIT_WRITTEN]}, skipped "
               f"{counts[mf.SPLIT_SKIPPED]} ({counts[mf.SPLIT_NUM_SHARDS]} shards)")
-    reasons: dict[str, list] = {}
-    for s in manifest[mf.SKIPPED]:
-        reasons.setdefault(s[mf.SKIP_REASON], []).append(f"{s[mf.SKIP_IMAGE]} person {s[mf.SKIP_PERSON]}")
-    for reason, who in sorted(reasons.items()):
-        print(f"  skipped, {reason}: {len(who)} ({', '.join(who[:3])}{', ...' if len(who) > 3 else ''})")
+    for line in skip_summary(manifest[mf.SKIPPED]):
+        print(line)
     print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME} (every skipped person, with the reason)")
     if not any(c[mf.SPLIT_WRITTEN] for c in manifest[mf.SPLITS].values()):
         raise ConversionError("no person could be converted (see the reasons above)")
+
+
+def skip_summary(skipped: Sequence[dict], examples: int = 3) -> list[str]:
+    """One line per skip reason, however many people it holds: how many people of how many images, and the
+    first few (25,199 people of images absent from --images_dir are one line, not 25,199)."""
+    reasons: dict[str, list] = {}
+    for s in skipped:
+        reasons.setdefault(s[mf.SKIP_REASON], []).append(s)
+    lines = []
+    for reason, who in sorted(reasons.items()):
+        images = list(dict.fromkeys(s[mf.SKIP_IMAGE] for s in who))
+        shown = ", ".join(f"{s[mf.SKIP_IMAGE]} person {s[mf.SKIP_PERSON]}" for s in who[:examples])
+        lines.append(f"  skipped, {reason}: {len(who)} people of {len(images)} images "
+                     f"({shown}{', ...' if len(who) > examples else ''})")
+    return lines
 
 
 def _exit_on_sigterm(signum, frame):

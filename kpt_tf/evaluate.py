@@ -16,6 +16,16 @@ Runs the model over the split's person crops (flip test, quarter-pixel decoding;
 of kpt_tf.inference), maps predictions back to source-image pixels through each record's stored crop
 transform, scores them with the same PCKh code (per joint of the model's subset), and optionally writes
 the predictions as an MPII-format .mat (1-based, in the annotation file's order) for the official toolkit.
+
+MPII test-server submission (the test split has no ground truth, so nothing is scored):
+  python -m kpt_tf.evaluate --model M --data RECORDS --split test --submission pred_keypoints_mpii.mat
+      [--release mpii_human_pose_v1_u12_1.mat]
+
+writes the release's annotation list of the test images with every test person's 16 predicted points
+(kpt_tf.mpii.submission). The release is the one the records were converted from unless --release names it
+(needed when they came from HRNet's test.json). Each record is matched to its release rectangle (image,
+objpos, scale) and every single-person test person must have a record, both checked before the model runs;
+the file is read back and compared with the predictions after writing.
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ def define_flags():
     flags.DEFINE_bool("skip_damaged_records", False, "Model mode: skip (and count) the records of a damaged shard "
                       "from its first damaged one on, instead of stopping with the shard's name.")
     flags.DEFINE_string("out_mat", None, "Model mode: write predictions as an MPII .mat (preds, pos_pred_src).")
+    flags.DEFINE_string("submission", None, "Model mode, test split: write MPII's test-server submission "
+                        "(pred_keypoints_mpii.mat: the release's test annotation list with the predicted points).")
+    flags.DEFINE_string("release", None, "With --submission: the release mpii_human_pose_v1_u12_1.mat (default: "
+                        "the annotation file the records were converted from, when it is the release).")
 
 
 PROGRAM = "kpt_tf.evaluate"
@@ -85,8 +99,16 @@ def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str 
 
 
 def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=False):
-    """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir or a .keras file."""
+    """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir, a .keras or a .tflite file."""
     from kpt_tf.workdir import load_trained
+
+    if str(model_path).endswith(".tflite"):
+        from kpt_tf.predict import Predictor
+
+        if flip_shift:
+            raise ValueError("--flip_shift is not available for a TFLite model (its flip test runs in kpt_tf.predict)")
+        predictor = Predictor.load(model_path, flip_test=flip_test)
+        return predictor.heatmaps, predictor.codec, predictor.joints
 
     trained = load_trained(model_path, config=config)
     if trained.joints is None:
@@ -116,15 +138,21 @@ def by_visibility(scored: dict) -> dict:
 
 def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_test: bool = True,
                    flip_shift: bool = False, out_mat=None, batch_size: int = 16,
-                   skip_damaged: bool = False) -> dict:
+                   skip_damaged: bool = False, submission=None, release=None) -> dict:
     """PCKh of a trained model on a TFRecord split; figures in the layout of `score_predictions` plus
     `table` (text) and `report` (the JSON of file mode). skip_damaged: the people of a damaged shard's records
     from its first damaged one on are missing (counted in `report["damaged_records"]`; in `out_mat` they stay
-    at (0, 0) like the converter's skips, so they score as misses)."""
+    at (0, 0) like the converter's skips, so they score as misses).
+    A split without ground truth (MPII's test people) is not scored: the result holds `predictions`,
+    `no_ground_truth` True, `table` and `report` ({"people", "submission"}). `submission`: write MPII's
+    test-server file there (`write_test_submission`), its release `release` or the records' own."""
     from kpt_tf.data import pipeline
     from kpt_tf.inference import predict_dataset
 
+    plan = submission_plan(data_dir, split, release, skip_damaged) if submission else None
     predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
+    if plan is not None and len(subset) != 16:
+        raise ValueError(f"--submission needs MPII's 16 joints; this model predicts {len(subset)} ({subset.name})")
     damaged = pipeline.damaged_records(data_dir, split) if skip_damaged else []
     if damaged:
         print(pipeline.describe_damaged(split, damaged), file=sys.stderr)
@@ -138,6 +166,12 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
             print(f"kpt_tf.evaluate: warning: {data_dir} has no complete manifest.json, so people the converter "
                   f"skipped after the last record of {split!r} are not in {out_mat}", file=sys.stderr)
         write_predictions_mat(out_mat, preds, subset, people)
+    written = write_test_submission(submission, plan, preds) if plan is not None else None
+    if not preds.annotated.any():
+        table = (f"model: {model_path}\ndata: {data_dir} ({split})\n{len(preds.joints)} people predicted; the split "
+                 "has no ground truth (MPII withholds the test set's), so nothing is scored")
+        return {"predictions": preds, "no_ground_truth": True, "table": table,
+                "report": {"people": len(preds.joints), "submission": str(submission) if written else None}}
     out = _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
     if skip_damaged:
         out["report"]["damaged_records"] = pipeline.damaged_totals(damaged)
@@ -158,6 +192,66 @@ def write_predictions_mat(path, preds, subset, people: int | None = None) -> Non
     out = np.zeros((count, 16, 2))
     out[preds.dataset_index] = preds.joints
     mpii.save_predictions_mat(path, out)
+
+
+def submission_plan(data_dir, split: str, release=None, skip_damaged: bool = False):
+    """Before any prediction: the release template and each test record's rectangle (ValueError otherwise).
+    -> (template, {dataset_index: TestRectangle})."""
+    from kpt_tf.data import manifest as mf
+    from kpt_tf.data import pipeline
+    from kpt_tf.mpii import submission as sub
+
+    manifest = pipeline.converter_manifest(data_dir) or {}
+    if release is None:
+        source = (manifest.get(mf.FLAGS) or {}).get("annotations")
+        if not source or not str(source).lower().endswith(".mat"):
+            raise ValueError(f"--submission needs the release mpii_human_pose_v1_u12_1.mat: the records in {data_dir} "
+                             f"were made from {source or 'an unknown annotation file'}; give it with --release")
+        release = source
+        if not Path(release).is_file():
+            raise ValueError(f"--submission: the release the records were made from, {release}, is not there; "
+                             "give it with --release")
+    if skip_damaged:
+        raise ValueError("--submission refuses --skip_damaged_records: a submission must hold every test person; "
+                         "rerun the converter to redo the damaged shard")
+    template = sub.load_template(release)
+    fields = pipeline.record_people(data_dir, split)
+    people = [sub.RecordPerson(int(i), str(image), center, float(scale))
+              for i, image, center, scale in zip(fields["dataset_index"], fields["image_id"], fields["center"],
+                                                 fields["scale"])]
+    skipped = [s for s in manifest.get(mf.SKIPPED, []) if s.get(mf.SKIP_SPLIT) == split]
+    return template, sub.match_records(template, people, skipped)
+
+
+def write_test_submission(path, plan, preds) -> int:
+    """Write the submission of `plan` (`submission_plan`) with `preds` (kpt_tf.inference.Predictions, 16
+    joints): written beside `path`, read back and checked (every person holds exactly its predictions), then
+    moved to `path`, so a previous file there is replaced only by a checked one. -> people written."""
+    import os
+
+    import numpy as np
+
+    from kpt_tf.mpii import submission as sub
+
+    template, matched = plan
+    if sorted(int(i) for i in preds.dataset_index) != sorted(matched):
+        raise ValueError(f"the predictions cover {len(preds.dataset_index)} test people but {len(matched)} records "
+                         "were matched to the release; the records changed while the model ran?")
+    predictions = {matched[int(i)].key: joints for i, joints in zip(preds.dataset_index, preds.joints)}
+    path = Path(path)
+    staged = path.with_name(f".check-{path.name}")
+    try:
+        written = sub.write_submission(staged, template, predictions)
+        count, people = sub.read_submission(staged)
+        back = {(int(template.test_images[p.test_position]), p.person_index): p for p in people}
+        if count != len(template.test_images) or set(back) != set(predictions) or not all(
+                back[k].has_point.all() and np.allclose(back[k].joints, v, rtol=0, atol=1e-9)
+                for k, v in predictions.items()):
+            raise ValueError(f"{path}: the submission read back does not hold the predictions it was written with")
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
+    return written
 
 
 def mean_pose_baseline(config, split: str | None = None) -> dict:
@@ -190,9 +284,23 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
 def _run_model_mode() -> None:
     if not FLAGS.data:
         cli.fail(PROGRAM, "model mode needs --data (a TFRecord directory)")
+    if FLAGS.submission and FLAGS.split != "test":
+        cli.fail(PROGRAM, f"--submission is for the test split (MPII's test server), not --split {FLAGS.split}")
     result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
                             flip_shift=FLAGS.flip_shift, out_mat=FLAGS.out_mat,
-                            skip_damaged=FLAGS.skip_damaged_records)
+                            skip_damaged=FLAGS.skip_damaged_records, submission=FLAGS.submission,
+                            release=FLAGS.release)
+    if result.get("no_ground_truth"):
+        print(result["table"])
+        if FLAGS.json:
+            Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(FLAGS.json).write_text(json.dumps(result["report"], indent=2) + "\n")
+        if FLAGS.out_mat:
+            print(f"wrote {FLAGS.out_mat} (MPII .mat, 1-based, annotation-file order)")
+        if FLAGS.submission:
+            print(f"wrote {FLAGS.submission}: MPII test-server submission ({result['report']['people']} test people "
+                  "in the release's test annotation list; read back and checked)")
+        return
     write_results(result["counts"], FLAGS.json, title=f"model: {FLAGS.model}\ndata: {FLAGS.data} ({FLAGS.split})",
                   scored=result)
     if FLAGS.out_mat:

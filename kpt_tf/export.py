@@ -1,4 +1,6 @@
-r"""Export a trained workdir as a SavedModel for serving: `python -m kpt_tf.export --workdir W --out DIR`.
+r"""Export a trained workdir as a SavedModel for serving: `python -m kpt_tf.export --workdir W --out DIR`, or as
+one TFLite file for phones and edge devices: `--format tflite --out X.tflite [--quantize none|float16|dynamic|int8
+--calibration_data RECORDS]` (kpt_tf.tflite: the network alone; crop, flip test and decoding stay with the caller).
 
 Signatures (Keras `ExportArchive`, the machinery behind `model.export`, so several endpoints fit):
 - `serving_default(images uint8 [N,H,W,3], boxes float32 [N,4])`: a person box (x1, y1, x2, y2, image
@@ -35,8 +37,6 @@ from kpt_tf import geometry, inference, workdir
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.joints import JointSubset
 
-# Person box -> crop: a square of 1.25 x the box's longer side (HRNet/mmpose's box padding).
-BOX_PADDING = 1.25
 # Larger images are refused before their pixels are read (8192 x 8192; PIL's decompression-bomb warning is at
 # 89 Mpx): beyond its uint8 input a served image costs one float16 copy (BUILD_NOTES: measured growth 1.0 x).
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
@@ -107,8 +107,7 @@ class PoseServer(tf.Module):
         tf.debugging.assert_positive(tf.minimum(w, h), message="boxes must be x1, y1, x2, y2 with x2 > x1, y2 > y1")
         overlaps = ((boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height))
         tf.debugging.Assert(tf.reduce_all(overlaps), ["a box lies entirely outside its image"])
-        centers = tf.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
-        return self.from_centers(images, centers, BOX_PADDING * tf.maximum(w, h) / geometry.PERSON_BOX_PIXELS)
+        return self.from_centers(images, *geometry.box_center_scale(boxes, backend="tf"))
 
     def serve_center_scale(self, images, centers, scales):
         images, _, _ = self._check(images, tf.shape(centers)[0], "centers")
@@ -208,10 +207,35 @@ def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool =
                       architecture_name(trained.config), max_image_pixels, xla)
 
 
+def export_workdir_tflite(workdir_path, out_path, which: str = "best", quantize: str = "none",
+                          calibration_data: str | None = None, calibration_split: str = "val") -> Path:
+    """The workdir's network as a `.tflite` file (kpt_tf.tflite.convert)."""
+    from kpt_tf import tflite
+    from kpt_tf.models import architecture_name
+
+    trained = workdir.load_trained(workdir_path, which)
+    if trained.net is None:
+        raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir or a .keras file")
+    crops = None
+    if quantize == "int8":
+        if not calibration_data:
+            raise ValueError("--quantize int8 needs --calibration_data RECORDS: crops to calibrate the activations on")
+        crops = tflite.calibration_crops(calibration_data, calibration_split, trained.joints,
+                                         int(trained.net.inputs[0].shape[1]))
+    return tflite.convert(trained.net, trained.codec(), trained.joints, out_path, quantize, crops,
+                          architecture_name(trained.config) if trained.config is not None else "hourglass")
+
+
 def define_flags():
     """CLI flags (defined only when run as a program, so importing this module defines none)."""
-    flags.DEFINE_string("workdir", None, "Training workdir (kpt_tf.train's output).")
-    flags.DEFINE_string("out", None, "Output SavedModel directory.")
+    flags.DEFINE_string("workdir", None, "Training workdir (kpt_tf.train's output) or a .keras file.")
+    flags.DEFINE_string("out", None, "Output SavedModel directory, or the .tflite file with --format tflite.")
+    flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"],
+                      "savedmodel: the serving graph (crop, network, flip test, decode); tflite: the network alone.")
+    flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic", "int8"],
+                      "TFLite post-training quantisation (int8 needs --calibration_data).")
+    flags.DEFINE_string("calibration_data", None, "Records directory whose crops calibrate --quantize int8.")
+    flags.DEFINE_string("calibration_split", "val", "Split of --calibration_data to calibrate on.")
     flags.DEFINE_enum("which", "best", ["best", "final"], "Best-validation or last-epoch model.")
     flags.DEFINE_bool("flip_test", True, "Average with the mirrored image inside the served graph.")
     flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Served images with more pixels (height x "
@@ -226,6 +250,15 @@ def main(argv):
     if not f.workdir or not f.out:
         raise app.UsageError("--workdir and --out are required")
     # refusals: kpt_tf.cli prints them
+    if f.format == "tflite":
+        if f.xla:
+            raise app.UsageError("--xla applies to a SavedModel; a TFLite file runs on the TFLite interpreter")
+        out = export_workdir_tflite(f.workdir, f.out, f.which, f.quantize, f.calibration_data, f.calibration_split)
+        print(f"TFLite file written to {out} ({out.stat().st_size / 1e6:.1f} MB, quantize={f.quantize}); run it "
+              f"with: python -m kpt_tf.predict --model {out} --input IMAGES --out DIR")
+        return
+    if f.quantize != "none" or f.calibration_data:
+        raise app.UsageError("--quantize and --calibration_data apply to --format tflite")
     out = export_workdir(f.workdir, f.out, f.which, f.flip_test, f.max_image_pixels, f.xla)
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 

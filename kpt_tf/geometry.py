@@ -21,6 +21,8 @@ import types
 import numpy as np
 
 PERSON_BOX_PIXELS = 200.0
+# Person box (x1, y1, x2, y2) -> crop: a square of 1.25 x the box's longer side (HRNet/mmpose's box padding).
+BOX_PADDING = 1.25
 # The adjustment every reference code base applies to MPII's rough objpos/scale.
 CENTER_SHIFT_PER_SCALE = 15.0
 SCALE_ENLARGEMENT = 1.25
@@ -53,6 +55,17 @@ def adjust_person_box(objpos, scale, backend: str = "numpy"):
     objpos, scale = xp.asarray(objpos), xp.asarray(scale)
     center = xp.stack([objpos[..., 0], objpos[..., 1] + CENTER_SHIFT_PER_SCALE * scale], -1)
     return center, scale * SCALE_ENLARGEMENT
+
+
+def box_center_scale(boxes, padding=BOX_PADDING, backend: str = "numpy"):
+    """Person boxes [..., 4] (x1, y1, x2, y2) -> (center [..., 2], scale [...]) of the square crop of `padding`
+    x the box's longer side around the box centre."""
+    xp = _ops(backend)
+    boxes = xp.asarray(boxes)
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    center = xp.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
+    longer = (w + h + abs(w - h)) / 2       # max(w, h) in either backend
+    return center, padding * longer / PERSON_BOX_PIXELS
 
 
 def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip=False,

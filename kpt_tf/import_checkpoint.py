@@ -19,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 
 from kpt_tf import workdir as wd
@@ -62,6 +63,10 @@ def import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", n
     if (out_dir / wd.BEST_MODEL).exists():
         raise CheckpointError(f"{out_dir}: already holds {wd.BEST_MODEL}; choose a new --out")
     state = bearpaw.load_state_dict(checkpoint)
+    not_finite = [k for k, v in state.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+    if not_finite:
+        raise CheckpointError(f"checkpoint {checkpoint}: {len(not_finite)} tensors hold NaN or inf (e.g. "
+                              f"{not_finite[0]}): the training that wrote it diverged; nothing was imported")
     try:
         arch = bearpaw.infer_architecture(state)
     except CheckpointError as e:

@@ -118,11 +118,21 @@ class ExportMetadata:
     architecture: str = "hourglass"
     max_image_pixels: int | None = None    # serving refuses larger images (None: written before the limit)
     xla: bool = False                      # the network runs XLA-compiled (kpt_tf.export --xla)
+    format: str = "savedmodel"             # "savedmodel" | "tflite" (the network alone: crop, flip, decode outside)
+    quantize: str = "none"                 # TFLite weights/activations: none | float16 | dynamic | int8
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExportMetadata":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
     def write(self, savedmodel_dir) -> Path:
         path = Path(savedmodel_dir) / EXPORT_METADATA
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=1))
+        path.write_text(self.to_json())
         return path
 
     @classmethod
@@ -130,8 +140,7 @@ class ExportMetadata:
         path = Path(savedmodel_dir) / EXPORT_METADATA
         if not path.is_file():
             raise FileNotFoundError(f"{savedmodel_dir}: not a kpt_tf export (no {EXPORT_METADATA})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+        return cls.from_json(path.read_text())
 
     def codec(self):
         from kpt_tf.codec import HeatmapCodec

@@ -274,6 +274,30 @@ def _read_manifest(data_dir) -> dict | None:
         return None
 
 
+def converter_manifest(data_dir) -> dict | None:
+    """The converter's manifest.json of `data_dir` (kpt_tf.data.manifest), or None when there is none or it is
+    not JSON."""
+    return _read_manifest(data_dir)
+
+
+def record_people(data_dir, split: str, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """The person fields of every record of a split, file order, images left undecoded: `dataset_index` [N],
+    `image_id` [N] (str), `center` [N, 2] and `scale` [N] (adjusted, 0-based source pixels), `person_index` [N]."""
+    files = shard_files(data_dir, split)
+    ds = tf.data.TFRecordDataset(files).map(lambda s: schema.parse_example(s, decode_image=False),
+                                            num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size)
+    keys = {"dataset_index": "person/dataset_index", "image_id": "image/id", "center": "person/center",
+            "scale": "person/scale", "person_index": "person/index"}
+    parts: dict[str, list] = {k: [] for k in keys}
+    with naming_damaged_shards(data_dir, split):
+        for batch in ds:
+            for key, feature in keys.items():
+                parts[key].append(batch[feature].numpy())
+    out = {k: (np.concatenate(v) if v else np.zeros((0, 2) if k == "center" else (0,))) for k, v in parts.items()}
+    out["image_id"] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in out["image_id"]], object)
+    return out
+
+
 def damaged_records(data_dir, split: str) -> list[dict]:
     """The shards of `split` that do not read whole, for `skip_damaged` pipelines:
     [{"file", "error", "readable", "lost"}] -- `lost` is the records past the first damaged one (a TFRecord file

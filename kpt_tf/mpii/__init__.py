@@ -2,8 +2,11 @@
 
 - `coords`: the 1-based <-> 0-based rule and the "not annotated = (0, 0) in joint_self" rule.
 - `evaluation_files`: ground truth and prediction .mat/.h5 files (read and write).
-- `annotations`: annotation files (release .mat, mpii_annotations.json, the generator's json) -> people,
-  the validation list, and the json writer.
+- `annotations`: annotation files (release .mat with its test people, mpii_annotations.json, the generator's
+  json) -> people, the validation list, and the json writer; `hrnet_json`: HRNet's/mmpose's train/valid/
+  trainval/test.json (read through `annotations.read_annotations`).
+- `submission`: MPII's test-server file pred_keypoints_mpii.mat (the release's test annotation list with the
+  predicted points): matching test records to the release's rectangles, writing, reading back.
 """
 
 from kpt_tf.mpii.annotations import (

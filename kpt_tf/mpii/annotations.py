@@ -1,10 +1,12 @@
 """MPII annotation files: one `PersonAnnotation` per person (0-based pixels), and the json writer.
 
-Three sources are read (`read_annotations` picks by file name):
-- the official release `mpii_human_pose_v1_u12_1.mat` (MATLAB struct `RELEASE`);
+Four sources are read (`read_annotations` picks by file name, and for json by the records' keys):
+- the official release `mpii_human_pose_v1_u12_1.mat` (MATLAB struct `RELEASE`): the people of its training
+  images, and the single-person rectangles of its test images (split 'test', no joints);
 - the widely redistributed `mpii_annotations.json[.gz]` (one record per person, `isValidation` split);
 - the generator's `annotations.json` (`data_prep.synth`): the same schema plus a `headbox` key, written by
-  `write_json_annotations` in the real file's number style.
+  `write_json_annotations` in the real file's number style;
+- HRNet's / mmpose's `train.json`, `valid.json`, `trainval.json`, `test.json` (`kpt_tf.mpii.hrnet_json`).
 
 MPII files are 1-based; `kpt_tf.mpii.coords` holds the 1-based rule and the "not annotated = (0, 0)" rule of
 joint_self, and every reader goes through it. There is one json reader: `load_json_records` (the file) and
@@ -28,7 +30,9 @@ from kpt_tf.joints import NUM_JOINTS
 from kpt_tf.mpii.coords import from_one_based, parse_joint_self
 from kpt_tf.mpii.evaluation_files import load_ground_truth
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
+# The split of MPII's test people: no joints (MPII withholds them), only objpos and scale.
+TEST_SPLIT = "test"
 
 
 class AnnotationError(ValueError):
@@ -253,13 +257,67 @@ def _release_person(rect, where: str):
 
 
 def read_release_mat(path, val_people: set[tuple[int, int]] | None = None) -> list[PersonAnnotation]:
-    """mpii_human_pose_v1_u12_1.mat -> the people of the training images (img_train == 1), file order.
+    """mpii_human_pose_v1_u12_1.mat -> its people, file order: the people of the training images
+    (img_train == 1) and, split 'test', the single-person rectangles of the test images.
 
     Every annotation rectangle of a training image is a person (those without objpos/scale/joints are
     returned too, and the converter skips them with a reason). The release does not define the usual
     2,958-person validation split: without `val_people` every person goes to 'train'; with it, the people
-    whose 0-based (image_index, person_index) is in the set go to 'val'. Test images are not read.
+    whose 0-based (image_index, person_index) is in the set go to 'val'.
+    Test people are the rectangles `RELEASE.single_person{i}` lists for a test image (img_train == 0), in
+    rectangle order: the people MPII's single-person evaluation scores (its toolkit's evaluatePCKh); they have
+    objpos and scale but no joints. A release without `single_person` gives no test people.
     """
+    release = load_release(path)
+    images, img_train, single_person = release.annolist, release.img_train, release.single_person
+    val_people = set(val_people or ())
+    people: list[PersonAnnotation] = []
+    split_counts = {s: 0 for s in SPLITS}
+    seen_val = set()
+    for image_index, (entry, is_train) in enumerate(zip(images, img_train)):
+        is_train = int(is_train) == 1
+        rects = _as_list(_field(entry, "annorect"))
+        if is_train:
+            chosen = range(len(rects))
+        else:
+            chosen = single_person_rects(single_person[image_index], len(rects), path, image_index)
+            if not chosen:
+                continue
+        name = release_image_name(entry, path, image_index)
+        for person_index in chosen:
+            where = f"{path} annolist({image_index + 1}).annorect({person_index + 1})"
+            objpos, scale, joints, annotated, visible, head_box = _release_person(rects[person_index], where)
+            key = (image_index, person_index)
+            if not is_train:
+                split = TEST_SPLIT
+                joints, annotated, visible = _empty_joints()
+            else:
+                split = "val" if key in val_people else "train"
+            if split == "val":
+                seen_val.add(key)
+            people.append(PersonAnnotation(
+                split=split, dataset_index=split_counts[split], image=name,
+                person_index=person_index, image_index=image_index, objpos=objpos, scale=scale,
+                joints=joints, annotated=annotated, visible=visible, head_box=head_box))
+            split_counts[split] += 1
+    if missing := sorted(val_people - seen_val):
+        first = ", ".join(f"({i + 1}, {p + 1})" for i, p in missing[:5])
+        raise AnnotationError(f"{path}: {len(missing)} validation people of the val list are not people of "
+                              f"training images in the release (1-based annolist, annorect: {first} ...)")
+    return people
+
+
+@dataclasses.dataclass
+class Release:
+    """The parts of mpii_human_pose_v1_u12_1.mat the readers use (scipy structs, squeeze_me=True)."""
+
+    annolist: list            # one struct per image
+    img_train: np.ndarray     # (images,) 1 = training image, 0 = test image
+    single_person: list       # per image: the 1-based rectangle ids of its single people (empty: none)
+
+
+def load_release(path) -> Release:
+    """Read the release .mat (data only: scipy.io, no code runs); AnnotationError naming the file otherwise."""
     import scipy.io
 
     path = Path(path)
@@ -277,34 +335,33 @@ def read_release_mat(path, val_people: set[tuple[int, int]] | None = None) -> li
     img_train = np.asarray(img_train).reshape(-1)
     if len(images) != img_train.size:
         raise AnnotationError(f"{path}: {len(images)} annolist entries but {img_train.size} img_train flags")
-    val_people = set(val_people or ())
-    people: list[PersonAnnotation] = []
-    split_counts = {s: 0 for s in SPLITS}
-    seen_val = set()
-    for image_index, (entry, is_train) in enumerate(zip(images, img_train)):
-        if int(is_train) != 1:
-            continue
-        image_struct = _field(entry, "image")
-        name = _field(image_struct, "name") if image_struct is not None else None
-        if name is None:
-            raise AnnotationError(f"{path}: annolist({image_index + 1}).image.name is missing")
-        for person_index, rect in enumerate(_as_list(_field(entry, "annorect"))):
-            where = f"{path} annolist({image_index + 1}).annorect({person_index + 1})"
-            objpos, scale, joints, annotated, visible, head_box = _release_person(rect, where)
-            key = (image_index, person_index)
-            split = "val" if key in val_people else "train"
-            if split == "val":
-                seen_val.add(key)
-            people.append(PersonAnnotation(
-                split=split, dataset_index=split_counts[split], image=str(name),
-                person_index=person_index, image_index=image_index, objpos=objpos, scale=scale,
-                joints=joints, annotated=annotated, visible=visible, head_box=head_box))
-            split_counts[split] += 1
-    if missing := sorted(val_people - seen_val):
-        first = ", ".join(f"({i + 1}, {p + 1})" for i, p in missing[:5])
-        raise AnnotationError(f"{path}: {len(missing)} validation people of the val list are not people of "
-                              f"training images in the release (1-based annolist, annorect: {first} ...)")
-    return people
+    single_person = _field(release, "single_person")
+    single_person = [None] * len(images) if single_person is None else _as_list(single_person)
+    if len(single_person) != len(images):
+        raise AnnotationError(f"{path}: {len(images)} annolist entries but {len(single_person)} single_person "
+                              "entries")
+    return Release(images, img_train, single_person)
+
+
+def release_image_name(entry, path, image_index: int) -> str:
+    image_struct = _field(entry, "image")
+    name = _field(image_struct, "name") if image_struct is not None else None
+    if name is None:
+        raise AnnotationError(f"{path}: annolist({image_index + 1}).image.name is missing")
+    return str(name)
+
+
+def single_person_rects(entry, num_rects: int, path, image_index: int) -> list[int]:
+    """single_person{i} (1-based rectangle ids, a number, an array or empty) -> sorted 0-based indices."""
+    try:
+        ids = sorted({int(v) for v in _as_list(entry)})
+    except (TypeError, ValueError) as e:
+        raise AnnotationError(f"{path}: single_person{{{image_index + 1}}} holds {entry!r}, not rectangle "
+                              "ids") from e
+    if bad := [i for i in ids if not 1 <= i <= num_rects]:
+        raise AnnotationError(f"{path}: single_person{{{image_index + 1}}} names rectangle {bad[0]} but the "
+                              f"image has {num_rects} (annolist({image_index + 1}).annorect)")
+    return [i - 1 for i in ids]
 
 
 def read_val_list(path) -> set[tuple[int, int]]:
@@ -349,22 +406,41 @@ def read_val_list(path) -> set[tuple[int, int]]:
 # Dispatch and validation ground truth
 # --------------------------------------------------------------------------------------------------
 
-def read_annotations(path, val_list=None) -> list[PersonAnnotation]:
-    """Read any accepted annotation file (by name: .mat -> release, .json/.json.gz -> json)."""
+def read_annotations(path, val_list=None, split: str | None = None) -> list[PersonAnnotation]:
+    """Read any accepted annotation file: .mat -> the release; .json/.json.gz -> by its records' keys,
+    mpii_annotations (`img_paths`, `joint_self`) or HRNet/mmpose (`image`, `center`, `scale`).
+
+    `split` names the split of an HRNet/mmpose file's people (its default comes from the file name:
+    `kpt_tf.mpii.hrnet_json.split_from_file_name`); the other files carry their own split.
+    """
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(f"annotations file {path} does not exist")
     name = path.name.lower()
+    if split is not None and split not in SPLITS:
+        raise AnnotationError(f"split {split!r} of {path}: expected one of {', '.join(SPLITS)}")
     if name.endswith(".mat"):
+        if split is not None:
+            raise AnnotationError(f"{path}: a split applies only to an HRNet/mmpose json (the release .mat "
+                                  "defines train and test itself, and --val_list the val people)")
         val_people = read_val_list(val_list) if val_list else None
         return read_release_mat(path, val_people)
     if val_list:
         raise AnnotationError("--val_list only applies to the release .mat; the json files carry their own "
-                              "split (isValidation)")
+                              "split (isValidation, or the HRNet file's name)")
     if name.endswith((".json", ".json.gz")):
-        return read_json_annotations(path)
+        from kpt_tf.mpii import hrnet_json  # beside this module; it builds PersonAnnotations, hence here
+
+        records = load_json_records(path)
+        if hrnet_json.is_hrnet_records(records):
+            return hrnet_json.people_from_hrnet_records(records, path, split)
+        if split is not None:
+            raise AnnotationError(f"{path}: a split applies only to an HRNet/mmpose json; this file's records "
+                                  "carry their own (isValidation)")
+        return people_from_json_records(records, path)
     raise AnnotationError(f"annotations file {path}: unknown kind (expected the release .mat, "
-                          "mpii_annotations.json[.gz] or the generator's annotations.json)")
+                          "mpii_annotations.json[.gz], the generator's annotations.json or an HRNet/mmpose "
+                          "train/valid/trainval/test.json)")
 
 
 def attach_validation_head_boxes(people: Sequence[PersonAnnotation], gt_path,
@@ -421,6 +497,7 @@ def split_people(people: Iterable[PersonAnnotation]) -> dict[str, list[PersonAnn
 
 __all__ = [
     "SPLITS", "AnnotationError", "PersonAnnotation", "read_annotations", "load_json_records",
-    "people_from_json_records", "read_json_annotations", "read_release_mat", "read_val_list",
+    "people_from_json_records", "read_json_annotations", "read_release_mat", "load_release", "Release",
+    "single_person_rects", "release_image_name", "read_val_list", "TEST_SPLIT",
     "attach_validation_head_boxes", "split_people", "encode_json", "write_json_annotations",
 ]

@@ -74,3 +74,21 @@ def test_train_step_on_a_gpu_without_one_refuses_clearly():
                           capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode != 0
     assert "--device gpu, but TensorFlow sees no GPU" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_deploy_table_runs_tiny():
+    done = subprocess.run([sys.executable, "-m", "bench.deploy", "--tiny"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("tiny")]
+    assert [r[1] for r in rows] == ["savedmodel", "tflite_none", "tflite_dynamic"] and rows[0][3] == "1.00"
+
+
+@pytest.mark.slow
+def test_predict_video_table_runs_tiny():
+    done = subprocess.run([sys.executable, "-m", "bench.predict_video", "--tiny"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line.split()[0] for line in done.stdout.splitlines() if line.startswith(("hog ", "none "))] == \
+        ["hog", "none"] and "network alone on the 10 whole-frame people" in done.stdout

@@ -255,7 +255,7 @@ def test_fatal_inputs_are_refused_with_a_clear_message(tmp_path, case, message):
     elif case == "missing_images_dir":
         images = tmp_path / "no_images"
     elif case == "unknown_split":
-        kw["splits"] = "train,test"
+        kw["splits"] = "train,tset"
     elif case == "zero_shards":
         kw["num_shards"] = "train=0"
     elif case == "small_margin":
@@ -577,3 +577,31 @@ def test_converts_figures_rendered_at_real_mpii_poses(tmp_path):
     assert len(records) == sum(v["written"] for v in manifest["splits"].values())
     for r in records:
         assert r["image/original_size"].tolist() == sizes[r["image/id"].decode()]
+
+
+def test_release_test_people_become_records_without_joints(tmp_path):
+    from tests.mpii.test_submission import release_test_people, write_release_with_test_people
+
+    release = write_release_with_test_people(tmp_path / "mpii_human_pose_v1_u12_1.mat", tmp_path / "images")
+    manifest = _convert(release, tmp_path / "images", tmp_path / "out", num_shards={"train": 1, "val": 1, "test": 1})
+    assert list(manifest["splits"]) == ["train", "val", "test"]          # test: because the file holds test people
+    assert manifest["splits"]["test"] == {"read": 4, "written": 4, "skipped": 0, "num_shards": 1}
+    records = [r for r in read_records(tmp_path / "out") if r["_split"] == "test"]
+    for r, (image, _, person_index, objpos, scale) in zip(records, release_test_people()):
+        assert r["image/id"].decode() == image and int(r["person/index"]) == person_index
+        center, adjusted = geometry.adjust_person_box(objpos, scale)
+        np.testing.assert_allclose(r["person/center"], center, atol=1e-4)
+        np.testing.assert_allclose(r["person/scale"], adjusted, rtol=1e-6)
+        assert not r["joints/annotated"].any() and not r["joints/xy"].any() and int(r["head/has_box"]) == 0
+    # a file without test people converts train and val as before
+    annotations, images, _ = make_dataset(tmp_path / "data", num_images=3)
+    assert list(_convert(annotations, images, tmp_path / "out2")["splits"]) == ["train", "val"]
+
+
+def test_skips_are_summarised_one_line_per_reason():
+    skipped = [{"reason": "image file missing", "image": f"{i // 2:09d}.jpg", "person": i % 2} for i in range(25000)]
+    skipped += [{"reason": "scale <= 0", "image": "a.jpg", "person": 3}]
+    lines = conv.skip_summary(skipped)
+    assert lines == ["  skipped, image file missing: 25000 people of 12500 images (000000000.jpg person 0, "
+                     "000000000.jpg person 1, 000000001.jpg person 0, ...)",
+                     "  skipped, scale <= 0: 1 people of 1 images (a.jpg person 3)"]

@@ -94,7 +94,7 @@ def test_cli_exits_non_zero_when_nothing_converts_and_names_the_skipped_files(tm
         image.write_bytes(b"")
     done = run_converter(annotations, images, tmp_path / "out")
     assert done.returncode == 2, done.stderr[-2000:]
-    assert f"image file empty (0 bytes): 3 ({source[0]['img_paths']} person 0" in done.stdout
+    assert f"image file empty (0 bytes): 3 people of 2 images ({source[0]['img_paths']} person 0" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == ("mpii_to_tfrecord: error: no person could be converted "
                                                     "(see the reasons above)")
     (annotations).write_text("[]")

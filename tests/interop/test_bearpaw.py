@@ -150,7 +150,12 @@ def test_wrong_truncated_and_foreign_checkpoints_are_refused_writing_nothing(tmp
     torch.save(narrow.state_dict(), str(tmp_path / "narrow.pth"))
     with pytest.raises(CheckpointError, match=r"stem widths \(48, 96\)"):
         import_checkpoint(tmp_path / "narrow.pth", tmp_path / "g", "fpd", input_size=SIZE)
-    assert not any((tmp_path / d).exists() for d in "abcdefg")
+    diverged = {k: v.clone() for k, v in state.items()}
+    diverged["hg.0.hg.1.0.0.conv2.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"state_dict": diverged}, str(tmp_path / "diverged.pth.tar"))
+    with pytest.raises(CheckpointError, match=r"1 tensors hold NaN or inf \(e.g. hg.0.hg.1.0.0.conv2.weight\)"):
+        import_checkpoint(tmp_path / "diverged.pth.tar", tmp_path / "h", input_size=SIZE)
+    assert not any((tmp_path / d).exists() for d in "abcdefgh")
 
 
 class _RunsCode:
