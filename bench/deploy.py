@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from bench.untrained import as_workdir, tiny_workdir  # noqa: E402
+
 flags.DEFINE_list("models", [], "label=PATH pairs (workdir, .keras, or config:FILE for an untrained network).")
 flags.DEFINE_string("data", None, "Records directory: PCKh on its val split, and int8 calibration crops.")
 flags.DEFINE_list("formats", ["savedmodel", "savedmodel_xla", "tflite_none", "tflite_float16", "tflite_dynamic",
@@ -45,27 +47,6 @@ def cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine()
-
-
-def as_workdir(label: str, spec: str, scratch: Path) -> Path:
-    """A workdir or .keras path as given; `config:FILE` becomes a workdir holding that config's untrained network."""
-    if not spec.startswith("config:"):
-        return Path(spec)
-    import importlib.util
-
-    from kpt_tf import workdir as wd
-    from kpt_tf.joints import JointSubset
-    from kpt_tf.models import build_net, resolve_config
-
-    module_spec = importlib.util.spec_from_file_location(f"bench_config_{label}", spec[len("config:"):])
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = resolve_config(module.get_config())
-    out = scratch / f"untrained_{label}"
-    out.mkdir(parents=True, exist_ok=True)
-    build_net(config, JointSubset.parse(config.joints)).save(out / wd.BEST_MODEL)
-    wd.save_config(config, out)
-    return out
 
 
 def exported(label: str, model: Path, formats: list, scratch: Path) -> dict:
@@ -126,7 +107,7 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="bench_deploy_") as tmp:
         scratch = Path(tmp)
         if FLAGS.tiny:
-            specs = {"tiny": str(_tiny_model(scratch))}
+            specs = {"tiny": str(tiny_workdir(scratch))}
             formats = ["savedmodel", "tflite_none", "tflite_dynamic"]
             repeats = 3
         else:
@@ -168,14 +149,6 @@ def main(argv):
     if FLAGS.json:
         Path(FLAGS.json).write_text(json.dumps({"machine": cpu_model(), "cpus": os.cpu_count(), "rows": rows},
                                                indent=1))
-
-
-def _tiny_model(scratch: Path) -> Path:
-    path = scratch / "tiny.py"
-    path.write_text("from configs.base import base_config\n\n\ndef get_config():\n    c = base_config()\n"
-                    "    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = 1, 16, 2, 64\n"
-                    "    return c\n")
-    return as_workdir("tiny", f"config:{path}", scratch)
 
 
 if __name__ == "__main__":

@@ -58,13 +58,9 @@ def main(argv):
         tmp = Path(tmp)
         model = FLAGS.model
         if FLAGS.tiny:
-            from bench.deploy import as_workdir
+            from bench.untrained import tiny_workdir
 
-            (tmp / "tiny.py").write_text(
-                "from configs.base import base_config\n\n\ndef get_config():\n    c = base_config()\n"
-                "    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = 1, 16, 2, 64\n"
-                "    return c\n")
-            model = as_workdir("tiny", f"config:{tmp / 'tiny.py'}", tmp)
+            model = tiny_workdir(tmp)
         if not model:
             raise app.UsageError("--model (or --tiny)")
         video = Path(FLAGS.video) if FLAGS.video else make_clip(tmp / "clip.mp4", 2 if FLAGS.tiny else

@@ -43,6 +43,7 @@ from absl import app, flags
 from data_prep import workers
 from data_prep.crops import CropSettings, mark_duplicates
 from data_prep.shards import plan_shards, write_json_atomic, write_shards
+from kpt_tf import ownership
 from kpt_tf.data import manifest as mf
 from kpt_tf.data.manifest import MANIFEST_NAME
 from kpt_tf.mpii.annotations import (
@@ -113,10 +114,16 @@ def _check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_qualit
         raise ConversionError(f"--jpeg_quality {jpeg_quality}: expected 1..100")
 
 
-def convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | None = None,
-            num_shards=None, crop_size: int = 384, crop_margin: float = 1.5, max_people: int = 0,
-            num_workers: int = 1, jpeg_quality: int = 95, val_gt=None, val_list=None,
-            reduced_decode: bool = True, progress: bool = True, json_split: str | None = None) -> dict:
+def convert(annotations, images_dir, output_dir, *args, **kwargs) -> dict:
+    """Convert holding `output_dir`'s lock (kpt_tf.ownership: two converters on one directory are refused)."""
+    with ownership.owned(output_dir, "data_prep.mpii_to_tfrecord"):
+        return _convert(annotations, images_dir, output_dir, *args, **kwargs)
+
+
+def _convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | None = None,
+             num_shards=None, crop_size: int = 384, crop_margin: float = 1.5, max_people: int = 0,
+             num_workers: int = 1, jpeg_quality: int = 95, val_gt=None, val_list=None,
+             reduced_decode: bool = True, progress: bool = True, json_split: str | None = None) -> dict:
     """Convert; -> the manifest (also written to output_dir/manifest.json). Raises ConversionError.
 
     splits None: train and val, and test when the annotations hold test people."""
@@ -272,6 +279,8 @@ def main(argv):
               f"{counts[mf.SPLIT_SKIPPED]} ({counts[mf.SPLIT_NUM_SHARDS]} shards)")
     for line in skip_summary(manifest[mf.SKIPPED]):
         print(line)
+    for line in empty_split_warnings(manifest):
+        print(line, file=sys.stderr)
     print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME} (every skipped person, with the reason)")
     if not any(c[mf.SPLIT_WRITTEN] for c in manifest[mf.SPLITS].values()):
         raise ConversionError("no person could be converted (see the reasons above)")
@@ -289,6 +298,22 @@ def skip_summary(skipped: Sequence[dict], examples: int = 3) -> list[str]:
         shown = ", ".join(f"{s[mf.SKIP_IMAGE]} person {s[mf.SKIP_PERSON]}" for s in who[:examples])
         lines.append(f"  skipped, {reason}: {len(who)} people of {len(images)} images "
                      f"({shown}{', ...' if len(who) > examples else ''})")
+    return lines
+
+
+def empty_split_warnings(manifest: dict) -> list[str]:
+    """A line for each split that read people but wrote none, with the reason most of them were skipped (training
+    on such a split would run on nothing; kpt_tf.train refuses it)."""
+    lines = []
+    for split, counts in manifest[mf.SPLITS].items():
+        if counts[mf.SPLIT_READ] and not counts[mf.SPLIT_WRITTEN]:
+            reasons: dict[str, int] = {}
+            for s in manifest[mf.SKIPPED]:
+                if s[mf.SKIP_SPLIT] == split:
+                    reasons[s[mf.SKIP_REASON]] = reasons.get(s[mf.SKIP_REASON], 0) + 1
+            reason, count = max(reasons.items(), key=lambda item: item[1]) if reasons else ("unknown", 0)
+            lines.append(f"warning: split {split!r} wrote no person: {reason} for {count:,} of its "
+                         f"{counts[mf.SPLIT_READ]:,} people")
     return lines
 
 

@@ -40,9 +40,28 @@ def fail(program: str, message: str, code: int = BAD_INPUT_EXIT_CODE, skip_teard
     sys.exit(code)
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM turned into the same unwinding as Ctrl-C (finally blocks run, staged files are cleaned up)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_on_signal(signum, frame):
+    raise _Signalled(signum)
+
+
 def run(main, program: str) -> None:
-    """`absl.app.run(main)`, with user errors turned into a message and an exit code."""
+    """`absl.app.run(main)`, with user errors turned into a message and an exit code. Ctrl-C (SIGINT) and SIGTERM
+    stop it the same way: one line, exit 128 + the signal number (130, 143), no traceback; every writer here writes
+    atomically, so a rerun of the same command resumes or redoes the work."""
+    import signal
+
     from absl import app
+
+    if threading_is_main() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):   # a program's own wins
+        signal.signal(signal.SIGTERM, _raise_on_signal)
 
     def guarded(argv):
         from absl import flags
@@ -52,6 +71,12 @@ def run(main, program: str) -> None:
             absl_logging.set_verbosity(absl_logging.WARNING)
         try:
             return main(argv)
+        except KeyboardInterrupt as e:
+            if os.environ.get("KPT_TF_TRACEBACK"):
+                raise
+            signum = getattr(e, "signum", signal.SIGINT)
+            fail(program, f"stopped by {signal.Signals(signum).name}; rerun the same command to resume",
+                 128 + int(signum))
         except RunStopped as e:
             if os.environ.get("KPT_TF_TRACEBACK"):
                 raise
@@ -71,6 +96,40 @@ def run(main, program: str) -> None:
         if flags.FLAGS.is_parsed() or os.environ.get("KPT_TF_TRACEBACK"):
             raise
         fail(program, unknown_config_key(e, sys.argv[1:]))
+    except Exception as e:  # anything a --config file raises while absl parses the flags
+        from absl import flags
+
+        message = config_file_error(e, sys.argv[1:])
+        if flags.FLAGS.is_parsed() or os.environ.get("KPT_TF_TRACEBACK") or message is None:
+            raise
+        fail(program, message)
+
+
+CONFIG_FILE_HINT = "--config takes an ml_collections Python file whose get_config() returns the config"
+
+
+def config_file_error(error: BaseException, argv) -> str | None:
+    """One line for a `--config` file that does not parse (a YAML or JSON file, a syntax error) or raises while it is
+    loaded: the file, the line, the error and what --config takes; None for an error that is not the config's."""
+    paths = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    paths += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    paths = [p.split(":", 1)[0] for p in paths]
+    if isinstance(error, SyntaxError) and error.filename and any(
+            os.path.realpath(error.filename) == os.path.realpath(p) for p in paths):
+        kind = os.path.splitext(error.filename)[1].lower()
+        what = {".yaml": "a YAML file, which Python cannot parse", ".yml": "a YAML file, which Python cannot parse",
+                ".json": "a JSON file, which Python cannot parse"}.get(kind, "a Python syntax error")
+        return f"{error.filename}:{error.lineno}: {what} ({error.msg}); {CONFIG_FILE_HINT}"
+    where = _config_file_line(error, argv)
+    if where:
+        return f"{where}: the config file raised {type(error).__name__}: {error}; {CONFIG_FILE_HINT}"
+    return None
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def unknown_config_key(error: BaseException, argv) -> str:

@@ -79,9 +79,12 @@ class PoseServer(tf.Module):
         ]
         with tf.control_dependencies(checks):     # nothing reads the pixels before the size is known to be bounded
             images = tf.identity(images)
+        # A float image in [0, 1] cast to uint8 holds 0 and 1 only, with 1 where it was saturated: refused when its
+        # brightest pixel is exactly 1. A black video frame (all 0) or a dark one (brightest 2 and up) is ordinary
+        # input; only a frame whose brightest value is 1 of 255 looks the same as the cast and is refused too.
         brightest = tf.reduce_max(images, axis=[1, 2, 3])    # on uint8: no full-size copy
-        tf.debugging.assert_greater(
-            tf.reduce_min(tf.concat([tf.cast(brightest, tf.int32), [255]], 0)), 1, message=(
+        tf.debugging.assert_equal(
+            tf.reduce_any(tf.equal(brightest, 1)), False, message=(
                 "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
                 "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
         return images, tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
@@ -107,15 +110,25 @@ class PoseServer(tf.Module):
         tf.debugging.assert_positive(tf.minimum(w, h), message="boxes must be x1, y1, x2, y2 with x2 > x1, y2 > y1")
         overlaps = ((boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height))
         tf.debugging.Assert(tf.reduce_all(overlaps), ["a box lies entirely outside its image"])
+        # A finite but absurd box (1e30) overflows the crop transform into NaN keypoints: a person box is at most
+        # geometry.MAX_BOX_TO_IMAGE times the image's longer side.
+        tf.debugging.assert_less_equal(
+            tf.maximum(w, h), geometry.MAX_BOX_TO_IMAGE * tf.maximum(width, height),
+            message=f"a box is more than {geometry.MAX_BOX_TO_IMAGE:g} times as large as its image: boxes are x1, y1, "
+                    "x2, y2 in the image's pixels")
         return self.from_centers(images, *geometry.box_center_scale(boxes, backend="tf"))
 
     def serve_center_scale(self, images, centers, scales):
-        images, _, _ = self._check(images, tf.shape(centers)[0], "centers")
+        images, height, width = self._check(images, tf.shape(centers)[0], "centers")
         tf.debugging.assert_equal(tf.shape(centers)[0], tf.shape(scales)[0],
                                   message="centers and scales must have the same first dimension (one per person)")
         tf.debugging.assert_all_finite(centers, message="centers must be finite (no NaN or inf)")
         tf.debugging.assert_all_finite(scales, message="scales must be finite (no NaN or inf)")
         tf.debugging.assert_positive(scales, message="scales must be > 0 (person height / 200 px)")
+        tf.debugging.assert_less_equal(
+            scales * geometry.PERSON_BOX_PIXELS, geometry.MAX_BOX_TO_IMAGE * tf.maximum(width, height),
+            message=f"a scale makes the person box more than {geometry.MAX_BOX_TO_IMAGE:g} times as large as its "
+                    "image: scales are person height / 200 px")
         return self.from_centers(images, *geometry.adjust_person_box(centers, scales, backend="tf"))
 
 
@@ -149,7 +162,14 @@ def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_d
                architecture: str = "hourglass", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                xla: bool = False) -> Path:
     """Write the SavedModel with the three signatures and its metadata to `out_dir` (staged, then moved)."""
+    from kpt_tf import ownership
+
     out_dir = Path(out_dir)
+    with ownership.owned(out_dir, "kpt_tf.export"):
+        return _export_net(net, codec, subset, out_dir, flip_test, architecture, max_image_pixels, xla)
+
+
+def _export_net(net, codec, subset, out_dir: Path, flip_test, architecture, max_image_pixels, xla) -> Path:
     check_export_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(STAGING_PREFIX + out_dir.name)

@@ -23,6 +23,9 @@ import numpy as np
 PERSON_BOX_PIXELS = 200.0
 # Person box (x1, y1, x2, y2) -> crop: a square of 1.25 x the box's longer side (HRNet/mmpose's box padding).
 BOX_PADDING = 1.25
+# A person box may be at most this many times its image's longer side (a person partly outside the frame); beyond
+# it a box is a mistake (a finite 1e30 overflowed the crop transform into NaN keypoints), refused by its users.
+MAX_BOX_TO_IMAGE = 4.0
 # The adjustment every reference code base applies to MPII's rough objpos/scale.
 CENTER_SHIFT_PER_SCALE = 15.0
 SCALE_ENLARGEMENT = 1.25

@@ -44,9 +44,17 @@ def imported_config(arch: dict, joints: JointSubset, input_size: int, checkpoint
         imported_from=dict(format=checkpoint_format.name, checkpoint=str(checkpoint), channel_order=channel_order)))
 
 
-def import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", num_stacks: int | None = None,
-                      num_blocks: int | None = None, channels: int | None = None, joints: str = "all",
-                      input_size: int = 256, channel_order: str | None = None) -> dict:
+def import_checkpoint(checkpoint, out_dir, *args, **kwargs) -> dict:
+    """`_import_checkpoint` holding `out_dir`'s lock (kpt_tf.ownership)."""
+    from kpt_tf import ownership
+
+    with ownership.owned(out_dir, "kpt_tf.import_checkpoint"):
+        return _import_checkpoint(checkpoint, out_dir, *args, **kwargs)
+
+
+def _import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", num_stacks: int | None = None,
+                       num_blocks: int | None = None, channels: int | None = None, joints: str = "all",
+                       input_size: int = 256, channel_order: str | None = None) -> dict:
     """Import; returns the report written to `import_report.json`. Raises CheckpointError (nothing written).
 
     `channel_order` overrides the format's (an FPD config with `COLOR_RGB: true` was fed RGB)."""
@@ -60,8 +68,10 @@ def import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", n
     if channel_order not in bearpaw.CHANNEL_ORDERS:
         raise CheckpointError(f"--channel_order {channel_order!r}: not one of {bearpaw.CHANNEL_ORDERS}")
     out_dir = Path(out_dir)
-    if (out_dir / wd.BEST_MODEL).exists():
-        raise CheckpointError(f"{out_dir}: already holds {wd.BEST_MODEL}; choose a new --out")
+    try:
+        wd.check_prepared_out(out_dir, "kpt_tf.import_checkpoint", str(checkpoint))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
     state = bearpaw.load_state_dict(checkpoint)
     not_finite = [k for k, v in state.items() if v.dtype.kind == "f" and not np.all(np.isfinite(v))]
     if not_finite:

@@ -97,8 +97,8 @@ def launch(train_args: list[str], workers: int, host: str = "127.0.0.1", grace_s
             if all(c == 0 for c in codes):
                 break
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        failed = (-1, 130)
+    except KeyboardInterrupt as e:     # Ctrl-C, or SIGTERM (kpt_tf.cli turns it into the same): stop every worker
+        failed = (-1, 128 + int(getattr(e, "signum", signal.SIGINT)))
     if failed is not None:
         index, code = failed
         who = "interrupted" if index < 0 else f"worker {index} exited with {code}"

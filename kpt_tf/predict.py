@@ -140,6 +140,10 @@ class Predictor:
             if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 2] <= boxes[:, 0]) or \
                     np.any(boxes[:, 3] <= boxes[:, 1]):
                 raise ValueError(f"boxes must be finite x1, y1, x2, y2 with x2 > x1 and y2 > y1, got {boxes.tolist()}")
+            sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            if np.any(sides > geometry.MAX_BOX_TO_IMAGE * max(rgb.shape[:2])):
+                raise ValueError(f"a box is more than {geometry.MAX_BOX_TO_IMAGE:g} times as large as its "
+                                 f"{rgb.shape[1]} x {rgb.shape[0]} image: {boxes[np.argmax(sides)].tolist()}")
             scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
             if len(boxes):
                 c, a = self.crops(rgb, boxes)
@@ -366,7 +370,16 @@ def predict_files(predictor: Predictor, inputs: list[Path], out_dir, boxes_file=
                   box_score_threshold: float = 0.0, iou_threshold: float = 0.3, draw: bool = True,
                   progress: bool = True) -> dict:
     """Run on every input file; write the drawn files and `predictions.json` (last, atomically). -> the json."""
+    from kpt_tf import ownership
+
     out_dir = Path(out_dir)
+    with ownership.owned(out_dir, "kpt_tf.predict"):
+        return _predict_files(predictor, inputs, out_dir, boxes_file, detector, box_score_threshold, iou_threshold,
+                              draw, progress)
+
+
+def _predict_files(predictor, inputs, out_dir: Path, boxes_file, detector, box_score_threshold, iou_threshold, draw,
+                   progress) -> dict:
     check_out_dir(out_dir)
     if boxes_file is not None:
         boxes_file.check_covers([p.name for p in inputs])

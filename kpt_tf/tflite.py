@@ -57,6 +57,13 @@ def convert(net, codec, subset, out_path, quantize: str = "none", calibration_cr
         crops = np.asarray(calibration_crops, np.float32)
         converter.representative_dataset = lambda: ([crop[None]] for crop in crops)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    from kpt_tf import ownership
+
+    with ownership.owned(out_path, "kpt_tf.export"):
+        return _write(converter, net, codec, subset, out_path, quantize, architecture)
+
+
+def _write(converter, net, codec, subset, out_path: Path, quantize: str, architecture: str) -> Path:
     flatbuffer = converter.convert()
     metadata = workdir.ExportMetadata(
         joints=list(subset.names), input_size=int(net.inputs[0].shape[1]), heatmap_size=codec.heatmap_size,

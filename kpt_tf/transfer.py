@@ -273,6 +273,17 @@ def _map_joint_channels(source_value, target_value, axis, source_joints, target_
 def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, freeze=False,
                         allow_partial=False, source_joints=None, verbose=True,
                         branch_sources=None) -> TransferReport:
+    """`_transfer_to_workdir` holding `out_dir`'s lock (kpt_tf.ownership)."""
+    from kpt_tf import ownership
+
+    with ownership.owned(out_dir, "kpt_tf.transfer"):
+        return _transfer_to_workdir(source_path, target_config, out_dir, map_heads, freeze, allow_partial,
+                                    source_joints, verbose, branch_sources)
+
+
+def _transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, freeze=False,
+                         allow_partial=False, source_joints=None, verbose=True,
+                         branch_sources=None) -> TransferReport:
     """Build the target network, transfer, and write the workdir atomically (nothing on refusal).
 
     `source_path` (may be None when `branch_sources` is given) initialises the network by name;
@@ -282,8 +293,7 @@ def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, fr
     from kpt_tf.models import build_net
 
     out_dir = Path(out_dir)
-    if (out_dir / wd.INIT_MODEL).exists():
-        raise TransferError(f"{out_dir}: already holds {wd.INIT_MODEL}; choose a new --out")
+    wd.check_prepared_out(out_dir, "kpt_tf.transfer", None if source_path is None else str(source_path))
     branch_sources = dict(branch_sources or {})
     if source_path is None and not branch_sources:
         raise TransferError("nothing to transfer from: give a source or branch sources")

@@ -63,6 +63,71 @@ def check_training_workdir(directory) -> None:
                          f"{shown}; use a new or empty directory")
 
 
+# The files a preparing command writes into its --out (and nothing else), and what it records its source under.
+PREPARED_OUTPUTS = {
+    "kpt_tf.transfer": ({INIT_MODEL, CONFIG, TRANSFER_REPORT_JSON, TRANSFER_REPORT_TEXT}, TRANSFER_REPORT_JSON,
+                        "source"),
+    "kpt_tf.import_checkpoint": ({BEST_MODEL, CONFIG, IMPORT_REPORT}, IMPORT_REPORT, "checkpoint"),
+}
+
+
+def describe_directory(directory) -> str:
+    """What a directory holds, in words, for a refusal: whose it is."""
+    directory = Path(directory)
+    names = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    if is_finished(directory):
+        return "a finished training run"
+    if (directory / BACKUP).is_dir() or METRICS_CSV in names:
+        return "a training run (interrupted or under way)"
+    if is_savedmodel(directory):
+        return "an exported SavedModel"
+    if "manifest.json" in names or any(n.endswith(".tfrecord") for n in names):
+        return "TFRecords"
+    if IMPORT_REPORT in names:
+        return "an imported checkpoint"
+    if INIT_MODEL in names:
+        return "a kpt_tf.transfer output"
+    return "files of its own"
+
+
+def check_prepared_out(out_dir, command: str, source) -> None:
+    """The `--out` of kpt_tf.transfer / kpt_tf.import_checkpoint: new, empty, or that command's own earlier output
+    for the same source (written again); anything else is someone's work and is refused, naming what is there."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: is a file; give a new or empty directory")
+    if not out_dir.is_dir():
+        return
+    names = {p.name for p in out_dir.iterdir()}
+    if not names:
+        return
+    own, report, key = PREPARED_OUTPUTS[command]
+    if names <= own and report in names:
+        try:
+            earlier = json.loads((out_dir / report).read_text()).get(key)
+        except (OSError, ValueError):
+            earlier = None
+        if earlier is not None and str(earlier) == str(source):
+            return
+        raise ValueError(f"--out {out_dir}: holds the {command} output of another source ({earlier}); give a new "
+                         "directory")
+    shown = ", ".join(sorted(names)[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise ValueError(f"--out {out_dir}: holds {describe_directory(out_dir)} ({shown}); {command} writes only into a "
+                     "new or empty directory")
+
+
+def starting_weights(directory):
+    """(model file, the command that prepared it) a training run in `directory` starts from, or None: kpt_tf.transfer's
+    init.keras, or the network kpt_tf.import_checkpoint wrote (best.keras beside import_report.json) while no run has
+    finished there."""
+    directory = Path(directory)
+    if (directory / INIT_MODEL).is_file():
+        return directory / INIT_MODEL, "kpt_tf.transfer"
+    if (directory / IMPORT_REPORT).is_file() and (directory / BEST_MODEL).is_file() and not is_finished(directory):
+        return directory / BEST_MODEL, "kpt_tf.import_checkpoint"
+    return None
+
+
 def save_config(config, directory) -> Path:
     path = Path(directory) / CONFIG
     path.write_text(config.to_json_best_effort(indent=1))

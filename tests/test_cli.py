@@ -35,3 +35,89 @@ def test_tensorflow_info_log_is_hidden_unless_verbosity_is_asked_and_errors_exit
     assert quiet.stderr.strip().splitlines()[-1] == "prog: error: the input is bad"
     verbose = run_program("--verbosity=0")
     assert "tf-info-line" in verbose.stderr and "absl-info-line" in verbose.stderr and verbose.returncode == 2
+
+
+def test_a_config_file_that_is_not_python_or_raises_gets_one_line_naming_file_line_and_what_config_takes(tmp_path):
+    cases = {
+        "run.yaml": ("model:\n  num_stacks: 2\n", "run.yaml:1: a YAML file, which Python cannot parse"),
+        "typo.py": ("def get_config(:\n    pass\n", "typo.py:1: a Python syntax error"),
+        "raises.py": ("def get_config():\n    raise RuntimeError('no such dataset')\n",
+                      "raises.py:2: the config file raised RuntimeError: no such dataset"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        done = subprocess.run([sys.executable, "-m", "kpt_tf.train", "--config", str(tmp_path / name), "--workdir",
+                               str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert message in done.stderr and "--config takes an ml_collections Python file" in done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
+SLEEPER = """
+import pathlib, sys, time
+from kpt_tf import cli
+
+def main(argv):
+    try:
+        print("started", flush=True)
+        time.sleep(60)
+    finally:
+        pathlib.Path(sys.argv[1]).write_text("cleaned up")   # staged files are removed the same way
+
+cli.run(main, "prog")
+"""
+
+
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_128_plus_the_signal(tmp_path):
+    import signal
+
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        marker = tmp_path / f"finally_{signum}"
+        proc = subprocess.Popen([sys.executable, "-c", SLEEPER, str(marker)], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == code, err
+        assert err.strip() == f"prog: error: stopped by {signal.Signals(signum).name}; rerun the same command to resume"
+        assert marker.read_text() == "cleaned up"
+
+
+LAUNCHED = """
+import json, os, pathlib, sys
+from kpt_tf import cli, launch
+
+WORKER = '''
+import json, os, pathlib, sys, time
+from kpt_tf import cli
+
+def main(argv):
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    try:
+        print("worker up", flush=True)
+        time.sleep(60)
+    finally:
+        pathlib.Path(sys.argv[1], f"worker{index}").write_text("stopped")
+
+cli.run(main, "worker")
+'''
+launch.worker_command = lambda args: [sys.executable, "-c", WORKER, *args]
+cli.run(launch.main, "kpt_tf.launch")
+"""
+
+
+def test_sigterm_to_the_launcher_stops_every_worker_and_waits_for_them(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHED, "--workers", "2", "--grace_seconds", "20", "--",
+                             str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    deadline = time.time() + 60
+    while seen < 2 and time.time() < deadline:
+        seen += proc.stdout.readline().startswith(("[worker 0] worker up", "[worker 1] worker up"))
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert "[launch] interrupted: stopping the other workers" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["worker0", "worker1"]     # both ran their finally

@@ -223,6 +223,7 @@ def test_bad_serving_inputs_are_refused_clearly(exported):
     ("infinite_box", "boxes must be finite"),
     ("zero_area_box", "x2 > x1"),
     ("box_outside", "outside its image"),
+    ("absurd_box", "more than 4 times as large as its image"),
     ("batch_mismatch", "same first dimension"),
 ])
 def test_serving_refuses_inputs_that_would_give_plausible_keypoints(exported, case, message):
@@ -240,6 +241,8 @@ def test_serving_refuses_inputs_that_would_give_plausible_keypoints(exported, ca
         boxes[0, 2] = boxes[0, 0]
     elif case == "box_outside":
         boxes = boxes + 500.0
+    elif case == "absurd_box":     # finite, overlapping the image, and once answered with NaN keypoints
+        boxes = np.array([[-1e30, -1e30, 1e30, 1e30]], np.float32)
     elif case == "batch_mismatch":
         boxes = np.repeat(boxes, 2, axis=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -277,3 +280,23 @@ def test_evaluate_cli_model_mode_on_export_and_workdir(exported, trained_workdir
     from kpt_tf.mpii import load_predictions
     preds = load_predictions(tmp_path / "export.mat")
     assert preds.shape[1:] == (16, 2)
+
+
+def test_black_and_dark_frames_are_ordinary_input(exported):
+    """A black or dark video frame is served (it once failed the whole call as "a float image in [0, 1]?"); only an
+    image whose brightest value is exactly 1, what a float image in [0, 1] becomes cast to uint8, is refused."""
+    plain, _, _ = exported
+    loaded = tf.saved_model.load(str(plain))
+    serve, by_centre = loaded.signatures["serving_default"], loaded.signatures["serve_center_scale"]
+    rng = np.random.default_rng(5)
+    black = np.zeros((1, 100, 100, 3), np.uint8)
+    dark = rng.integers(0, 3, (1, 100, 100, 3)).astype(np.uint8)       # brightest 2
+    bright = _image(100)
+    out = serve(images=tf.constant(np.concatenate([black, dark, bright])),
+                boxes=tf.constant(np.repeat([[10.0, 10.0, 60.0, 90.0]], 3, axis=0).astype(np.float32)))
+    assert np.all(np.isfinite(out["keypoints"].numpy()))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="float image in \\[0, 1\\] cast to uint8"):
+        serve(images=tf.constant(np.concatenate([bright, np.minimum(dark, 1)])),
+              boxes=tf.constant(np.repeat([[10.0, 10.0, 60.0, 90.0]], 2, axis=0).astype(np.float32)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="scale makes the person box more than 4 times"):
+        by_centre(images=tf.constant(bright), centers=tf.constant([[50.0, 50.0]]), scales=tf.constant([1e30]))

@@ -59,6 +59,8 @@ def test_keypoints_come_back_in_image_pixels_for_every_person_of_every_image():
     np.testing.assert_allclose(whole[0].box, [0, 0, 179, 239])
     with pytest.raises(ValueError, match="x2 > x1"):
         predictor.predict(first, np.array([[10, 10, 5, 50]]))
+    with pytest.raises(ValueError, match="more than 4 times as large as its 300 x 200 image"):
+        predictor.predict(first, np.array([[-1e30, -1e30, 1e30, 1e30]]))
     with pytest.raises(ValueError, match="RGB uint8"):
         predictor.predict(first.astype(np.float32))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import math
 import time
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import keras
 import tensorflow as tf
 
 import kpt_tf.distill  # noqa: F401  (registers the "distill" trainer)
+from kpt_tf import ownership
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
 from kpt_tf.joints import JointSubset
@@ -123,11 +126,52 @@ def _damaged_records(config) -> dict:
 
 def require_data_dir(config) -> None:
     """Refuse a config without records (training and every experiment check it before writing anything): an empty
-    data.dir, a directory that does not exist or holds no shards of the training split."""
+    data.dir, a directory that does not exist, holds no shards of the training split, or whose training or
+    validation split holds no record (the converter found none of its images: training would run on nothing)."""
     if not config.data.dir:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
-    pipeline.shard_files(config.data.dir, config.data.train_split)
+    for split in (config.data.train_split, config.data.val_split):
+        pipeline.shard_files(config.data.dir, split)
+        if pipeline.count_records(config.data.dir, split) == 0:
+            raise ValueError(f"config data.dir {config.data.dir}: its {split!r} split holds 0 records (the converter "
+                             "wrote no person there: see its summary or manifest.json for why); nothing to train on")
+
+
+def check_prepared_network(config, workdir: Path, prepared_by: str) -> None:
+    """A workdir prepared by kpt_tf.transfer or kpt_tf.import_checkpoint holds weights for the network of its
+    config.json: the training config must build that network (model section and joints); only a resumed run's own
+    config (saved when it started) may replace it."""
+    if (workdir / wd.BACKUP).is_dir() or not (workdir / wd.CONFIG).is_file():
+        return
+    prepared = json.loads((workdir / wd.CONFIG).read_text())
+    now = json.loads(config.to_json_best_effort())       # both as JSON: tuples and lists compare alike
+    # joints compared as the subsets they name ("all" and its 16 names are one subset)
+    flat_prepared = resume.flat_config({"model": prepared.get("model"),
+                                        "joints": list(JointSubset.parse(prepared.get("joints", "all")).names)})
+    flat_now = resume.flat_config({"model": now.get("model"), "joints": list(JointSubset.parse(config.joints).names)})
+    changed = sorted(k for k in flat_prepared.keys() | flat_now.keys() if flat_prepared.get(k) != flat_now.get(k))
+    if changed:
+        raise ValueError(f"{workdir} was prepared by {prepared_by} for another network: the config differs in "
+                         f"{', '.join(changed[:6])}; train it with the config it holds ({wd.CONFIG}), e.g. "
+                         f"--config.{changed[0]}=..., or use a new --workdir")
+
+
+def check_training_config(config) -> None:
+    """Refuse, before anything is written, schedule values that would train nothing or fail later."""
+    t = config.train
+
+    def whole(name, low):
+        value = t.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"config train.{name} = {value!r}: must be a whole number >= {low}")
+
+    whole("epochs", 1)
+    whole("batch_size", 1)
+    whole("steps_per_epoch", 0)     # 0: one pass over the training split
+    rate = t.get("learning_rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"config train.learning_rate = {rate!r}: must be a finite number > 0")
 
 
 def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
@@ -138,6 +182,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     wd.check_training_workdir(workdir)  # before anything is written into it
     t = config.train
     JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
+    check_training_config(config)
     require_data_dir(config)
     workdir.mkdir(parents=True, exist_ok=True)
     # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
@@ -145,11 +190,24 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     config = resolve_config(copy.deepcopy(config))
     # Before any TF op: logical CPUs and the multi-worker collectives are configured at process start.
     strategy = make_strategy(int(t.num_cpu_replicas), str(t.get("strategy", "auto")))
+    # One writer per workdir; under several workers the chief alone writes it (the others write scratch copies).
+    lock = ownership.owned(workdir, "kpt_tf.train") if is_chief(strategy) else contextlib.nullcontext()
+    with lock:
+        return _train_owned(config, workdir, strategy, extra_callbacks, verbose)
+
+
+def _train_owned(config, workdir: Path, strategy, extra_callbacks, verbose: int) -> dict:
+    t = config.train
     done = resume.check_rerun(config, workdir)
     if done is not None:
         if verbose:
             print(f"{workdir}: this run already finished (train_summary.json); nothing to do")
         return done
+    starting = wd.starting_weights(workdir)
+    if starting is not None:
+        check_prepared_network(config, workdir, starting[1])
+        if verbose:
+            print(f"{workdir}: training continues from {starting[0].name}, written by {starting[1]}", flush=True)
     with run_settings(int(t.seed), bool(t.mixed_precision), bool(t.deterministic)):
         # The chief writes `workdir`; other workers write a scratch copy (distribute.output_directory).
         with output_directory(workdir, strategy) as out:
@@ -177,9 +235,9 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
     # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
     synchronized = strategy.num_replicas_in_sync > 1 and not xla
     with strategy.scope():
-        init_path = workdir / wd.INIT_MODEL
-        if init_path.exists():
-            net = net_from_saved(config, subset, synchronized, init_path)
+        starting = wd.starting_weights(workdir)
+        if starting is not None:
+            net = net_from_saved(config, subset, synchronized, starting[0])
         else:
             net = build_net(config, subset, synchronized_bn=synchronized)
         trainer = make_trainer(config, net, codec, xla)

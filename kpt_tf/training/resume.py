@@ -162,10 +162,11 @@ def remove_backup(workdir) -> None:
     shutil.rmtree(Path(workdir) / wd.BACKUP, ignore_errors=True)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as {"a.b.c": value}."""
     out = {}
     for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        out.update(flat_config(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
@@ -177,8 +178,8 @@ def check_rerun(config, workdir) -> dict | None:
     finished = wd.is_finished(workdir)
     if not (finished or (workdir / wd.BACKUP / STATE).is_file()) or not (workdir / wd.CONFIG).is_file():
         return None
-    before = _flat(json.loads((workdir / wd.CONFIG).read_text()))
-    now = _flat(json.loads(config.to_json_best_effort()))
+    before = flat_config(json.loads((workdir / wd.CONFIG).read_text()))
+    now = flat_config(json.loads(config.to_json_best_effort()))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         what = "a finished run" if finished else "the backup of an interrupted run"

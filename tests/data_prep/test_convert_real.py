@@ -153,6 +153,7 @@ def test_whole_real_file_converts_the_photographs_present_and_counts_the_rest_in
     missing = [line for line in lines if "image file missing" in line]
     assert len(missing) == 1 and missing[0].startswith("  skipped, image file missing: 25199 people of 17403 images (")
     assert len(lines) == 4 and done.stdout.count(".jpg") <= 3
+    assert "warning: split 'train' wrote no person: image file missing for 22,246 of its 22,246 people" in done.stderr
     records = read_records(out)
     assert len(records) == 5
     for whole, restricted in zip(records, real["bearpaw"]):

@@ -172,3 +172,40 @@ def test_validation_reports_visible_and_occluded_joints_apart(trained_workdir):
     assert set(last["per_joint_occluded"]) == set(last["per_joint"])
     row = next(csv.DictReader(open(trained_workdir / "metrics.csv")))
     assert {"val_pckh_visible_mean", "val_pckh_occluded_mean"} <= set(row)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("epochs", 0, "train.epochs = 0: must be a whole number >= 1"),
+    ("epochs", -3, "train.epochs = -3"),
+    ("steps_per_epoch", -5, "train.steps_per_epoch = -5: must be a whole number >= 0"),
+    ("batch_size", 0, "train.batch_size = 0"),
+    ("learning_rate", float("nan"), "train.learning_rate = nan: must be a finite number > 0"),
+    ("learning_rate", 0.0, "train.learning_rate = 0.0"),
+])
+def test_a_schedule_that_would_train_nothing_is_refused_before_anything_is_written(embedded_records, tmp_path, key,
+                                                                                   value, message):
+    from kpt_tf.training import loop
+
+    config = tiny_train_config(embedded_records)
+    config.train[key] = value
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        loop.train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_split_with_no_record_is_refused_before_anything_is_written(embedded_records, tmp_path):
+    """The real annotation file converted with only a few of its images present writes 0 training people: training
+    on that ran on nothing (NaN loss, an untrained best.keras, exit 0) before it was refused."""
+    import shutil
+
+    from kpt_tf.training import loop
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for shard in embedded_records.glob("val-*.tfrecord"):
+        shutil.copy(shard, records / shard.name)
+    (records / "train-00000-of-00001.tfrecord").write_bytes(b"")     # a valid shard of no record
+    config = tiny_train_config(records)
+    with pytest.raises(ValueError, match="its 'train' split holds 0 records"):
+        loop.train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
