@@ -176,7 +176,10 @@ def main(argv):
     config, workdir, quick = required_flags()
     if "experiment" not in config or "distill" not in config:
         raise app.UsageError("the config needs `distill` and `experiment` sections (see configs/fpd_demo.py)")
-    run_experiment(config, workdir, quick=quick)
+    from kpt_tf import ownership
+
+    with ownership.owned(workdir, "kpt_tf.experiments.fpd"):   # one experiment per directory
+        run_experiment(config, workdir, quick=quick)
     print((Path(workdir) / "results.md").read_text())
     return 0
 

@@ -213,10 +213,13 @@ def write_overall_report(workdir: Path, overall: dict) -> None:
 def main(argv):
     del argv
     config, workdir, quick = required_flags()
-    if config.experiment.get("candidates"):
-        run_source_ranking(config, workdir, quick=quick)
-        return 0
-    overall = run_experiment(config, workdir, quick=quick)
+    from kpt_tf import ownership
+
+    with ownership.owned(workdir, "kpt_tf.experiments.kptransfer"):   # one experiment per directory
+        if config.experiment.get("candidates"):
+            run_source_ranking(config, workdir, quick=quick)
+            return 0
+        overall = run_experiment(config, workdir, quick=quick)
     print((Path(workdir) / "results.md").read_text())
     return 0 if overall else 1
 

@@ -160,7 +160,10 @@ def main(argv):
     config, workdir, quick = required_flags()
     if "experiment" not in config or str(config.model.get("name")) != "pbn":
         raise app.UsageError("the config needs model.name = pbn and an `experiment` section (configs/pbn_embedded.py)")
-    run_experiment(config, workdir, quick=quick)
+    from kpt_tf import ownership
+
+    with ownership.owned(workdir, "kpt_tf.experiments.pbn"):   # one experiment per directory
+        run_experiment(config, workdir, quick=quick)
     print((Path(workdir) / "results.md").read_text())
     return 0
 
