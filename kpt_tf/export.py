@@ -79,14 +79,15 @@ class PoseServer(tf.Module):
         ]
         with tf.control_dependencies(checks):     # nothing reads the pixels before the size is known to be bounded
             images = tf.identity(images)
-        # A float image in [0, 1] cast to uint8 holds 0 and 1 only, with 1 where it was saturated: refused when its
-        # brightest pixel is exactly 1. A black video frame (all 0) or a dark one (brightest 2 and up) is ordinary
-        # input; only a frame whose brightest value is 1 of 255 looks the same as the cast and is refused too.
+        # A float image in [0, 1] cast to uint8 holds 0 and 1 only (all 0 unless a value was exactly 1.0), as a black
+        # frame does: one image cannot tell them apart. A request cast that way is cast as a whole, so it is refused
+        # only when every image of the batch is like that; a black or dark frame among others is ordinary input.
         brightest = tf.reduce_max(images, axis=[1, 2, 3])    # on uint8: no full-size copy
         tf.debugging.assert_equal(
-            tf.reduce_any(tf.equal(brightest, 1)), False, message=(
-                "an image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
-                "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255"))
+            tf.reduce_all(brightest <= 1), False, message=(
+                "every image holds only pixel values 0 and 1: a float image in [0, 1] cast to uint8 (saved_model_cli "
+                "casts .npy inputs to the signature's dtype)? send uint8 pixels 0..255 (a black frame alone has no "
+                "person to find)"))
         return images, tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
 
     def from_centers(self, images, centers, box_scales):
