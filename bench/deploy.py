@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
 from bench.untrained import as_workdir, tiny_workdir  # noqa: E402
 
 flags.DEFINE_list("models", [], "label=PATH pairs (workdir, .keras, or config:FILE for an untrained network).")
@@ -38,15 +39,6 @@ flags.DEFINE_integer("repeats", 30, "Timed rounds (median reported).")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_bool("tiny", False, "A tiny random network, 3 rounds, no PCKh: checks the script runs.")
 FLAGS = flags.FLAGS
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def exported(label: str, model: Path, formats: list, scratch: Path) -> dict:

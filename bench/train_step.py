@@ -57,6 +57,7 @@ from absl import app, flags  # noqa: E402
 from keras import layers  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from bench.machine import cpu_model  # noqa: E402
 from bench.synthetic import synthetic_batch  # noqa: E402
 from kpt_tf.data import pipeline  # noqa: E402
 from kpt_tf.joints import JointSubset  # noqa: E402
@@ -95,16 +96,6 @@ TRAIN_TO_FORWARD_FLOPS = 3
 
 
 # --- machine and peak --------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def cpu_vector_isa() -> str:
     """The widest SIMD extensions the kernel reports (they set the FLOPs per cycle of the cores)."""
