@@ -262,7 +262,7 @@ def naming_damaged_shards(data_dir, *splits):
                          "one") from None
 
 
-def _read_manifest(data_dir) -> dict | None:
+def converter_manifest(data_dir) -> dict | None:
     """The converter's manifest.json of `data_dir`, or None when there is none or it is not JSON."""
     path = os.path.join(os.fspath(data_dir), manifest.MANIFEST_NAME)
     if not tf.io.gfile.exists(path):
@@ -272,12 +272,6 @@ def _read_manifest(data_dir) -> dict | None:
             return json.load(f)
     except json.JSONDecodeError:
         return None
-
-
-def converter_manifest(data_dir) -> dict | None:
-    """The converter's manifest.json of `data_dir` (kpt_tf.data.manifest), or None when there is none or it is
-    not JSON."""
-    return _read_manifest(data_dir)
 
 
 def record_people(data_dir, split: str, batch_size: int = 1024) -> dict[str, np.ndarray]:
@@ -303,7 +297,7 @@ def damaged_records(data_dir, split: str) -> list[dict]:
     [{"file", "error", "readable", "lost"}] -- `lost` is the records past the first damaged one (a TFRecord file
     has no marker to resynchronise on, so the rest of a damaged shard is lost), None when no manifest says how
     many the shard holds. Shards whose sha256 equals the manifest's are only hashed, not parsed."""
-    content = _read_manifest(data_dir)
+    content = converter_manifest(data_dir)
     entries = content.get(manifest.SHARDS, []) if isinstance(content, dict) else []
     by_name = {e[manifest.SHARD_FILE]: e for e in entries if isinstance(e, dict) and manifest.SHARD_FILE in e}
     damaged = []
@@ -418,7 +412,7 @@ def make_dataset(data_dir: str, split: str, subset, batch_size: int, training: b
 def count_records(data_dir: str, split: str) -> int:
     """Number of records of a split: from `manifest.json` when it matches the shards, else by reading them."""
     files = shard_files(data_dir, split)
-    content = _read_manifest(data_dir)
+    content = converter_manifest(data_dir)
     if content is not None:
         try:
             count = manifest.split_record_count(content, split, [os.path.basename(p) for p in files])
