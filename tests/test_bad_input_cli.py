@@ -14,7 +14,7 @@ import scipy.io
 
 from tests.conftest import REPO
 from tests.data_prep.test_convert import _convert, make_dataset
-from tests.test_transfer import tiny_config
+from tests.kpt_tf.test_transfer import tiny_config
 
 
 def run_cli(module, *args):

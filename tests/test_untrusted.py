@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kpt_tf import workdir as wd
-from tests.test_transfer import tiny_config
+from tests.kpt_tf.test_transfer import tiny_config
 
 
 def foreign_savedmodel(directory, marker):

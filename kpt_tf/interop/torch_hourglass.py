@@ -6,7 +6,7 @@ bench/train_vs_pytorch.py. Needs PyTorch (an optional dependency: `pip install t
 `channels` and `stem_widths` generalise bearpaw's fixed 256 and (64, 128) so narrower networks (the demo's, with
 FPD's scaled stem) can be compared too; the defaults are bearpaw's network. The stem is built as bearpaw's constructor
 builds it: layer1 stem -> W1, layer2 W1 -> 2*W1 (middle width W1, with a projection), layer3 2*W1 -> C (middle C/2,
-a projection only when 2*W1 != C). tests/interop/test_torch_hourglass.py checks the state_dict against key names
+a projection only when 2*W1 != C). tests/kpt_tf/interop/test_torch_hourglass.py checks the state_dict against key names
 and shapes read off bearpaw's own code.
 """
 

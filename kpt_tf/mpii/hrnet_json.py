@@ -4,7 +4,7 @@ One record per person: `image` (file name), `center` and `scale` (MPII's objpos 
 and `joints_vis` (16 flags); HRNet's `test.json` people need no joints (its loader never reads them there).
 Conventions, established on the five people of mmpose's `tests/data/mpii/test_mpii.json` (= the first five of
 HRNet's `valid.json`) against the same people in `mpii_annotations.json` and the stacked-hourglass `valid.h5`
-(tests/mpii/test_hrnet_json.py):
+(tests/kpt_tf/mpii/test_hrnet_json.py):
 - `center` is the release's `objpos` as is: 1-based, not yet adjusted. HRNet's loader
   (`lib/dataset/mpii.py`) moves it down by 15 * scale, enlarges the scale by 1.25 and only then subtracts 1:
   the same crop as `kpt_tf.geometry.adjust_person_box` on the 0-based objpos. A centre of -1 means no objpos.

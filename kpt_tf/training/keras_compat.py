@@ -15,7 +15,7 @@ in two places, both fixed here for the project's trainers only:
 `scale_loss_for_distribution` (the loss scaling Keras' own `compute_loss` applies under a strategy) has no
 public name; it is re-exported from here.
 
-`tests/training/test_distribute_and_launch.py::test_keras_private_api_used_by_the_shim_is_still_there` fails
+`tests/kpt_tf/training/test_distribute_and_launch.py::test_keras_private_api_used_by_the_shim_is_still_there` fails
 loudly when an upgrade of Keras moves any of this.
 """
 

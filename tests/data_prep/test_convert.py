@@ -21,7 +21,7 @@ from data_prep.shards import TMP_PREFIX, ShardWriter
 from kpt_tf import geometry
 from tests.conftest import REPO
 from tests.conftest import require_shared_mpii as _require_shared
-from tests.mpii.test_annotations import write_release_mat
+from tests.kpt_tf.mpii.test_annotations import write_release_mat
 
 # --------------------------------------------------------------------------------------------------
 # Small hand-made data sets in the real mpii_annotations.json schema (1-based pixels)
@@ -464,7 +464,7 @@ def test_max_people_takes_the_first_people_of_each_split(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-# The release .mat's reader: tests/mpii/test_annotations.py
+# The release .mat's reader: tests/kpt_tf/mpii/test_annotations.py
 
 def test_release_mat_people_convert_with_their_head_boxes(tmp_path):
     path = tmp_path / "mpii_human_pose_v1_u12_1.mat"
@@ -580,7 +580,7 @@ def test_converts_figures_rendered_at_real_mpii_poses(tmp_path):
 
 
 def test_release_test_people_become_records_without_joints(tmp_path):
-    from tests.mpii.test_submission import release_test_people, write_release_with_test_people
+    from tests.kpt_tf.mpii.test_submission import release_test_people, write_release_with_test_people
 
     release = write_release_with_test_people(tmp_path / "mpii_human_pose_v1_u12_1.mat", tmp_path / "images")
     manifest = _convert(release, tmp_path / "images", tmp_path / "out", num_shards={"train": 1, "val": 1, "test": 1})

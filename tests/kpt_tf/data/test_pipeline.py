@@ -12,6 +12,8 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from tests.conftest import REPO
 import tensorflow as tf
 
 from kpt_tf import geometry
@@ -331,8 +333,7 @@ DISTRIBUTED_CHECK = textwrap.dedent("""
 @pytest.mark.slow
 def test_data_auto_shard_under_a_two_replica_strategy(records):
     directory, _, _ = records
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", DISTRIBUTED_CHECK, directory], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

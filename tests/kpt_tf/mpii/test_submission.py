@@ -11,7 +11,7 @@ import scipy.io
 from kpt_tf import geometry
 from kpt_tf.mpii import annotations as sources
 from kpt_tf.mpii import submission as sub
-from tests.mpii.test_annotations import EMPTY, _point, _rect, _struct_array
+from tests.kpt_tf.mpii.test_annotations import EMPTY, _point, _rect, _struct_array
 
 # (name, is_train, rectangles, single_person ids (1-based)); a test rectangle is (objpos or None, scale) in
 # 1-based pixels, with the fields the release gives test rectangles (scale, objpos).
@@ -174,7 +174,7 @@ def test_records_that_do_not_map_one_to_one_are_refused(tmp_path):
 def test_a_release_without_test_images_or_a_foreign_file_is_refused(tmp_path):
     with pytest.raises(sources.AnnotationError, match="does not exist"):
         sub.load_template(tmp_path / "none.mat")
-    from tests.mpii.test_annotations import write_release_mat
+    from tests.kpt_tf.mpii.test_annotations import write_release_mat
 
     path = tmp_path / "release.mat"
     write_release_mat(path)

@@ -88,7 +88,7 @@ def test_keras_private_api_used_by_the_shim_is_still_there():
     """Fails loudly when a Keras upgrade moves what keras_compat overrides or imports."""
     assert keras_compat.keras_version_checked(), (
         f"Keras {keras.__version__} is not the checked {keras_compat.CHECKED_KERAS}: re-verify "
-        "kpt_tf/training/keras_compat.py (keras#20585) and tests/training/test_multi_worker.py, then update it")
+        "kpt_tf/training/keras_compat.py (keras#20585) and tests/kpt_tf/training/test_multi_worker.py, then update it")
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     method = tf_trainer.TensorFlowTrainer._maybe_symbolic_build

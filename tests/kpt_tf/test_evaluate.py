@@ -13,8 +13,8 @@ from kpt_tf import mpii
 from kpt_tf.evaluate import evaluate_files
 from kpt_tf.joints import JOINT_NAMES
 from tests.conftest import REPO
-from tests.mpii.test_evaluation_files import N, write_gt
-from tests.mpii.test_submission import RELEASE_IMAGES, release_test_people, write_release_with_test_people
+from tests.kpt_tf.mpii.test_evaluation_files import N, write_gt
+from tests.kpt_tf.mpii.test_submission import RELEASE_IMAGES, release_test_people, write_release_with_test_people
 
 # --- evaluate_files and the CLI ------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ def _tiny_model(root):
     from kpt_tf import workdir as wd
     from kpt_tf.joints import JointSubset
     from kpt_tf.models import build_net
-    from tests.test_transfer import tiny_config
+    from tests.kpt_tf.test_transfer import tiny_config
 
     model = root / "model"
     model.mkdir()

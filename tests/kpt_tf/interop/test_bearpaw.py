@@ -1,6 +1,6 @@
 """Importing bearpaw/pytorch-pose and FPD checkpoints (kpt_tf/import_checkpoint.py): numerically equal networks, and
 refusals that name the problem and write nothing. The PyTorch networks are the project's copy, whose structure
-tests/interop/test_torch_hourglass.py checks against bearpaw's own code."""
+tests/kpt_tf/interop/test_torch_hourglass.py checks against bearpaw's own code."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ def test_branch_source_on_the_command_line(tmp_path):
     _, path = saved_source(tmp_path / "src", LEGS, stacks=2)
     config = tmp_path / "pbn.py"
     config.write_text(
-        "from tests.test_transfer_branches import pbn_config\n\ndef get_config():\n    return pbn_config()\n")
+        "from tests.kpt_tf.test_transfer_branches import pbn_config\n\ndef get_config():\n    return pbn_config()\n")
     run = subprocess.run([sys.executable, "-m", "kpt_tf.transfer", f"--target_config={config}",
                           f"--branch_source=ank_kne={path}", f"--out={tmp_path / 'out'}"],
                          cwd=REPO, capture_output=True, text=True)
