@@ -32,8 +32,9 @@ lint: $(TEST_STAMP)
 
 # Two pytest workers (pytest-xdist): one test keeps about one core busy on average. `loadfile`: one worker runs
 # all of a file, so a module fixture is built once (xdist's `xdist_group` marks do nothing under pytest 9.2:
-# xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads).
-XDIST := -n 2 --dist loadfile
+# xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads). `--no-loadscope-reorder`: files go out in
+# collection order, where tests/conftest.py puts the heaviest first (xdist's own order is by test count).
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: lint
 	$(PY) -m pytest -q $(XDIST) --durations=20 tests

@@ -34,13 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import cv2
+import numpy as np
+from absl import app, flags
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import kpt_tf  # noqa: F401  (TF's start-up environment, set before anything here imports TF: kpt_tf/__init__.py)
+
+REPO = Path(__file__).resolve().parents[1]
 
 MPII_PEOPLE = 25_204
 DEFAULT_ANNOTATIONS = REPO.parent / "shared" / "mpii" / "mpii_annotations.json.gz"

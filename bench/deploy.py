@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from bench.machine import cpu_model  # noqa: E402
-from bench.untrained import as_workdir, tiny_workdir  # noqa: E402
+from bench.machine import cpu_model
+from bench.untrained import as_workdir, tiny_workdir
 
 flags.DEFINE_list("models", [], "label=PATH pairs (workdir, .keras, or config:FILE for an untrained network).")
 flags.DEFINE_string("data", None, "Records directory: PCKh on its val split, and int8 calibration crops.")
@@ -44,11 +42,13 @@ FLAGS = flags.FLAGS
 def exported(label: str, model: Path, formats: list, scratch: Path) -> dict:
     """format -> (path of the exported file or directory, its size in bytes)."""
     from kpt_tf.export import export_workdir, export_workdir_tflite
+    from kpt_tf.workdir import ExportOptions
 
     out = {}
     for name in formats:
         if name.startswith("savedmodel"):
-            path = export_workdir(model, scratch / f"{label}_{name}", flip_test=False, xla=name.endswith("_xla"))
+            path = export_workdir(model, scratch / f"{label}_{name}",
+                                  options=ExportOptions(flip_test=False, xla=name.endswith("_xla")))
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         else:
             quantize = name.split("_", 1)[1]
@@ -94,7 +94,7 @@ def pckh_of(path) -> float | None:
 
 def main(argv):
     del argv
-    from kpt_tf import workdir as wd
+    from kpt_tf.trained import load_trained
 
     with tempfile.TemporaryDirectory(prefix="bench_deploy_") as tmp:
         scratch = Path(tmp)
@@ -110,7 +110,7 @@ def main(argv):
         rows = []
         for label, spec in specs.items():
             model = as_workdir(label, spec, scratch)
-            trained = wd.load_trained(model)
+            trained = load_trained(model)
             input_size = int(trained.net.inputs[0].shape[1])
             files = exported(label, model, formats, scratch)
             medians = latency(files, input_size, repeats)

@@ -59,8 +59,9 @@ def model_facts(workdir_path: Path, export_dir: Path) -> dict:
     from kpt_tf.export import export_workdir
     from kpt_tf.models.flops import flops_per_image
     from kpt_tf.models.weights import trainable_parameter_count
+    from kpt_tf.trained import load_trained
 
-    trained = wd.load_trained(workdir_path)
+    trained = load_trained(workdir_path)
     if not (export_dir / "saved_model.pb").is_file():
         export_workdir(workdir_path, export_dir)
     summary_path = Path(workdir_path) / wd.TRAIN_SUMMARY
@@ -149,7 +150,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kpt_tf import cli
 
     cli.run(main, "bench.fpd")

@@ -14,7 +14,6 @@ benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack netwo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from absl import flags
@@ -95,7 +94,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kpt_tf import cli
 
     cli.run(main, "bench.kptransfer")

@@ -17,16 +17,20 @@ import struct
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import kpt_tf  # noqa: F401  (first: it sets TF's start-up environment before TF loads: kpt_tf/__init__.py)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+# isort: split
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from kpt_tf import geometry  # noqa: E402
-from kpt_tf.data import pipeline, schema  # noqa: E402
-from kpt_tf.joints import NUM_JOINTS, JointSubset, full_flip_permutation  # noqa: E402
+from kpt_tf import geometry
+from kpt_tf.data import pipeline, schema
+from kpt_tf.data.augment import AugmentConfig, warp_image
+from kpt_tf.data.records import shard_files
+from kpt_tf.data.splits import count_records
+from kpt_tf.joints import NUM_JOINTS, JointSubset, full_flip_permutation
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records_dir", "", "Existing TFRecord directory; empty = synthesise records in a temp dir.")
@@ -84,7 +88,7 @@ def read_tfrecord_file(path: str):
 
 # --- the naive loader ------------------------------------------------------------------------------
 
-def naive_batches(files, subset: JointSubset, batch_size: int, augment: pipeline.AugmentConfig, seed: int):
+def naive_batches(files, subset: JointSubset, batch_size: int, augment: AugmentConfig, seed: int):
     """Per-sample Python loop doing the pipeline's work with numpy/cv2; yields (images, joints, weights)."""
     rng = np.random.default_rng(seed)
     full_flip = np.array(full_flip_permutation())
@@ -132,7 +136,7 @@ def _same_warp_check(files) -> float:
     record = schema.parse_example_numpy(serialized)
     crop = record["image"]
     m = geometry.crop_to_input_affine(CROP_SIZE, MARGIN, INPUT_SIZE, 17.0, 1.1, True, backend="tf")
-    tf_image = pipeline.warp_image(crop, geometry.invert_affine(m, backend="tf"), INPUT_SIZE).numpy()
+    tf_image = warp_image(crop, geometry.invert_affine(m, backend="tf"), INPUT_SIZE).numpy()
     cv_image = cv2.warpAffine(crop.astype(np.float32), m.numpy().astype(np.float64), (INPUT_SIZE, INPUT_SIZE),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     inner = slice(8, INPUT_SIZE - 8)        # borders differ only in how far fill 0 bleeds in
@@ -152,15 +156,16 @@ def run(records_dir: str, split: str, batch_size: int, num_batches: int, warmup:
     """Times the loaders on the same records, alternating them for `rounds` rounds (the machine's load
     changes over time; alternation exposes every loader to it alike); reports per-loader medians."""
     subset = JointSubset.parse(joints)
-    augment = pipeline.AugmentConfig()
-    files = pipeline.shard_files(records_dir, split)
-    total = pipeline.count_records(records_dir, split)
+    augment = AugmentConfig()
+    files = shard_files(records_dir, split)
+    total = count_records(records_dir, split)
     # Factories: a tf.data iterator keeps prefetching in background threads, so each round starts a fresh
     # one (after warm-up) and drops it before the next loader is timed.
     factories = {"naive numpy/cv2 loop": lambda: naive_batches(files, subset, batch_size, augment, seed)}
     for warp in ("projective_transform", "xla"):
-        ds = pipeline.make_dataset(records_dir, split, subset, batch_size, training=True, input_size=INPUT_SIZE,
-                                   augment=augment, seed=seed, shuffle_buffer=min(total, 2048), warp=warp)
+        ds = pipeline.make_dataset(records_dir, split, subset, pipeline.StreamOptions(
+            batch_size, training=True, input_size=INPUT_SIZE, augment=augment, seed=seed,
+            shuffle_buffer=min(total, 2048), warp=warp))
         factories[f"tf.data, warp={warp}"] = ds.as_numpy_iterator
     samples = {name: [] for name in factories}
     for _ in range(rounds):

@@ -18,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 flags.DEFINE_string("model", None, "A trained model (workdir, .keras, export or .tflite).")
 flags.DEFINE_string("video", None, "A video file (default: a clip made from the real MPII photographs).")

@@ -23,9 +23,7 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import flags  # noqa: E402
+from absl import flags
 
 flags.DEFINE_list("sizes", ["1000", "2000", "4000", "6000"], "Square image sides to serve (pixels).")
 flags.DEFINE_integer("repeats", 3, "Timed serves per size (median).")
@@ -58,10 +56,11 @@ def export_small_network(out_dir: str) -> str:
     from kpt_tf.export import export_net
     from kpt_tf.joints import JointSubset
     from kpt_tf.models.hourglass import build_hourglass
+    from kpt_tf.workdir import ExportOptions
 
     net = build_hourglass(1, 32, 16, input_size=128)
     return str(export_net(net, HeatmapCodec(input_size=128, heatmap_size=32, sigma=2.0), JointSubset.parse("all"),
-                          f"{out_dir}/sm", flip_test=False))
+                          f"{out_dir}/sm", ExportOptions(flip_test=False)))
 
 
 def main(argv):

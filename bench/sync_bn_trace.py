@@ -19,17 +19,15 @@ with the square of the network. The project's all-reduce stops that walk (blocks
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parents[1]
+from absl import flags
 
-from absl import flags  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1x1", "1x2", "2x2", "2x4"], "Networks as STACKSxDEPTH (hourglass depth).")

@@ -48,25 +48,26 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import kpt_tf  # noqa: F401  (first: it sets TF's start-up environment before TF loads: kpt_tf/__init__.py)
+
+# isort: split
+import keras
+import tensorflow as tf
+from absl import app, flags
+from keras import layers
+from ml_collections import config_flags
+
+from bench.machine import cpu_model
+from bench.synthetic import synthetic_batch
+from kpt_tf.data.records import shard_files
+from kpt_tf.joints import JointSubset
+from kpt_tf.models import build_net, codec_from_config
+from kpt_tf.models.flops import flops_per_image
+from kpt_tf.training.loop import make_optimizer, training_dataset
+from kpt_tf.training.settings import run_settings
+from kpt_tf.training.trainer import PoseTrainer
+
 REPO = Path(__file__).resolve().parents[1]
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
-from keras import layers  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from bench.machine import cpu_model  # noqa: E402
-from bench.synthetic import synthetic_batch  # noqa: E402
-from kpt_tf.data import pipeline  # noqa: E402
-from kpt_tf.joints import JointSubset  # noqa: E402
-from kpt_tf.models import build_net, codec_from_config  # noqa: E402
-from kpt_tf.models.flops import flops_per_image  # noqa: E402
-from kpt_tf.training.loop import make_optimizer, training_dataset  # noqa: E402
-from kpt_tf.training.settings import run_settings  # noqa: E402
-from kpt_tf.training.trainer import PoseTrainer  # noqa: E402
-
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", str(REPO / "configs" / "hg2_256.py"),
                                           "Training config file (configs/*.py).")
@@ -235,7 +236,7 @@ def input_records(config, log=print):
     """(records directory, temporary directory to remove or None) for the input-wait measurement."""
     if FLAGS.data_dir:
         try:
-            pipeline.shard_files(FLAGS.data_dir, config.data.train_split)
+            shard_files(FLAGS.data_dir, config.data.train_split)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(f"bench/train_step.py: --data_dir {FLAGS.data_dir}: {e}") from None
         return FLAGS.data_dir, None

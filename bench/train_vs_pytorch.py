@@ -20,21 +20,23 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import kpt_tf  # noqa: F401  (first: it sets TF's start-up environment before TF loads: kpt_tf/__init__.py)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import torch  # noqa: E402
-from absl import app, flags  # noqa: E402
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+import torch
+from absl import app, flags
 
-from kpt_tf.codec import HeatmapCodec  # noqa: E402
-from kpt_tf.export import export_net  # noqa: E402
-from kpt_tf.interop.torch_hourglass import HourglassNet  # noqa: E402
-from kpt_tf.joints import JointSubset  # noqa: E402
-from kpt_tf.models.hourglass import STEM_WIDTHS, build_hourglass  # noqa: E402
-from kpt_tf.training.distribute import resolve_xla  # noqa: E402
-from kpt_tf.training.trainer import PoseTrainer  # noqa: E402
+from kpt_tf.codec import HeatmapCodec
+from kpt_tf.export import export_net
+from kpt_tf.interop.torch_hourglass import HourglassNet
+from kpt_tf.joints import JointSubset
+from kpt_tf.models.hourglass import STEM_WIDTHS, build_hourglass
+from kpt_tf.training.distribute import resolve_xla
+from kpt_tf.training.trainer import PoseTrainer
+from kpt_tf.workdir import ExportOptions
 
 flags.DEFINE_bool("tiny", False, "Tiny shapes and two steps (CI).")
 flags.DEFINE_integer("steps", 10, "Timed training steps per framework.")
@@ -111,7 +113,7 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
     latency = {}
     with tempfile.TemporaryDirectory() as tmp:
         served = {key: tf.saved_model.load(str(export_net(net, codec, JointSubset.parse("all"), f"{tmp}/{key}",
-                                                          flip_test=False, xla=xla)))
+                                                          ExportOptions(flip_test=False, xla=xla))))
                   for key, xla in (("kpt_tf", False), ("kpt_tf_xla", True))}
         for n in latency_batches:
             crops = tf.constant(np.resize(images, (n, size, size, 3)).astype(np.float32))

@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from kpt_tf.models import DEFAULT_ARCHITECTURE, model_section
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -10,12 +12,10 @@ def base_config() -> ml_collections.ConfigDict:
     # or a comma list of joint names (kpt_tf.joints).
     c.joints = "all"
 
-    # model.name picks the architecture (kpt_tf.models registry); the other keys are that architecture's.
-    c.model = ml_collections.ConfigDict(dict(
-        name="hourglass", num_stacks=2, channels=256, depth=4, num_blocks=1, input_size=256,
-        stem="bearpaw",             # bearpaw: fixed 64/128-wide stem; scaled: C/4, C/2 (FPD's code)
-        # RGB mean and std in [0, 1] units, applied inside the model (bearpaw imports: MPII's mean; FPD: ImageNet's)
-        input_mean=(0.0, 0.0, 0.0), input_std=(1.0, 1.0, 1.0)))
+    # model.name picks the architecture (kpt_tf.models registry); the other keys, and their defaults, are the ones
+    # that architecture declares (e.g. kpt_tf/models/hourglass.py SECTION). Another architecture's section:
+    # `c.model = model_section("pbn", like=c.model, ...)` (configs/pbn_hg_mpii.py).
+    c.model = model_section(DEFAULT_ARCHITECTURE)
     # Gaussian targets: sigma 1 output px for the hourglass (Newell; bearpaw), 2 for HRNet/FPD.
     c.codec = ml_collections.ConfigDict(dict(sigma=1.0))
 

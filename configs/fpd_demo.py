@@ -2,13 +2,14 @@
 learns from a frozen, stronger teacher (2 stacks x 128, the same schedule), with FPD's loss on every student
 stack, in the benchmark setting (configs/embedded_bench.py) on all joints. The four-arm protocol
 (`python -m kpt_tf.experiments.fpd`) reads the `experiment` section; a single distillation run is
-`python -m kpt_tf.distill --config configs/fpd_demo.py --config.distill.teacher=T`, where T is any trained model
+`python -m kpt_tf.train --config configs/fpd_demo.py --config.distill.teacher=T`, where T is any trained model
 with the student's joints and 128-px crops (e.g. the demo's `runs/demo/train`).
 """
 
 from configs.base import add_section
 from configs.embedded_bench import get_config as bench_config
 from configs.embedded_bench import use_first_schedule
+from kpt_tf.training.trainer import trainer_section
 
 
 def get_config():
@@ -22,14 +23,10 @@ def get_config():
     c.model.channels = 32                 # the student: half the demo network's width
     c.train.trainer = "distill"
     c.train.skeleton_images = 0
-    add_section(c, "distill", dict(
-        teacher="",                  # a SavedModel, a training workdir or a .keras file; empty: the experiment
-                                     # trains `teacher_model` itself (kpt_tf.experiments.fpd)
-        alpha=0.5,                   # FPD's weight of the teacher term
-        init_student="",             # start from a trained student (the experiment uses init.keras instead)
-        kd_on_all_joints=False,      # teacher term also where ground truth is missing
-        teacher_model=teacher_model,
-    ))
+    # The distillation keys, with their defaults, are declared in kpt_tf/distill/trainer.py. `teacher` empty: the
+    # experiment trains `teacher_model` itself (kpt_tf.experiments.fpd); its continuation arms start from init.keras,
+    # not from `init_student`.
+    add_section(c, "distill", trainer_section("distill", teacher_model=teacher_model))
     add_section(c, "experiment", dict(
         seeds=(0, 1, 2),
         epochs=int(c.train.epochs),          # arms gt and fpd

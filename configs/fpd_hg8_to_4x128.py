@@ -8,6 +8,7 @@ on the command line: `--config.distill.teacher=runs/hg8` (a workdir, a .keras fi
 from configs.base import add_section
 from configs.fpd_student_4x128 import get_config as student_config
 from configs.hg8_256 import get_config as teacher_config
+from kpt_tf.training.trainer import trainer_section
 
 
 def get_config():
@@ -19,11 +20,8 @@ def get_config():
     c.train.epochs = 140
     c.train.lr_drop_epochs = (90, 120)
     teacher_model = teacher_config().model
-    add_section(c, "distill", dict(
-        teacher="",                  # required: the trained teacher (workdir, .keras or SavedModel)
-        alpha=0.5,                   # weight of the teacher term
-        init_student="",             # optional: start from a trained student (FPD's best-reported protocol)
-        kd_on_all_joints=False,      # teacher term also where the ground truth is not annotated
-        teacher_model=teacher_model,  # the teacher's architecture, for --dry_run (the real one comes from its file)
-    ))
+    # The distillation keys, with their defaults, are declared in kpt_tf/distill/trainer.py. `teacher` is required
+    # (`--config.distill.teacher=`); `init_student` (FPD's best-reported protocol starts from a trained student) is
+    # optional; `teacher_model` is the teacher's architecture for --dry_run (the real one comes from its file).
+    add_section(c, "distill", trainer_section("distill", teacher_model=teacher_model))
     return c

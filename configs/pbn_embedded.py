@@ -10,7 +10,7 @@ and a plain hourglass of the same trainable parameter count (within 3 %) on the 
 from configs.base import add_section
 from configs.embedded_bench import get_config as bench_config
 from configs.embedded_bench import use_first_schedule
-from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, make_pbn
+from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, pbn_model
 
 
 def get_config():
@@ -18,8 +18,8 @@ def get_config():
     c = use_first_schedule(bench_config())
     c.name = "pbn_embedded"
     c.joints = "all"
-    make_pbn(c.model, 1, 1, 32, MPII_MI_GROUPS_5,
-             "kpt_tf.grouping on the embedded training people, --groups 5 --method mi")
+    c.model = pbn_model(c.model, 1, 1, 32, MPII_MI_GROUPS_5,
+                        "kpt_tf.grouping on the embedded training people, --groups 5 --method mi")
     c.train.skeleton_images = 0
     add_section(c, "experiment", dict(
         seeds=(0, 1, 2),

@@ -11,6 +11,7 @@ and written inline so the config builds without the file; `--config.model.groups
 """
 
 from configs.hg8_256 import get_config as hg8_config
+from kpt_tf.models import model_section
 
 MPII_MI_GROUPS_5 = (
     {"name": "ank_kne", "joints": ("right_ankle", "right_knee", "left_knee", "left_ankle")},
@@ -21,23 +22,18 @@ MPII_MI_GROUPS_5 = (
 )
 
 
-def make_pbn(model, trunk_stacks: int, branch_stacks: int, branch_channels: int, groups, groups_source: str):
-    """An hourglass model section turned into a PBN's: its stem, width and depth kept, its stacks split into a
-    trunk and per-group branches."""
-    with model.unlocked():           # base_config is locked against typos; these are the PBN's own keys
-        model.name = "pbn"
-        del model["num_stacks"]
-        model.trunk_stacks = trunk_stacks
-        model.branch_stacks = branch_stacks
-        model.branch_channels = branch_channels
-        model.groups = [dict(g, joints=list(g["joints"])) for g in groups]
-        model.groups_file = ""       # a groups.json to use instead (kpt_tf.grouping --out)
-        model.groups_source = groups_source
+def pbn_model(hourglass_model, trunk_stacks: int, branch_stacks: int, branch_channels: int, groups,
+              groups_source: str):
+    """The model section of a PBN with an hourglass model section's stem, width and depth, its stacks split into a
+    trunk and per-group branches (every other key: the PBN's declared default)."""
+    return model_section("pbn", like=hourglass_model, trunk_stacks=trunk_stacks, branch_stacks=branch_stacks,
+                         branch_channels=branch_channels, groups=[dict(g, joints=list(g["joints"])) for g in groups],
+                         groups_source=groups_source)
 
 
 def get_config():
     c = hg8_config()
     c.name = "pbn_hg_mpii"
-    make_pbn(c.model, 6, 2, 128, MPII_MI_GROUPS_5,
-             "kpt_tf.grouping on mpii_annotations.json.gz, --groups 5 --method mi")
+    c.model = pbn_model(c.model, 6, 2, 128, MPII_MI_GROUPS_5,
+                        "kpt_tf.grouping on mpii_annotations.json.gz, --groups 5 --method mi")
     return c

@@ -80,9 +80,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

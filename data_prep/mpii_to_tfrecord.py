@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 from pathlib import Path
@@ -323,7 +322,6 @@ def _exit_on_sigterm(signum, frame):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     define_flags()
     from kpt_tf import cli

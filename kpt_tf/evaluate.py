@@ -100,7 +100,7 @@ def write_results(counts: pckh.PCKhCounts, json_path: Optional[str], title: str 
 
 def _load_model_for_eval(model_path, config=None, flip_test=True, flip_shift=False):
     """(heatmaps function, codec, joint subset) for a SavedModel dir, a training workdir, a .keras or a .tflite file."""
-    from kpt_tf.workdir import load_trained
+    from kpt_tf.trained import load_trained
 
     if str(model_path).endswith(".tflite"):
         from kpt_tf.predict import Predictor
@@ -146,22 +146,23 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
     A split without ground truth (MPII's test people) is not scored: the result holds `predictions`,
     `no_ground_truth` True, `table` and `report` ({"people", "submission"}). `submission`: write MPII's
     test-server file there (`write_test_submission`), its release `release` or the records' own."""
-    from kpt_tf.data import pipeline
+    from kpt_tf.data import damaged as dmg
+    from kpt_tf.data import pipeline, splits
     from kpt_tf.inference import predict_dataset
 
     plan = submission_plan(data_dir, split, release, skip_damaged) if submission else None
     predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
     if plan is not None and len(subset) != 16:
         raise ValueError(f"--submission needs MPII's 16 joints; this model predicts {len(subset)} ({subset.name})")
-    damaged = pipeline.damaged_records(data_dir, split) if skip_damaged else []
+    damaged = dmg.damaged_records(data_dir, split) if skip_damaged else []
     if damaged:
-        print(pipeline.describe_damaged(split, damaged), file=sys.stderr)
-    ds = pipeline.make_dataset(data_dir, split, subset, batch_size=batch_size, training=False,
-                               input_size=codec.input_size, with_meta=True, skip_damaged=skip_damaged)
-    with pipeline.naming_damaged_shards(data_dir, split):
+        print(dmg.describe_damaged(split, damaged), file=sys.stderr)
+    ds = pipeline.make_dataset(data_dir, split, subset, pipeline.StreamOptions(
+        batch_size=batch_size, training=False, input_size=codec.input_size, with_meta=True, skip_damaged=skip_damaged))
+    with dmg.naming_damaged_shards(data_dir, split):
         preds = predict_dataset(predict, ds, codec)
     if out_mat:
-        people = pipeline.split_people_count(data_dir, split)
+        people = splits.split_people_count(data_dir, split)
         if people is None:
             print(f"kpt_tf.evaluate: warning: {data_dir} has no complete manifest.json, so people the converter "
                   f"skipped after the last record of {split!r} are not in {out_mat}", file=sys.stderr)
@@ -174,7 +175,7 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
                 "report": {"people": len(preds.joints), "submission": str(submission) if written else None}}
     out = _score(preds, subset, f"model: {model_path}\ndata: {data_dir} ({split})")
     if skip_damaged:
-        out["report"]["damaged_records"] = pipeline.damaged_totals(damaged)
+        out["report"]["damaged_records"] = dmg.damaged_totals(damaged)
     return out
 
 
@@ -182,7 +183,7 @@ def write_predictions_mat(path, preds, subset, people: int | None = None) -> Non
     """Predictions in MPII's .mat layout, ordered by each person's position in the annotation file's split.
 
     People the converter skipped keep (0, 0) (scored as misses, never silently dropped), the trailing ones
-    too when `people` (the split's length, `pipeline.split_people_count`) is given."""
+    too when `people` (the split's length, `splits.split_people_count`) is given."""
     import numpy as np
 
     if len(subset) != 16:
@@ -198,10 +199,10 @@ def submission_plan(data_dir, split: str, release=None, skip_damaged: bool = Fal
     """Before any prediction: the release template and each test record's rectangle (ValueError otherwise).
     -> (template, {dataset_index: TestRectangle})."""
     from kpt_tf.data import manifest as mf
-    from kpt_tf.data import pipeline
+    from kpt_tf.data import splits
     from kpt_tf.mpii import submission as sub
 
-    manifest = pipeline.converter_manifest(data_dir) or {}
+    manifest = mf.read_manifest(data_dir) or {}
     if release is None:
         source = (manifest.get(mf.FLAGS) or {}).get("annotations")
         if not source or not str(source).lower().endswith(".mat"):
@@ -215,7 +216,7 @@ def submission_plan(data_dir, split: str, release=None, skip_damaged: bool = Fal
         raise ValueError("--submission refuses --skip_damaged_records: a submission must hold every test person; "
                          "rerun the converter to redo the damaged shard")
     template = sub.load_template(release)
-    fields = pipeline.record_people(data_dir, split)
+    fields = splits.record_people(data_dir, split)
     people = [sub.RecordPerson(int(i), str(image), center, float(scale))
               for i, image, center, scale in zip(fields["dataset_index"], fields["image_id"], fields["center"],
                                                  fields["scale"])]
@@ -261,7 +262,7 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
     as a model's heatmaps, so the two numbers are comparable."""
     import tensorflow as tf
 
-    from kpt_tf.data import pipeline
+    from kpt_tf.data import pipeline, splits
     from kpt_tf.inference import predict_dataset
     from kpt_tf.joints import JointSubset
     from kpt_tf.models import codec_from_config
@@ -269,15 +270,15 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)
     size = int(config.model.input_size)
-    mean_pose = tf.constant(pipeline.mean_training_pose(config.data.dir, subset, size, config.data.train_split))
+    mean_pose = tf.constant(splits.mean_training_pose(config.data.dir, subset, size, config.data.train_split))
 
     def predict(images):
         n = tf.shape(images)[0]
         joints = tf.tile(mean_pose[None], [n, 1, 1])
         return codec.encode(joints, tf.ones(tf.shape(joints)[:2]))[0]
 
-    ds = pipeline.make_dataset(config.data.dir, split or config.data.val_split, subset, batch_size=32,
-                               training=False, input_size=size, with_meta=True)
+    ds = pipeline.make_dataset(config.data.dir, split or config.data.val_split, subset,
+                               pipeline.StreamOptions(batch_size=32, training=False, input_size=size, with_meta=True))
     return _score(predict_dataset(predict, ds, codec), subset, "baseline: mean training pose")
 
 

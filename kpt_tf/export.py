@@ -24,6 +24,7 @@ new one replaces it. A DIR that holds anything but a kpt_tf export is refused (a
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -36,26 +37,24 @@ from absl import app, flags
 from kpt_tf import geometry, inference, workdir
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.joints import JointSubset
-
-# Larger images are refused before their pixels are read (8192 x 8192; PIL's decompression-bomb warning is at
-# 89 Mpx): beyond its uint8 input a served image costs one float16 copy (BUILD_NOTES: measured growth 1.0 x).
-DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+from kpt_tf.trained import load_trained
+from kpt_tf.workdir import ExportOptions
 
 
 class PoseServer(tf.Module):
     """The serving graph around a trained network: crop -> network (+ flip test) -> decode -> image pixels."""
 
-    def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset, flip_test: bool,
-                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, xla: bool = False):
+    def __init__(self, net: keras.Model, codec: HeatmapCodec, subset: JointSubset,
+                 options: ExportOptions = ExportOptions()):
         super().__init__(name="pose_server")
-        self.max_image_pixels = int(max_image_pixels)
+        self.max_image_pixels = int(options.max_image_pixels)
         self.net = net
-        self.xla = bool(xla)
+        self.xla = bool(options.xla)
         self.final_stage = inference.FinalStage(net, jit_compile=self.xla)   # one trace for every endpoint
         self.codec = codec
         self.size = int(net.inputs[0].shape[1])
         self.joint_names = tf.constant(list(subset.names))
-        self.flip_permutation = inference.flip_permutation_or_none(subset, flip_test)
+        self.flip_permutation = inference.flip_permutation_or_none(subset, options.flip_test)
 
     def raw_heatmaps(self, crops):
         return inference.final_heatmaps(self.final_stage, tf.cast(crops, tf.float32), self.flip_permutation)
@@ -159,24 +158,25 @@ def _publish_directory(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(replaced, ignore_errors=True)
 
 
-def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir, flip_test: bool = True,
-               architecture: str = "hourglass", max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-               xla: bool = False) -> Path:
+def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir,
+               options: ExportOptions = ExportOptions(), architecture: str = "hourglass") -> Path:
     """Write the SavedModel with the three signatures and its metadata to `out_dir` (staged, then moved)."""
     from kpt_tf import ownership
 
+    if options.format != "savedmodel":
+        raise ValueError(f"export_net writes a SavedModel, not {options.format!r} (TFLite: kpt_tf.tflite.convert)")
     out_dir = Path(out_dir)
     with ownership.owned(out_dir, "kpt_tf.export"):
-        return _export_net(net, codec, subset, out_dir, flip_test, architecture, max_image_pixels, xla)
+        return _export_net(net, codec, subset, out_dir, options, architecture)
 
 
-def _export_net(net, codec, subset, out_dir: Path, flip_test, architecture, max_image_pixels, xla) -> Path:
+def _export_net(net, codec, subset, out_dir: Path, options: ExportOptions, architecture: str) -> Path:
     check_export_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.with_name(STAGING_PREFIX + out_dir.name)
     shutil.rmtree(staging, ignore_errors=True)     # left by a killed export
     try:
-        _write_savedmodel(net, codec, subset, staging, flip_test, architecture, max_image_pixels, xla)
+        _write_savedmodel(net, codec, subset, staging, options, architecture)
     except (OSError, tf.errors.OpError) as e:
         shutil.rmtree(staging, ignore_errors=True)
         code = getattr(e, "errno", None) or _errno_in_message(getattr(e, "message", str(e)))
@@ -196,9 +196,8 @@ def _errno_in_message(message: str) -> int | None:
     return None
 
 
-def _write_savedmodel(net, codec, subset, out_dir: Path, flip_test: bool, architecture: str,
-                      max_image_pixels: int, xla: bool) -> None:
-    server = PoseServer(net, codec, subset, flip_test, max_image_pixels, xla)
+def _write_savedmodel(net, codec, subset, out_dir: Path, options: ExportOptions, architecture: str) -> None:
+    server = PoseServer(net, codec, subset, options)
     size = server.size
     archive = keras.export.ExportArchive()
     archive.track(net)
@@ -211,21 +210,22 @@ def _write_savedmodel(net, codec, subset, out_dir: Path, flip_test: bool, archit
     archive.add_endpoint("heatmaps", server.raw_heatmaps,
                          [tf.TensorSpec([None, size, size, 3], tf.float32, name="crops")])
     archive.write_out(str(out_dir), verbose=False)
-    workdir.ExportMetadata(joints=list(subset.names), input_size=size, heatmap_size=codec.heatmap_size,
-                           sigma=codec.sigma, flip_test=server.flip_permutation is not None,
-                           architecture=architecture, max_image_pixels=server.max_image_pixels,
-                           xla=server.xla).write(out_dir)
+    # flip_test as served: off when the joints have no mirror pairs, whatever was asked
+    served = dataclasses.replace(options, flip_test=server.flip_permutation is not None,
+                                 max_image_pixels=server.max_image_pixels, xla=server.xla)
+    workdir.ExportMetadata.of(served, joints=list(subset.names), input_size=size, heatmap_size=codec.heatmap_size,
+                              sigma=codec.sigma, architecture=architecture).write(out_dir)
 
 
-def export_workdir(workdir_path, out_dir, which: str = "best", flip_test: bool = True,
-                   max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, xla: bool = False) -> Path:
+def export_workdir(workdir_path, out_dir, which: str = "best", options: ExportOptions = ExportOptions()) -> Path:
+    """The `which` network of a training workdir (or a `.keras` file) as a SavedModel (`export_net`)."""
     from kpt_tf.models import architecture_name
 
-    trained = workdir.load_trained(workdir_path, which)
+    trained = load_trained(workdir_path, which)
     if trained.net is None:
         raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir")
-    return export_net(trained.net, trained.codec(), trained.joints, out_dir, flip_test,
-                      architecture_name(trained.config), max_image_pixels, xla)
+    return export_net(trained.net, trained.codec(), trained.joints, out_dir, options,
+                      architecture_name(trained.config))
 
 
 def export_workdir_tflite(workdir_path, out_path, which: str = "best", quantize: str = "none",
@@ -234,7 +234,7 @@ def export_workdir_tflite(workdir_path, out_path, which: str = "best", quantize:
     from kpt_tf import tflite
     from kpt_tf.models import architecture_name
 
-    trained = workdir.load_trained(workdir_path, which)
+    trained = load_trained(workdir_path, which)
     if trained.net is None:
         raise ValueError(f"{workdir_path}: already a SavedModel; export takes a training workdir or a .keras file")
     crops = None
@@ -249,20 +249,23 @@ def export_workdir_tflite(workdir_path, out_path, which: str = "best", quantize:
 
 def define_flags():
     """CLI flags (defined only when run as a program, so importing this module defines none)."""
+    from kpt_tf.tflite import QUANTIZATIONS
+
+    default = ExportOptions()
     flags.DEFINE_string("workdir", None, "Training workdir (kpt_tf.train's output) or a .keras file.")
     flags.DEFINE_string("out", None, "Output SavedModel directory, or the .tflite file with --format tflite.")
-    flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"],
+    flags.DEFINE_enum("format", default.format, ["savedmodel", "tflite"],
                       "savedmodel: the serving graph (crop, network, flip test, decode); tflite: the network alone.")
-    flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic", "int8"],
+    flags.DEFINE_enum("quantize", default.quantize, list(QUANTIZATIONS),
                       "TFLite post-training quantisation (int8 needs --calibration_data).")
     flags.DEFINE_string("calibration_data", None, "Records directory whose crops calibrate --quantize int8.")
     flags.DEFINE_string("calibration_split", "val", "Split of --calibration_data to calibrate on.")
     flags.DEFINE_enum("which", "best", ["best", "final"], "Best-validation or last-epoch model.")
-    flags.DEFINE_bool("flip_test", True, "Average with the mirrored image inside the served graph.")
-    flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "Served images with more pixels (height x "
+    flags.DEFINE_bool("flip_test", default.flip_test, "Average with the mirrored image inside the served graph.")
+    flags.DEFINE_integer("max_image_pixels", default.max_image_pixels, "Served images with more pixels (height x "
                          "width) are refused before they are read: bounds the server's memory.", lower_bound=1)
-    flags.DEFINE_bool("xla", False, "Compile the network with XLA inside the served graph (faster at small batches; "
-                      "TF Serving on CPU then needs --xla_cpu_compilation_enabled=true).")
+    flags.DEFINE_bool("xla", default.xla, "Compile the network with XLA inside the served graph (faster at small "
+                      "batches; TF Serving on CPU then needs --xla_cpu_compilation_enabled=true).")
 
 
 def main(argv):
@@ -280,12 +283,12 @@ def main(argv):
         return
     if f.quantize != "none" or f.calibration_data:
         raise app.UsageError("--quantize and --calibration_data apply to --format tflite")
-    out = export_workdir(f.workdir, f.out, f.which, f.flip_test, f.max_image_pixels, f.xla)
+    out = export_workdir(f.workdir, f.out, f.which,
+                         ExportOptions(flip_test=f.flip_test, max_image_pixels=f.max_image_pixels, xla=f.xla))
     print(f"SavedModel written to {out}; inspect with: saved_model_cli show --dir {out} --all")
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

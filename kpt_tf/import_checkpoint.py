@@ -16,7 +16,6 @@ upper body: `upper`); to move a 16-joint network to a subset, import it and use 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,7 @@ def _import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", 
 
     `channel_order` overrides the format's (an FPD config with `COLOR_RGB: true` was fed RGB)."""
     from kpt_tf.models import build_net
-    from kpt_tf.models.weights import plan_copy
+    from kpt_tf.models.weights import EVERY_DIFFERENCE, CopyRefused, copy_by_name
 
     if checkpoint_format not in bearpaw.FORMATS:
         raise CheckpointError(f"--format {checkpoint_format!r}: not one of {sorted(bearpaw.FORMATS)}")
@@ -94,14 +93,11 @@ def _import_checkpoint(checkpoint, out_dir, checkpoint_format: str = "bearpaw", 
             f"{len(subset)}; import with its own joints, then `python -m kpt_tf.transfer --map_heads` to a subset")
     config = imported_config(arch, subset, input_size, checkpoint, fmt, channel_order)
     net = build_net(config, subset)
-    plan = plan_copy(net, weights)
-    lacking = [r[0] for r in plan.only_in_target]
-    unplaced = [r[0] for r in plan.only_in_source]
-    problems = [f"unknown checkpoint keys {unused[:6]}" if unused else "",
-                f"weights the checkpoint lacks {lacking[:6]}" if lacking else "",
-                f"shape mismatches {plan.shape_mismatched[:4]}" if plan.shape_mismatched else "",
-                f"mapped tensors without a layer {unplaced[:6]}" if unplaced else ""]
-    problems = [p for p in problems if p]
+    problems = [f"unknown checkpoint keys {unused[:6]}"] if unused else []
+    try:   # every weight of the network from the checkpoint, every mapped tensor into the network
+        plan = copy_by_name(net, weights, f"checkpoint {checkpoint}", refuse=EVERY_DIFFERENCE, apply=False)
+    except CopyRefused as e:
+        problems.append(e.details)
     if problems:
         raise CheckpointError(f"checkpoint {checkpoint}: not a {fmt.name} hourglass of the inferred architecture "
                               f"{arch}: " + "; ".join(problems))
@@ -147,7 +143,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

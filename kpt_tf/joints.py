@@ -146,6 +146,15 @@ class JointSubset:
         index = joint if isinstance(joint, int) else _resolve_name(joint, joint)
         return self.indices.index(index)
 
+    def channels_of(self, wanted: "JointSubset") -> tuple[int, ...]:
+        """The channels of this subset's head that hold `wanted`'s joints, in `wanted`'s order: how another
+        network's heatmaps are picked by joint name (a teacher's for its student). Raises ValueError naming the
+        joints of `wanted` this subset lacks."""
+        missing = [n for n in wanted.names if n not in self.names]
+        if missing:
+            raise ValueError(f"joints {self.name} lack {', '.join(missing)} of {wanted.name}")
+        return tuple(self.position(n) for n in wanted.names)
+
     @property
     def flip_pairs(self) -> tuple[tuple[int, int], ...]:
         """Flip pairs fully inside the subset, as local channel positions."""

@@ -76,12 +76,12 @@ class Predictor:
              num_threads: int | None = None) -> "Predictor":
         """From an export, a training workdir (its `which` model), a `.keras` file or a `.tflite` file. A
         SavedModel's flip test was fixed when it was exported; the others use `flip_test` when the joints allow."""
-        from kpt_tf import workdir
+        from kpt_tf.trained import load_trained
 
         path = Path(model)
         if path.suffix == ".tflite":
             return cls._load_tflite(path, flip_test, batch_size, num_threads)
-        trained = workdir.load_trained(path, which)
+        trained = load_trained(path, which)
         joints = trained.joints
         if joints is None:
             raise ValueError(f"--model {path}: no config.json beside it, so its joints are unknown")
@@ -443,7 +443,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

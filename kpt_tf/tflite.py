@@ -65,9 +65,9 @@ def convert(net, codec, subset, out_path, quantize: str = "none", calibration_cr
 
 def _write(converter, net, codec, subset, out_path: Path, quantize: str, architecture: str) -> Path:
     flatbuffer = converter.convert()
-    metadata = workdir.ExportMetadata(
-        joints=list(subset.names), input_size=int(net.inputs[0].shape[1]), heatmap_size=codec.heatmap_size,
-        sigma=codec.sigma, flip_test=False, architecture=architecture, format="tflite", quantize=quantize)
+    metadata = workdir.ExportMetadata.of(
+        workdir.ExportOptions.tflite(quantize), joints=list(subset.names), input_size=int(net.inputs[0].shape[1]),
+        heatmap_size=codec.heatmap_size, sigma=codec.sigma, architecture=architecture)
     flatbuffer = with_metadata(flatbuffer, metadata)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     staging = out_path.with_name(f".tmp-{out_path.name}")
@@ -137,8 +137,8 @@ def calibration_crops(records_dir, split: str, subset, input_size: int, count: i
     """Up to `count` model-input crops of a records directory's split, in file order (int8 calibration)."""
     from kpt_tf.data import pipeline
 
-    dataset = pipeline.make_dataset(str(records_dir), split, subset, batch_size=32, training=False,
-                                    input_size=input_size)
+    dataset = pipeline.make_dataset(str(records_dir), split, subset,
+                                    pipeline.StreamOptions(batch_size=32, training=False, input_size=input_size))
     crops = []
     for images, _ in dataset:
         crops.extend(np.asarray(images, np.float32))

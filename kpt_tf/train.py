@@ -3,10 +3,15 @@ r"""Train a pose network: `python -m kpt_tf.train --config configs/hg2_256.py --
 `model.fit` under `tf.distribute.MirroredStrategy` (all local GPUs, or `--config.train.num_cpu_replicas=N`
 logical CPUs) or, with `--config.train.strategy=multi_worker`, `MultiWorkerMirroredStrategy` over the
 `TF_CONFIG` cluster (`python -m kpt_tf.launch` starts such workers on one machine), XLA per `train.xla`,
-validation PCKh every epoch, TensorBoard, best-PCKh checkpoint, BackupAndRestore (a killed run resumes where it
-stopped), a CSV of per-epoch metrics.
+validation PCKh every epoch, TensorBoard, best-PCKh checkpoint, a backup after every epoch (`training.resume`: a
+killed run resumes where it stopped), a CSV of per-epoch metrics.
 `--dry_run` builds the model, prints its summary and, as its last line, a JSON object
-`{"params", "flops_per_image", "joints"}`, and exits without touching data.
+`{"params", "flops_per_image", "joints"}` plus what the trainer adds (the `distill` trainer: the teacher's
+`teacher_params` and `teacher_flops_per_image`, `alpha`, `loss`), and exits without touching data.
+
+`train.trainer` picks what the compiled step computes (`pose`; `distill`: Fast Pose Distillation from a frozen
+teacher, keys under `config.distill`, e.g. `--config configs/fpd_demo.py --config.distill.teacher=T`;
+`python -m kpt_tf.distill` is this program with `train.trainer=distill`).
 
 A workdir prepared by `kpt_tf.transfer` (it holds `init.keras`) starts from those weights.
 """
@@ -14,7 +19,6 @@ A workdir prepared by `kpt_tf.transfer` (it holds `init.keras`) starts from thos
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -24,15 +28,23 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Build the model, print summary and a JSON line, exit.")
 
 
-def main(argv):
+def main(argv, trainer: str | None = None):
+    """`trainer`: the `train.trainer` every run of the program uses (`python -m kpt_tf.distill`: "distill")."""
     del argv
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config is required (e.g. --config configs/hg2_256.py)")
     from kpt_tf.training import loop
+    from kpt_tf.training.trainer import resolve_trainer_config, trainer_class
 
+    if trainer is not None:
+        config.train.trainer = trainer
+    # An unknown trainer, or a bad value in its own config section, is refused before anything is built or written.
+    resolve_trainer_config(config)
     if _DRY_RUN.value:
-        print(json.dumps(loop.dry_run(config)))
+        report = loop.dry_run(config)
+        report.update(trainer_class(config).dry_run(config))
+        print(json.dumps(report))
         return 0
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required unless --dry_run")
@@ -42,7 +54,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kpt_tf import cli
 
     cli.run(main, "kpt_tf.train")

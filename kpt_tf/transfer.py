@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,21 +39,15 @@ from ml_collections import config_flags
 from kpt_tf import workdir as wd
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import DEFAULT_ARCHITECTURE, architecture, architecture_name
-from kpt_tf.models.weights import plan_copy, variables_by_name
+from kpt_tf.models.weights import EVERY_DIFFERENCE, EXTRA, SHAPE, CopyRefused, copy_by_name, variables_by_name
+from kpt_tf.trained import StoredWeights, read_weights
 
 
 class TransferError(ValueError):
     """A transfer that must not happen (message says why); nothing has been written."""
 
 
-@dataclasses.dataclass
-class SourceWeights:
-    weights: dict[str, np.ndarray]     # "layer/weight" -> value
-    joints: JointSubset | None         # the source head's joints, when known
-    description: str
-
-
-def read_source(path, joints: str | None = None) -> SourceWeights:
+def read_source(path, joints: str | None = None) -> StoredWeights:
     """Weights by layer-path name from an exported SavedModel, a training workdir or a `.keras` file.
 
     The source's joint subset comes from `joints`, else from what the source records (the export's
@@ -63,21 +56,16 @@ def read_source(path, joints: str | None = None) -> SourceWeights:
     path = Path(path)
     if not path.exists():
         raise TransferError(f"source {path}: does not exist")
-    try:
-        if wd.is_savedmodel(path):   # untrusted: its variables are read, its graph is never executed
-            metadata = wd.ExportMetadata.read(path)
-            weights, known = wd.read_savedmodel_variables(path), JointSubset.parse(metadata.joints)
-            kind = "SavedModel"
-        else:
-            trained = wd.load_trained(path)
-            weights, known, kind = trained.weights(), trained.joints, trained.kind
+    try:   # untrusted: a SavedModel's variables are read from its checkpoint, its graph is never executed
+        source = read_weights(path)
     except Exception as e:  # anything that stops reading: say which file and why
         raise TransferError(f"source {path}: cannot be read as a SavedModel, workdir or .keras model "
                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    if not weights:
+    if not source.weights:
         raise TransferError(f"source {path}: holds no variables")
-    subset = JointSubset.parse(joints) if joints else known
-    return SourceWeights(weights, subset, f"{kind} {path}")
+    if joints:
+        source.joints = JointSubset.parse(joints)
+    return source
 
 
 @dataclasses.dataclass
@@ -123,7 +111,7 @@ class TransferReport:
         return "\n".join(lines)
 
 
-def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_heads: bool = False,
+def transfer_into(net, source: StoredWeights, target_joints: JointSubset, map_heads: bool = False,
                   freeze: bool = False, allow_partial: bool = False,
                   architecture_of_net: str = DEFAULT_ARCHITECTURE, initialised_elsewhere=()) -> TransferReport:
     """Copy matching weights from `source` into the freshly built `net` (in place) and report.
@@ -137,7 +125,16 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
     if map_heads and source.joints is None:
         raise TransferError(f"--map_heads needs the source's joints: {source.description} does not record "
                             "them; pass --source_joints")
-    body = plan_copy(net, source.weights, skip=lambda layer_name: layout_of(layer_name) is not None)
+    try:   # the body; the heads are set aside (`skip`) and take their channels by joint name below
+        body = copy_by_name(net, source.weights, source.description, refuse=() if allow_partial else EVERY_DIFFERENCE,
+                            skip=lambda layer_name: layout_of(layer_name) is not None,
+                            may_lack=tuple(initialised_elsewhere), apply=False)
+    except CopyRefused as e:
+        if e.difference == "nothing":
+            raise TransferError(f"nothing but heads would be copied from {source.description}: no weight of the "
+                                "network body matches by name and shape (another architecture?)") from None
+        raise TransferError(f"architectures differ beyond the heads: {e}; pass --allow_partial to copy what "
+                            "matches anyway") from None
     report = TransferReport(copied=list(body.copied), shape_mismatched=list(body.shape_mismatched),
                             only_in_target=list(body.only_in_target), only_in_source=list(body.only_in_source))
     assignments = list(body.assignments)
@@ -145,22 +142,6 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
         report.shared_joints = [n for n in target_joints.names if n in source.joints.names]
     assignments += _head_assignments(body.skipped, source.weights, net, layout_of, source.joints, target_joints,
                                      report, map_channels=map_heads, group_heads=False)
-
-    def in_body(row) -> bool:
-        return layout_of(row[0].split("/")[0]) is None
-
-    if not [r for r in report.copied if in_body(r)]:
-        raise TransferError(f"nothing but heads would be copied from {source.description}: no weight of the "
-                            "network body matches by name and shape (another architecture?)")
-    body_differs = report.shape_mismatched + [r for r in report.only_in_target if in_body(r)
-                                              and not r[0].startswith(tuple(initialised_elsewhere))]
-    body_extra = [r for r in report.only_in_source if in_body(r)]
-    if (body_differs or body_extra) and not allow_partial:
-        example = (body_differs or body_extra)[0][0]
-        raise TransferError(
-            f"architectures differ beyond the heads ({len(report.shape_mismatched)} shape mismatches, "
-            f"{len(body_differs) - len(report.shape_mismatched)} target-only and {len(body_extra)} source-only "
-            f"body weights, e.g. {example}); pass --allow_partial to copy what matches anyway")
 
     for variable, value in assignments:
         variable.assign(value)
@@ -176,7 +157,7 @@ def transfer_into(net, source: SourceWeights, target_joints: JointSubset, map_he
     return report
 
 
-def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool = False,
+def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool = False,
                          architecture_of_net: str = DEFAULT_ARCHITECTURE) -> TransferReport:
     """Initialise one branch of a part-based `net` (a `registry.Branch`) from a network trained on the branch's
     joints: the architecture's `branch.rename` says which source layer becomes which branch layer; weights then
@@ -199,22 +180,25 @@ def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool
         if layer in renaming:
             renamed[renaming[layer] + name[len(layer):]] = value
     group_joints = JointSubset.parse(",".join(branch.joints))
-    plan = plan_copy(net, renamed, skip=lambda layer: not layer.startswith(branch.layer_prefix)
-                     or layout_of(layer) is not None)
+    try:   # the branch's layers only (its heads set aside, as in `transfer_into`); what it lacks stays fresh
+        plan = copy_by_name(net, renamed, source.description, refuse=() if allow_partial else (SHAPE, EXTRA),
+                            skip=lambda layer: (not layer.startswith(branch.layer_prefix)
+                                                or layout_of(layer) is not None), apply=False)
+    except CopyRefused as e:
+        if e.difference == "nothing" and e.plan.shape_mismatched:    # the renamed stacks are another width
+            raise TransferError(f"branch {branch.name}: the source's stacks differ from the branch's ({e.details}); "
+                                f"nothing would be copied from {source.description}") from None
+        if e.difference == "nothing":
+            raise TransferError(f"branch {branch.name}: nothing would be copied from {source.description} (no "
+                                "renamed weight matches the branch by name and shape)") from None
+        raise TransferError(f"branch {branch.name}: the source's stacks differ from the branch's ({e.details}); "
+                            "pass --allow_partial to copy what matches anyway") from None
     report = TransferReport(shared_joints=[j for j in branch.joints if j in source.joints.names],
                             copied=list(plan.copied), shape_mismatched=list(plan.shape_mismatched),
                             only_in_target=list(plan.only_in_target), only_in_source=list(plan.only_in_source))
     heads = [row for row in plan.skipped if row[0].startswith(branch.layer_prefix)]
     assignments = list(plan.assignments) + _head_assignments(
         heads, renamed, net, layout_of, source.joints, group_joints, report, map_channels=True, group_heads=True)
-    if not report.copied:
-        raise TransferError(f"branch {branch.name}: nothing would be copied from {source.description} (no renamed "
-                            "weight matches the branch by name and shape)")
-    if (report.shape_mismatched or report.only_in_source) and not allow_partial:
-        example = (report.shape_mismatched or report.only_in_source)[0][0]
-        raise TransferError(f"branch {branch.name}: the source's stacks differ from the branch's "
-                            f"({len(report.shape_mismatched)} shape mismatches, {len(report.only_in_source)} weights "
-                            f"the branch lacks, e.g. {example}); pass --allow_partial to copy what matches anyway")
     for variable, value in assignments:
         variable.assign(value)
     report.renamed_layers = dict(sorted(renaming.items()))
@@ -223,7 +207,7 @@ def transfer_into_branch(net, source: SourceWeights, branch, allow_partial: bool
 
 def _head_assignments(rows, values, net, layout_of, source_joints, target_joints, report, map_channels: bool,
                       group_heads: bool):
-    """The (variable, value) pairs for the joint-dependent weights `rows` (name, parameters) that `plan_copy`
+    """The (variable, value) pairs for the joint-dependent weights `rows` (name, parameters) that `copy_by_name`
     set aside: each takes the channels of the joints source and target share, by name (when `map_channels`;
     a group head, whose channels are its group's joints, only when `group_heads`). Fills `report`."""
     variables = variables_by_name(net)
@@ -363,7 +347,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

@@ -1,5 +1,6 @@
 """The layout of a training workdir and of an exported SavedModel: every file name, the config file, the export
-metadata, and loading a trained network from any of them. No other module spells these names.
+metadata, and the checks of a directory given as one. No other module spells these names. Loading the trained
+network a workdir, `.keras` file or SavedModel holds is `kpt_tf.trained`'s.
 
 A training workdir (kpt_tf.train, kpt_tf.transfer):
 
@@ -169,22 +170,50 @@ def is_savedmodel(path) -> bool:
     return Path(path).is_dir() and (Path(path) / SAVED_MODEL_GRAPH).is_file()
 
 
-# --- export metadata ----------------------------------------------------------------------------------
+# --- export options and metadata -----------------------------------------------------------------------
+
+# Larger served images are refused before their pixels are read (8192 x 8192; PIL's decompression-bomb warning is
+# at 89 Mpx): beyond its uint8 input a served image costs one float16 copy (BUILD_NOTES: measured growth 1.0 x).
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+
 
 @dataclasses.dataclass(frozen=True)
-class ExportMetadata:
-    """What a served network is: read by evaluation, transfer and clients without loading the graph."""
+class ExportOptions:
+    """How kpt_tf.export writes a trained network (its flags): one object from the command line to the writer,
+    recorded in the export's `ExportMetadata`.
+
+    savedmodel, the serving graph (crop, network, flip test, decode): flip_test, max_image_pixels and xla apply.
+    tflite, the network alone (crop, flip test and decoding stay with the caller): quantize applies."""
+
+    format: str = "savedmodel"             # "savedmodel" | "tflite"
+    flip_test: bool = True                 # average with the mirrored crop in the graph (when the joints allow it)
+    # served images with more pixels are refused (None: no limit recorded, an export from before the limit)
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    xla: bool = False                      # the network runs XLA-compiled (kpt_tf.export --xla)
+    quantize: str = "none"                 # TFLite weights/activations: none | float16 | dynamic | int8
+
+    @classmethod
+    def tflite(cls, quantize: str = "none") -> "ExportOptions":
+        """A TFLite file's: the network alone, so no flip test, image limit or XLA inside it."""
+        return cls(format="tflite", flip_test=False, max_image_pixels=None, quantize=quantize)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportMetadata(ExportOptions):
+    """What a served network is: the options it was exported with (`flip_test`: whether the graph flips, False when
+    the joints do not allow it) and the network's joints, sizes, sigma and architecture. Read by evaluation,
+    transfer and clients without loading the graph."""
 
     joints: list
     input_size: int
     heatmap_size: int
     sigma: float
-    flip_test: bool
     architecture: str = "hourglass"
-    max_image_pixels: int | None = None    # serving refuses larger images (None: written before the limit)
-    xla: bool = False                      # the network runs XLA-compiled (kpt_tf.export --xla)
-    format: str = "savedmodel"             # "savedmodel" | "tflite" (the network alone: crop, flip, decode outside)
-    quantize: str = "none"                 # TFLite weights/activations: none | float16 | dynamic | int8
+
+    @classmethod
+    def of(cls, options: ExportOptions, **network) -> "ExportMetadata":
+        """`options` and the network's fields (joints, input_size, heatmap_size, sigma, architecture)."""
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(ExportOptions)}, **network)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
@@ -192,7 +221,9 @@ class ExportMetadata:
     @classmethod
     def from_json(cls, text: str) -> "ExportMetadata":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+        fields = {k: v for k, v in json.loads(text).items() if k in known}
+        fields.setdefault("max_image_pixels", None)     # written before the limit existed: none recorded
+        return cls(**fields)
 
     def write(self, savedmodel_dir) -> Path:
         path = Path(savedmodel_dir) / EXPORT_METADATA
@@ -212,175 +243,3 @@ class ExportMetadata:
 
         return HeatmapCodec(input_size=int(self.input_size), heatmap_size=int(self.heatmap_size),
                             sigma=float(self.sigma))
-
-
-# --- trained networks ---------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class TrainedModel:
-    """A trained network from a workdir, a `.keras` file or an exported SavedModel, behind one interface."""
-
-    path: Path
-    net: object = None          # keras.Model (workdir, .keras), else None
-    savedmodel: object = None   # the loaded SavedModel, else None
-    config: object = None       # the training config when known (workdir, .keras beside its config.json)
-    metadata: ExportMetadata | None = None
-
-    @property
-    def kind(self) -> str:
-        return "SavedModel" if self.savedmodel is not None else ".keras model"
-
-    @property
-    def joints(self):
-        """The JointSubset of the network's heads, or None when nothing records it."""
-        from kpt_tf.joints import JointSubset
-
-        if self.metadata is not None:
-            return JointSubset.parse(self.metadata.joints)
-        if self.config is not None:
-            return JointSubset.parse(self.config.joints)
-        return None
-
-    def codec(self):
-        if self.metadata is not None:
-            return self.metadata.codec()
-        if self.config is None:
-            raise ValueError(f"{self.path}: no config.json beside it, so its codec is unknown")
-        from kpt_tf.models import codec_from_config
-
-        return codec_from_config(self.config)
-
-    def heatmaps_fn(self, flip_test: bool = True, flip_shift: bool = False):
-        """crops float32 [N, S, S, 3] -> final heatmaps. A SavedModel has its flip test fixed at export."""
-        if self.savedmodel is not None:
-            # A bound endpoint alone would let the SavedModel (and its variables) be garbage-collected.
-            return lambda crops, _model=self.savedmodel: _model.heatmaps(crops)
-        from kpt_tf.inference import net_heatmaps_fn
-
-        return net_heatmaps_fn(self.net, self.joints, flip_test, flip_shift)
-
-    def weights(self) -> dict:
-        """Layer-path name ("stem_conv/kernel") -> numpy value."""
-        import numpy as np
-
-        if self.savedmodel is not None:
-            return {v.name.rsplit(":", 1)[0]: np.asarray(v.numpy()) for v in self.savedmodel.variables}
-        from kpt_tf.models.weights import weights_by_name
-
-        return weights_by_name(self.net)
-
-
-def load_trained(path, which: str = "best", config=None) -> TrainedModel:
-    """A trained network from an exported SavedModel, a training workdir (its `which` model) or a `.keras` file.
-
-    Raises FileNotFoundError / ValueError naming the path when it is none of those.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: does not exist")
-    if is_savedmodel(path):
-        import tensorflow as tf
-
-        metadata = ExportMetadata.read(path)
-        return TrainedModel(path=path, savedmodel=tf.saved_model.load(str(path)), metadata=metadata)
-    if path.is_dir():
-        if which not in MODELS:
-            raise ValueError(f"which={which!r}: expected one of {sorted(MODELS)}")
-        config = config or load_config(path)
-        path = path / MODELS[which]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no trained model ({MODELS[which]}) in the workdir; train first")
-    if path.suffix != ".keras" or not path.is_file():
-        raise ValueError(f"{path}: not a SavedModel, a training workdir or a .keras file")
-    if config is None and (path.parent / CONFIG).is_file():
-        config = load_config(path.parent)
-    return TrainedModel(path=path, net=load_keras(path), config=config)
-
-
-# --- untrusted files ------------------------------------------------------------------------------------
-
-def load_keras(path):
-    """A `.keras` file in Keras safe mode only: a file carrying Python code (a Lambda layer's bytecode) is
-    refused before any of it runs. A truncated or foreign file is refused naming the file."""
-    import zipfile
-
-    import keras
-
-    import kpt_tf.models  # noqa: F401  (registers the custom layers saved files refer to)
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: does not exist")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a readable .keras file (truncated or corrupt: not a complete zip archive, "
-                         f"{path.stat().st_size} bytes)")
-    code = _layers_carrying_code(path)
-    if code:
-        raise ValueError(f"{path}: refused: it carries Python code ({', '.join(code[:3])}); kpt_tf loads .keras "
-                         "files in Keras safe mode only, and none of its code was run")
-    try:
-        net = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except ValueError as e:
-        if "safe_mode" in str(e) or "unsafe" in str(e).lower():
-            raise ValueError(f"{path}: refused: it carries Python code (e.g. a Lambda layer); kpt_tf loads .keras "
-                             "files in Keras safe mode only, and none of its code was run") from None
-        raise ValueError(f"{path}: not a kpt_tf .keras model ({str(e).splitlines()[0]})") from None
-    except (OSError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .keras file ({type(e).__name__}: {e})") from None
-    import numpy as np
-
-    bad = [v.path for v in net.weights if not np.all(np.isfinite(np.asarray(v.numpy())))]
-    if bad:
-        raise ValueError(f"{path}: {len(bad)} of its {len(net.weights)} weights hold NaN or inf (e.g. {bad[0]}): "
-                         "the training that wrote it diverged")
-    return net
-
-
-def _layers_carrying_code(path) -> list:
-    """The layers of a `.keras` file's config that hold Python code (Lambda layers, serialised lambdas).
-
-    Checked before Keras sees the file: `safe_mode=True` alone is overridden by a process-wide
-    `keras.config.enable_unsafe_deserialization()` (measured on Keras 3.15)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (KeyError, ValueError, zipfile.BadZipFile):
-        return []        # not a model archive: Keras' own refusal names it
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") in ("Lambda", "__lambda__"):
-                found.append(str((node.get("config") or {}).get("name", node["class_name"])))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
-
-
-def read_savedmodel_variables(path) -> dict:
-    """Layer-path name ("stem_conv/kernel") -> value of an exported SavedModel's variables, read from its
-    checkpoint (`variables/variables`) alone: the SavedModel's graph is never loaded or executed."""
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    prefix = Path(path) / "variables" / "variables"
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-        graph = trackable_object_graph_pb2.TrackableObjectGraph()
-        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    except (tf.errors.OpError, ValueError) as e:
-        raise ValueError(f"{path}: its variables ({prefix}) cannot be read ({type(e).__name__})") from None
-    out = {}
-    for node in graph.nodes:
-        for attribute in node.attributes:
-            if attribute.name == "VARIABLE_VALUE" and attribute.full_name:
-                out[attribute.full_name.rsplit(":", 1)[0]] = np.asarray(reader.get_tensor(attribute.checkpoint_key))
-    return out

@@ -83,19 +83,20 @@ def test_damaged_shard_is_named(records_and_model, tmp_path):
 def test_evaluate_skips_and_counts_damaged_records_when_asked(records_and_model, tmp_path):
     import shutil
 
-    from kpt_tf.data import pipeline
+    from kpt_tf.data.damaged import damaged_records
+    from kpt_tf.data.splits import count_records
 
     records, model, val_people = records_and_model
     copy = tmp_path / "records"
     shutil.copytree(records, copy)
     shard = next(copy.glob("val-*.tfrecord"))
-    whole = pipeline.count_records(copy, "val")
+    whole = count_records(copy, "val")
     data = bytearray(shard.read_bytes())
     data[len(data) - 20] ^= 0xFF                       # inside the last record: the ones before it still read
     shard.write_bytes(bytes(data))
-    [found] = pipeline.damaged_records(copy, "val")
+    [found] = damaged_records(copy, "val")
     assert found["file"] == str(shard) and found["readable"] == whole - 1 and found["lost"] == 1
-    assert pipeline.damaged_records(records, "val") == []     # the intact copy: hashes match, nothing read
+    assert damaged_records(records, "val") == []     # the intact copy: hashes match, nothing read
     json_path = tmp_path / "eval.json"
     done = run_cli("kpt_tf.evaluate", "--model", str(model), "--data", str(copy), "--skip_damaged_records",
                    "--json", str(json_path), "--out_mat", str(tmp_path / "preds.mat"))
@@ -206,7 +207,7 @@ def test_training_workdir_check_accepts_what_transfer_and_a_run_leave():
 def test_training_on_a_damaged_shard_stops_naming_it(embedded_records, tmp_path):
     import shutil
 
-    from kpt_tf.data import pipeline
+    from kpt_tf.data.splits import count_records
     from kpt_tf.training import loop
     from tests.conftest import tiny_train_config
 
@@ -223,6 +224,6 @@ def test_training_on_a_damaged_shard_stops_naming_it(embedded_records, tmp_path)
     config.data.skip_damaged_records = True
     summary = loop.train(config, tmp_path / "run_skipping", verbose=0)
     lost = summary["damaged_records"]["train"]
-    assert lost["shards"] == 1 and 0 < lost["records_lost"] < pipeline.count_records(copy, "train")
+    assert lost["shards"] == 1 and 0 < lost["records_lost"] < count_records(copy, "train")
     assert summary["damaged_records"]["val"] == {"shards": 0, "records_lost": 0}
     assert len(summary["history"]) == 1

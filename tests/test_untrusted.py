@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kpt_tf import workdir as wd
+from kpt_tf.trained import load_keras, load_trained, read_savedmodel_variables
 from tests.kpt_tf.test_transfer import tiny_config
 
 
@@ -46,7 +47,7 @@ def test_foreign_savedmodel_is_read_not_executed_by_transfer(tmp_path):
     with pytest.raises(TransferError, match="nothing but heads|differ beyond the heads"):
         transfer_to_workdir(tmp_path / "foreign", tiny_config("all"), tmp_path / "out", verbose=False)
     assert not marker.exists(), "kpt_tf.transfer executed the SavedModel's code"
-    assert set(wd.read_savedmodel_variables(tmp_path / "foreign")) == {"stem_conv/kernel"}
+    assert set(read_savedmodel_variables(tmp_path / "foreign")) == {"stem_conv/kernel"}
     assert not (tmp_path / "out").exists()
 
 
@@ -69,7 +70,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_p
     keras_file_with_lambda(tmp_path / "best.keras", marker)
     (tmp_path / "config.json").write_text(tiny_config("all").to_json())
     with pytest.raises(ValueError, match=r"best.keras: refused: it carries Python code .*safe mode only"):
-        wd.load_trained(tmp_path)
+        load_trained(tmp_path)
     with pytest.raises(TransferError, match="carries Python code"):
         transfer_to_workdir(tmp_path / "best.keras", tiny_config("all"), tmp_path / "out", verbose=False)
     from keras.src.backend.common import global_state  # Keras has no public "disable" to undo the switch
@@ -77,7 +78,7 @@ def test_keras_file_with_a_lambda_layer_is_refused_and_its_code_never_runs(tmp_p
     keras.config.enable_unsafe_deserialization()         # a process-wide switch does not open the door either
     try:
         with pytest.raises(ValueError, match="carries Python code"):
-            wd.load_keras(tmp_path / "best.keras")
+            load_keras(tmp_path / "best.keras")
     finally:
         global_state.set_global_attribute("safe_mode_saving", None)
     assert not marker.exists(), "the Lambda layer's code ran"
@@ -92,7 +93,7 @@ def test_truncated_keras_file_is_reported_as_truncated_not_missing(tmp_path):
     (tmp_path / "best.keras").write_bytes(data[: len(data) // 2])
     (tmp_path / "config.json").write_text(json.dumps(tiny_config("all").to_dict()))
     with pytest.raises(ValueError, match=r"best.keras: not a readable .keras file \(truncated or corrupt"):
-        wd.load_trained(tmp_path)
+        load_trained(tmp_path)
 
 
 def test_a_model_with_nan_weights_is_refused(tmp_path):
@@ -103,4 +104,4 @@ def test_a_model_with_nan_weights_is_refused(tmp_path):
     net.get_layer("stem_conv").kernel.assign(np.full((1, 1, 3, 4), np.nan, np.float32))
     net.save(tmp_path / "best.keras")
     with pytest.raises(ValueError, match=r"best.keras: 1 of its 2 weights hold NaN or inf \(e.g. stem_conv/kernel\)"):
-        wd.load_keras(tmp_path / "best.keras")
+        load_keras(tmp_path / "best.keras")

@@ -9,7 +9,6 @@ draw the skeleton -> KPTransfer (source `upper` -> target `lower`: random vs tra
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -182,7 +181,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags()
     from kpt_tf import cli
 

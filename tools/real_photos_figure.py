@@ -8,13 +8,10 @@ once with the annotated people's boxes (MPII's centre and scale, as a COCO detec
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 flags.DEFINE_string("model", None, "A trained model (workdir, .keras, export or .tflite).")
 flags.DEFINE_string("out", "docs/predict_real_photos.jpg", "The picture to write.")

@@ -1,7 +1,7 @@
 """The converter's `manifest.json`: its name, its keys, how it is built and how a split's count is read from it.
 
-TF-free, shared by the writer (data_prep.mpii_to_tfrecord, whose workers must not import TensorFlow) and the
-reader (kpt_tf.data.pipeline.count_records). Layout:
+TF-free at import, shared by the writer (data_prep.mpii_to_tfrecord, whose workers must not import TensorFlow) and
+the readers (kpt_tf.data.splits.count_records, kpt_tf.data.damaged). Layout:
 
     {"complete": bool,                         # false while shards are still being written
      "splits": {split: {"read", "written", "skipped", "num_shards"}},
@@ -13,6 +13,7 @@ reader (kpt_tf.data.pipeline.count_records). Layout:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Sequence
 
@@ -47,6 +48,21 @@ def sha256_of_file(path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := f.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(data_dir) -> dict | None:
+    """The converter's manifest.json of `data_dir` (local or remote, through tf.io.gfile), or None when there is
+    none or it is not JSON."""
+    import tensorflow as tf  # lazily, as in sha256_of_file
+
+    path = os.path.join(os.fspath(data_dir), MANIFEST_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError:
+        return None
 
 
 def build_manifest(shard_entries: dict[str, dict], num_shards: dict[str, int], flag_values: dict, content: dict,

@@ -5,13 +5,21 @@
 with the per-joint target weights w of the ground truth on both terms (FPD's code). A crop with no annotated
 joint at all (unlabelled data) has no ground-truth term and trains on the teacher term over every joint;
 `kd_on_all_joints` applies the teacher term to every joint of every crop.
+
+`DISTILL_LOSSES`: the distillation losses by name (`config distill.loss`), each `loss(stage_outputs, gt_heatmaps,
+target_weights, teacher_heatmaps, alpha, kd_on_all_joints, foreground_weight) -> [(ground-truth term, teacher term,
+combined) per stage]`, the combined one minimised; a new one registers itself with `@DISTILL_LOSSES.register("name")`
+(and, outside this module, is listed in `builtins` below so that naming it imports it).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
+from kpt_tf.registry import Registry
 from kpt_tf.training.losses import weighted_heatmap_mse
+
+DISTILL_LOSSES = Registry("distillation loss", "config distill.loss", builtins={"fpd": "kpt_tf.distill.losses"})
 
 
 def teacher_term_weights(target_weights, kd_on_all_joints: bool):
@@ -25,6 +33,7 @@ def teacher_term_weights(target_weights, kd_on_all_joints: bool):
     return tf.where(unlabelled, ones, target_weights)
 
 
+@DISTILL_LOSSES.register("fpd")
 def fpd_stage_losses(stage_outputs, gt_heatmaps, target_weights, teacher_heatmaps, alpha: float,
                      kd_on_all_joints: bool = False, foreground_weight: float = 0.0):
     """Per stage: (ground-truth term, teacher term, combined), each a scalar. `foreground_weight` (the

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kpt_tf import workdir
 from kpt_tf.joints import JointSubset
 from kpt_tf.models.outputs import final_heatmaps
+from kpt_tf.trained import load_trained
 
 
 class TeacherError(ValueError):
@@ -23,16 +23,16 @@ class Teacher:
 
     def __init__(self, path, student_joints: JointSubset, student_input_size: int, student_heatmap_size: int):
         try:
-            trained = workdir.load_trained(path)
+            trained = load_trained(path)
         except (FileNotFoundError, ValueError) as e:
             raise TeacherError(f"distill.teacher {path}: {e}") from None
         joints = trained.joints
         if joints is None:
             raise TeacherError(f"distill.teacher {path}: its joint subset is not recorded")
-        missing = [n for n in student_joints.names if n not in joints.names]
-        if missing:
-            raise TeacherError(f"distill.teacher {path} predicts {joints.name}, which lacks the student's joints "
-                               f"{missing}")
+        try:
+            channels = joints.channels_of(student_joints)
+        except ValueError as e:
+            raise TeacherError(f"distill.teacher {path} cannot teach the student's joints: its {e}") from None
         codec = trained.codec()
         if (codec.input_size, codec.heatmap_size) != (student_input_size, student_heatmap_size):
             raise TeacherError(
@@ -40,7 +40,7 @@ class Teacher:
                 f"student {student_input_size} / {student_heatmap_size}; distillation needs the same crops and "
                 "heatmap grid (train the student at the teacher's resolution)")
         self.path, self.joints, self.trained = path, joints, trained
-        self.channels = tf.constant([joints.position(n) for n in student_joints.names], tf.int32)
+        self.channels = tf.constant(channels, tf.int32)
         self.net = trained.net
         if self.net is not None:
             self.net.trainable = False

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -88,15 +87,15 @@ def teacher_scores(teacher_path, config) -> dict:
     from kpt_tf.joints import JointSubset
     from kpt_tf.metrics import pckh
     from kpt_tf.models import codec_from_config
+    from kpt_tf.trained import load_trained
 
     student_joints = JointSubset.parse(config.joints)
-    trained = wd.load_trained(teacher_path)
-    channels = tf.constant([trained.joints.position(n) for n in student_joints.names], tf.int32)
+    trained = load_trained(teacher_path)
+    channels = tf.constant(trained.joints.channels_of(student_joints), tf.int32)
     heatmaps = trained.heatmaps_fn(bool(config.train.flip_test))
     codec = codec_from_config(config)
-    ds = pipeline.make_dataset(config.data.dir, config.data.val_split, student_joints,
-                               batch_size=max(int(config.train.batch_size), 8), training=False,
-                               input_size=codec.input_size, with_meta=True)
+    ds = pipeline.make_dataset(config.data.dir, config.data.val_split, student_joints, pipeline.StreamOptions(
+        batch_size=max(int(config.train.batch_size), 8), training=False, input_size=codec.input_size, with_meta=True))
     preds = predict_dataset(lambda images: tf.gather(heatmaps(images), channels, axis=-1), ds, codec)
     scores = pckh.score_predictions(preds, student_joints)
     scores.pop("counts")
@@ -185,7 +184,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("Distillation experiment config (configs/fpd_*.py).",
                  "Where the teacher, every arm, the results and the plot go.")
     from kpt_tf import cli

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 from kpt_tf import workdir as wd
@@ -132,7 +131,6 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
     of joint locations in the training data (`kpt_tf.grouping.rank_sources`), then transfer into the target from the
     best- and the worst-ranked candidate (same seeds, epochs, data; random initialisation trained once, in the
     best's run) and report whether the ranking predicted which transfer gains more over random."""
-    from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.grouping.grouping import estimate, format_ranking, rank_sources
     from kpt_tf.training import loop
 
@@ -152,8 +150,28 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
             c.experiment.arms = arms
             c.experiment.candidates = ()
         run_experiment(c, workdir / f"from_{label}", log=log, verbose=verbose)
-    # One comparison over the same seeds: random, transfer from the best-ranked, from the worst-ranked; the ranking
-    # "predicted" when the best-ranked source's transfer beats the worst-ranked's on the mean over seeds.
+    summary = _compare_ranked_sources(config, workdir, target, best, worst, log)
+    arm_best, arm_worst = f"from_{best}", f"from_{worst}"
+    best_vs_worst = summary["comparisons"][2]
+    # The ranking "predicted" when the best-ranked source's transfer beats the worst-ranked's on the mean over seeds.
+    result = {"target": target, "ranking": ranking, "best": best, "worst": worst,
+              "random_final_mean": summary["arms"]["random"]["final_mean"],
+              "transfer_final_mean": {"best": summary["arms"][arm_best]["final_mean"],
+                                      "worst": summary["arms"][arm_worst]["final_mean"]},
+              "gain_over_random": {"best": summary["comparisons"][0]["mean"],
+                                   "worst": summary["comparisons"][1]["mean"]},
+              "best_minus_worst": best_vs_worst,
+              "ranking_predicted_the_gain": bool(best_vs_worst["mean"] > 0),
+              "comparison": str(workdir / "results.json")}
+    _write_ranking_report(workdir, result, format_ranking(ranking), log)
+    return result
+
+
+def _compare_ranked_sources(config, workdir: Path, target: str, best: str, worst: str, log) -> dict:
+    """One comparison over the same seeds: random, transfer from the best-ranked source, from the worst-ranked
+    (results.json and .md in `workdir`); -> the arms' summary."""
+    from kpt_tf.experiments.report import summarise_arms, write_arms_report
+
     arm_best, arm_worst = f"from_{best}", f"from_{worst}"
 
     def training_summary(label, arm, seed):
@@ -167,20 +185,15 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
     summary = summarise_arms(seed_runs, baseline="random", comparisons=[
         (arm_best, "random"), (arm_worst, "random"), (arm_best, arm_worst)])
     summary.update(source=f"{best} | {worst}", target=target)
-    summary = write_arms_report(workdir, summary, f"MI-ranked sources -> {target}", log=log)
-    best_vs_worst = summary["comparisons"][2]
-    result = {"target": target, "ranking": ranking, "best": best, "worst": worst,
-              "random_final_mean": summary["arms"]["random"]["final_mean"],
-              "transfer_final_mean": {"best": summary["arms"][arm_best]["final_mean"],
-                                      "worst": summary["arms"][arm_worst]["final_mean"]},
-              "gain_over_random": {"best": summary["comparisons"][0]["mean"],
-                                   "worst": summary["comparisons"][1]["mean"]},
-              "best_minus_worst": best_vs_worst,
-              "ranking_predicted_the_gain": bool(best_vs_worst["mean"] > 0),
-              "comparison": str(workdir / "results.json")}
+    return write_arms_report(workdir, summary, f"MI-ranked sources -> {target}", log=log)
+
+
+def _write_ranking_report(workdir: Path, result: dict, ranking_text: str, log) -> None:
+    """source_ranking.json and source_ranking.md (the ranking, the finals and whether it predicted the gain)."""
     (workdir / "source_ranking.json").write_text(json.dumps(result, indent=1))
-    g = result["gain_over_random"]
-    text = (f"# MI-ranked KPTransfer sources for {target}\n\n{format_ranking(ranking)}\n\n"
+    g, best_vs_worst = result["gain_over_random"], result["best_minus_worst"]
+    best, worst, target = result["best"], result["worst"], result["target"]
+    text = (f"# MI-ranked KPTransfer sources for {target}\n\n{ranking_text}\n\n"
             f"random initialisation: {result['random_final_mean']:.2f}; transfer from {best} (best-ranked): "
             f"{result['transfer_final_mean']['best']:.2f} ({g['best']:+.2f}); from {worst} (worst-ranked): "
             f"{result['transfer_final_mean']['worst']:.2f} ({g['worst']:+.2f}); best - worst "
@@ -190,7 +203,6 @@ def run_source_ranking(config, workdir, quick: bool = False, log=print, verbose:
             f"\n{(workdir / 'results.md').read_text()}")
     (workdir / "source_ranking.md").write_text(text)
     log(text)
-    return result
 
 
 def step_title(step: dict) -> str:
@@ -225,7 +237,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("Experiment config (configs/kptransfer_*.py).", "Where every run, the results and the plots go.")
     from kpt_tf import cli
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 from absl import app
@@ -56,14 +55,11 @@ def trainable_params(config) -> int:
 def matched_hourglass(pbn_config, target_params: int, tolerance: float):
     """A plain hourglass config with the PBN's stack count, stem, depth and schedule, and the even width whose
     parameter count is closest to `target_params`; refuses when even the closest is outside `tolerance`."""
-    import ml_collections
+    from kpt_tf.models import model_section
 
     c = copy.deepcopy(pbn_config)
-    pbn_only = ("trunk_stacks", "branch_stacks", "branch_channels", "groups", "groups_file", "groups_source")
-    model = {k: v for k, v in c.model.to_dict().items() if k not in pbn_only}
-    model.update(name="hourglass", num_stacks=int(c.model.trunk_stacks) + int(c.model.branch_stacks))
-    with c.unlocked():         # config_flags hands over a locked config
-        c.model = ml_collections.ConfigDict(model)
+    c.model = model_section("hourglass", like=c.model,
+                            num_stacks=int(c.model.trunk_stacks) + int(c.model.branch_stacks))
     m = c.model
 
     def params(width):
@@ -158,7 +154,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
 def main(argv):
     del argv
     config, workdir, quick = required_flags()
-    if "experiment" not in config or str(config.model.get("name")) != "pbn":
+    if "experiment" not in config or str(config.model.name) != "pbn":
         raise app.UsageError("the config needs model.name = pbn and an `experiment` section (configs/pbn_embedded.py)")
     from kpt_tf import ownership
 
@@ -169,7 +165,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     define_flags("PBN experiment config (configs/pbn_*.py).",
                  "Where the groupings, every arm, the results and the plot go.")
     from kpt_tf import cli

@@ -11,7 +11,6 @@ outlined) under --out, and prints the matrix and the groups.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from absl import app, flags
@@ -72,7 +71,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kpt_tf import cli
 
     cli.run(main, "kpt_tf.grouping")

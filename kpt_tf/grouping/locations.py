@@ -43,14 +43,15 @@ def _from_annotations(path: Path) -> Locations:
 def _from_records(path: Path) -> Locations:
     import tensorflow as tf
 
-    from kpt_tf.data import pipeline, schema
+    from kpt_tf.data import schema
+    from kpt_tf.data.records import shard_files
 
     def parse(serialized):
         r = schema.parse_example(serialized, decode_image=False)
         return (geometry.apply_affine(r["crop/to_image"], r["joints/xy"], backend="tf"), r["person/center"],
                 r["person/scale"], r["joints/annotated"], r["joints/visible"])
 
-    files = pipeline.shard_files(str(path), "train")
+    files = shard_files(str(path), "train")
     ds = tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
     parts = [list(map(np.asarray, batch)) for batch in ds.as_numpy_iterator()]
     if not parts:

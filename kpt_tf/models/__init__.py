@@ -1,22 +1,20 @@
-"""Pose networks: the architecture registry (`config.model.name`), building from a config, the codec a
-network's output stride implies, and rebuilding a saved network for the current strategy.
+"""Pose networks: the architecture registry (`config.model.name`), building from a config, and the codec a
+network's output stride implies. (Rebuilding a saved network for the current strategy: `kpt_tf.trained`.)
 
-Architectures live one module each (`hourglass.py`), built from the shared `blocks`; each registers itself
-(`registry.register`) when imported below.
+Architectures live one module each (`hourglass.py`, `pbn.py`), built from the shared `blocks`; each registers
+itself (`registry.register`) with its config section, and `registry.ARCHITECTURES` imports it the first time its
+name is looked up (nothing here imports an architecture by name). Every function below takes a config whose model
+section may lack keys added since it was written (an older workdir's config.json): the architecture's declaration
+fills them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import (
-    hourglass,  # noqa: F401  (registers "hourglass")
-    pbn,  # noqa: F401  (registers "pbn")
-)
 from kpt_tf.models.registry import ARCHITECTURES, Architecture
-from kpt_tf.models.weights import plan_copy, weights_by_name
 
+# The architecture of a model section without `name` (config.json files written before there was a second one);
+# configs/base.py starts from it.
 DEFAULT_ARCHITECTURE = "hourglass"
 
 
@@ -25,27 +23,44 @@ def architecture_name(config) -> str:
 
 
 def architecture(config_or_name) -> Architecture:
-    """The registered architecture of a config (its `model.name`, `hourglass` when absent) or of a name."""
+    """The registered architecture of a config (its `model.name`) or of a name; ValueError listing the known
+    ones for an unknown name."""
     name = config_or_name if isinstance(config_or_name, str) else architecture_name(config_or_name)
-    if name not in ARCHITECTURES:
-        raise ValueError(f"config model.name {name!r}: unknown architecture; registered: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name]
+    return ARCHITECTURES.get(name)
+
+
+def model_section(name: str = DEFAULT_ARCHITECTURE, like=None, **values):
+    """A new `config.model` for architecture `name`: its declared defaults, then the values of `like` (another model
+    section, of any architecture) for the keys both declare, then `values`; a key `name` does not declare is
+    refused. E.g. `model_section("pbn", like=c.model, trunk_stacks=6, ...)` keeps an hourglass' stem and width."""
+    declared = architecture(name).section
+    shared = {k: v for k, v in (like.to_dict() if hasattr(like, "to_dict") else dict(like or {})).items()
+              if k in declared.defaults and k != "name"}
+    return declared.make(**{**shared, **values, "name": name})
+
+
+def model_config(config):
+    """The config's model section filled from its architecture's declaration and checked (a copy)."""
+    return architecture(config).section.filled(config.model)
 
 
 def resolve_config(config):
-    """The config with its model section made self-contained by the architecture (in place; returned)."""
-    architecture(config).resolve_config(config.model)
+    """The config with its model section complete (every key its architecture declares), self-contained (what it
+    refers to made inline, e.g. a PBN's groups file) and checked: what a run saves (in place; returned)."""
+    arch = architecture(config)
+    arch.section.fill(config.model)
+    arch.resolve_config(config.model)
     return config
 
 
 def build_net(config, subset: JointSubset, synchronized_bn: bool = False):
     """The config's network with heads sized to `subset` (layer names do not depend on the subset)."""
-    return architecture(config).build(config.model, subset, synchronized_bn)
+    return architecture(config).build(model_config(config), subset, synchronized_bn)
 
 
 def heatmap_size(config) -> int:
     input_size = int(config.model.input_size)
-    stride = int(architecture(config).output_stride(config.model))
+    stride = int(architecture(config).output_stride(model_config(config)))
     if input_size % stride:
         raise ValueError(f"config model.input_size {input_size} is not a multiple of the output stride {stride}")
     return input_size // stride
@@ -57,26 +72,3 @@ def codec_from_config(config):
 
     return HeatmapCodec(input_size=int(config.model.input_size), heatmap_size=heatmap_size(config),
                         sigma=float(config.codec.sigma))
-
-
-def net_from_saved(config, subset: JointSubset, synchronized_bn: bool, saved_path: Path):
-    """Build the config's network and take every weight and `trainable` flag from a saved `.keras` model of
-    the same architecture (a transfer-initialised workdir), matched by layer-path name.
-
-    Rebuilding rather than loading keeps the BatchNormalization mode right for the current strategy.
-    """
-    from kpt_tf.workdir import load_keras
-
-    net = build_net(config, subset, synchronized_bn)
-    saved = load_keras(saved_path)
-    plan = plan_copy(net, weights_by_name(saved))
-    if plan.only_in_target or plan.shape_mismatched or plan.only_in_source:
-        differ = [r[0] for r in plan.only_in_target + plan.shape_mismatched + plan.only_in_source]
-        raise ValueError(f"{saved_path}: does not match the config's network; weights missing, extra or of "
-                         f"another shape: {differ[:5]}")
-    plan.apply()
-    saved_layers = {layer.name: layer for layer in saved.layers}
-    for layer in net.layers:
-        if layer.weights:
-            layer.trainable = saved_layers[layer.name].trainable
-    return net

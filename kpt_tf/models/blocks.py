@@ -128,7 +128,7 @@ def synchronized_moments(x, replicas):
     return mean, variance
 
 
-# The batch-norm layer every block builds (bench/train_step.py swaps in Keras' own for its comparison).
+# The batch-norm layer every block builds (bench/sync_bn_trace.py swaps in Keras' own for its comparison).
 BATCH_NORM_LAYER = FusedBatchNorm
 
 

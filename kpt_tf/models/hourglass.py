@@ -43,6 +43,7 @@ from keras import layers
 
 from kpt_tf.models import blocks
 from kpt_tf.models.registry import Architecture, register
+from kpt_tf.registry import ConfigSection
 
 STEM_WIDTH = 64
 STEM_RESIDUAL_WIDTH = 128
@@ -81,16 +82,8 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
     `synchronized_bn` makes every BatchNormalization synchronise its batch statistics across replicas.
     `model_class` (a keras.Model subclass, e.g. one overriding train_step) is built functionally.
     """
-    for arg_name, value in (("num_stacks", num_stacks), ("channels", channels), ("num_joints", num_joints),
-                            ("depth", depth), ("num_blocks", num_blocks), ("input_size", input_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"build_hourglass: {arg_name} must be a positive int, got {value!r}")
-    if channels % 2:
-        raise ValueError(f"build_hourglass: channels must be even (bottleneck uses channels/2), got {channels}")
-    granularity = OUTPUT_STRIDE * 2 ** depth
-    if input_size % granularity:
-        raise ValueError(f"build_hourglass: input_size {input_size} must be a multiple of {granularity} "
-                         f"(stride {OUTPUT_STRIDE} stem, then {depth} 2x poolings)")
+    check_sizes(dict(num_stacks=num_stacks, channels=channels, num_joints=num_joints, depth=depth,
+                     num_blocks=num_blocks, input_size=input_size), "build_hourglass: ")
 
     image = keras.Input(shape=(input_size, input_size, 3), dtype="float32", name="image")
     x = build_stem(image, channels, stem, input_mean, synchronized_bn, input_std)
@@ -102,19 +95,43 @@ def build_hourglass(num_stacks: int, channels: int, num_joints: int, depth: int 
     return model_class(inputs=image, outputs=heatmaps, name=name)
 
 
+def check_sizes(sizes: dict, where: str) -> None:
+    """The size rules of a stacked hourglass (and of every network built from its stem and stacks): every value a
+    positive int, `channels` (and `branch_channels`) even, `input_size` a multiple of the stem's stride times the
+    `depth` poolings. ValueError starting with `where` + the key."""
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}{key} must be a positive int, got {value!r}")
+    for key in ("channels", "branch_channels"):
+        if sizes.get(key, 0) % 2:
+            raise ValueError(f"{where}{key} must be even (the bottleneck halves it), got {sizes[key]}")
+    granularity = OUTPUT_STRIDE * 2 ** sizes["depth"]
+    if sizes["input_size"] % granularity:
+        raise ValueError(f"{where}input_size {sizes['input_size']} must be a multiple of {granularity} "
+                         f"(stride {OUTPUT_STRIDE} stem, then {sizes['depth']} 2x poolings)")
+
+
+def check_input(stem: str, input_mean, input_std, where: str) -> None:
+    """The stem kind is known; the RGB mean and std are three numbers each, the std positive."""
+    if stem not in STEM_WIDTHS:
+        raise ValueError(f"{where}stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
+    for key, value in (("input_mean", input_mean), ("input_std", input_std)):
+        if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{where}{key} must be 3 numbers (R, G, B in [0, 1] units), got {value!r}")
+    if min(input_std) <= 0:
+        raise ValueError(f"{where}input_std must be positive, got {input_std!r}")
+
+
 def build_stem(image, channels: int, stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False,
                input_std=(1.0, 1.0, 1.0)):
     """input_rescale and stem_* layers: 0..255 pixels [S, S, 3] -> features [S/4, S/4, channels]."""
-    if stem not in STEM_WIDTHS:
-        raise ValueError(f"build_hourglass: stem must be one of {sorted(STEM_WIDTHS)}, got {stem!r}")
+    check_input(stem, input_mean, input_std, "build_hourglass: ")
     stem_width, stem_residual_width = STEM_WIDTHS[stem](channels)
     # `input_mean` and `input_std` (per RGB channel, in [0, 1] units) are part of the model, so every kpt_tf network
     # takes 0..255 RGB: bearpaw's networks were trained on [0, 1] minus the MPII mean, FPD's on ImageNet-normalised
     # pixels (kpt_tf.interop.bearpaw.FORMATS).
     mean = [float(v) for v in input_mean]
     std = [float(v) for v in input_std]
-    if min(std) <= 0:
-        raise ValueError(f"build_hourglass: input_std must be positive, got {input_std!r}")
     scale = [1.0 / (255.0 * s) for s in std] if any(s != 1.0 for s in std) else 1.0 / 255.0
     offset = [-m / s for m, s in zip(mean, std)] if any(mean) else 0.0
     x = layers.Rescaling(scale, offset=offset, name="input_rescale")(image)
@@ -158,14 +175,35 @@ def joint_layout(layer_name: str) -> dict | None:
     return None
 
 
+def check_section(m) -> None:
+    """The hourglass' `config.model`, filled: the sizes and the input normalisation."""
+    check_sizes({k: m[k] for k in ("num_stacks", "channels", "depth", "num_blocks", "input_size")}, "config model.")
+    check_input(m.stem, tuple(m.input_mean), tuple(m.input_std), "config model.")
+
+
+# `config.model` of a stacked hourglass (`model.name = "hourglass"`), declared once: configs/ start from it
+# (`kpt_tf.models.model_section`), and a config.json written before a key existed is filled from it.
+SECTION = ConfigSection("model", "architecture hourglass", dict(
+    name="hourglass",
+    num_stacks=2,
+    channels=256,                # features of every stack (C)
+    depth=4,                     # 2x poolings inside each hourglass
+    num_blocks=1,                # residuals per hourglass level and after each hourglass
+    input_size=256,              # input crop side in pixels; heatmaps are input_size / OUTPUT_STRIDE
+    stem="bearpaw",              # bearpaw: fixed 64/128-wide stem; scaled: C/4, C/2 (FPD's code); STEM_WIDTHS
+    # RGB mean and std in [0, 1] units, applied inside the model (bearpaw imports: MPII's mean; FPD: ImageNet's)
+    input_mean=(0.0, 0.0, 0.0),
+    input_std=(1.0, 1.0, 1.0),
+), check=check_section)
+
+
 def build_from_config(model_config, joints, synchronized_bn: bool = False) -> keras.Model:
     m = model_config
     return build_hourglass(num_stacks=int(m.num_stacks), channels=int(m.channels), num_joints=len(joints),
                            depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
-                           synchronized_bn=synchronized_bn, stem=str(m.get("stem", "bearpaw")),
-                           input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))),
-                           input_std=tuple(m.get("input_std", (1.0, 1.0, 1.0))))
+                           synchronized_bn=synchronized_bn, stem=str(m.stem), input_mean=tuple(m.input_mean),
+                           input_std=tuple(m.input_std))
 
 
-register(Architecture(name="hourglass", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,
-                      joint_layout=joint_layout))
+register(Architecture(name="hourglass", section=SECTION, build=build_from_config,
+                      output_stride=lambda model_config: OUTPUT_STRIDE, joint_layout=joint_layout))

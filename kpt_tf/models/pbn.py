@@ -16,10 +16,10 @@ a trained plain hourglass transfers into the trunk by name; a branch's are `bran
 group's name (`kpt_tf.grouping.clustering.group_name`: made from its own joints), so a branch's names do not
 depend on the other groups.
 
-Config (`model.name = "pbn"`): trunk_stacks, branch_stacks, channels, branch_channels, depth, num_blocks,
-input_size, stem, input_mean, groups (an inline list of {"name", "joints"} dicts or of joint-name lists) or
-groups_file (a groups.json, which then replaces `groups` in the saved config). Groups are restricted to the
-subset's joints (empty ones dropped); every subset joint must be in exactly one group.
+Config (`model.name = "pbn"`, declared in `SECTION` below): the hourglass' keys but `num_stacks` (stem, width,
+depth, input), trunk_stacks, branch_stacks, branch_channels, groups (an inline list of {"name", "joints"} dicts or
+of joint-name lists) or groups_file (a groups.json, which then replaces `groups` in the saved config). Groups are
+restricted to the subset's joints (empty ones dropped); every subset joint must be in exactly one group.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ import keras
 from keras import layers, ops
 
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import blocks
-from kpt_tf.models.hourglass import OUTPUT_STRIDE, build_stack, build_stem
+from kpt_tf.models import blocks, hourglass
+from kpt_tf.models.hourglass import OUTPUT_STRIDE, build_stack, build_stem, check_input, check_sizes
 from kpt_tf.models.hourglass import joint_layout as trunk_joint_layout
 from kpt_tf.models.registry import Architecture, Branch, register
+from kpt_tf.registry import ConfigSection
 
 _BRANCH_HEAD = re.compile(r"^branch_\w+_head\d+$")
 _BRANCH_REINJECT_HEATMAPS = re.compile(r"^branch_\w+_reinject\d+_heatmaps$")
@@ -90,15 +91,9 @@ def build_pbn(joints: JointSubset, groups, trunk_stacks: int, branch_stacks: int
               branch_channels: int, depth: int = 4, num_blocks: int = 1, input_size: int = 256,
               stem: str = "bearpaw", input_mean=(0.0, 0.0, 0.0), synchronized_bn: bool = False,
               name: str = "pbn", input_std=(1.0, 1.0, 1.0)) -> keras.Model:
-    for arg_name, value in (("trunk_stacks", trunk_stacks), ("branch_stacks", branch_stacks),
-                            ("channels", channels), ("branch_channels", branch_channels)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"config model.{arg_name} must be a positive int, got {value!r}")
-    if channels % 2 or branch_channels % 2:
-        raise ValueError("config model.channels and model.branch_channels must be even (bottleneck halves them)")
-    granularity = OUTPUT_STRIDE * 2 ** depth
-    if input_size % granularity:
-        raise ValueError(f"config model.input_size {input_size} must be a multiple of {granularity}")
+    check_sizes(dict(trunk_stacks=trunk_stacks, branch_stacks=branch_stacks, channels=channels,
+                     branch_channels=branch_channels, depth=depth, num_blocks=num_blocks, input_size=input_size),
+                "build_pbn: ")
     groups = resolve_groups(groups, joints)
     names = list(joints.names)
     num_joints = len(names)
@@ -132,14 +127,43 @@ def build_pbn(joints: JointSubset, groups, trunk_stacks: int, branch_stacks: int
     return keras.Model(inputs=image, outputs=stages, name=name)
 
 
+def branch_width(model_config) -> int:
+    """`model.branch_channels`, 0 meaning the trunk's width (`model.channels`)."""
+    return int(model_config.branch_channels) or int(model_config.channels)
+
+
+def check_section(m) -> None:
+    """The PBN's `config.model`, filled: the sizes and the input normalisation (the groups are checked against the
+    joint subset when the network is built)."""
+    if isinstance(m.branch_channels, bool) or not isinstance(m.branch_channels, int) or m.branch_channels < 0:
+        raise ValueError(f"config model.branch_channels must be an int >= 0 (0: model.channels), got "
+                         f"{m.branch_channels!r}")
+    check_sizes({**{k: m[k] for k in ("trunk_stacks", "branch_stacks", "channels", "depth", "num_blocks",
+                                      "input_size")}, "branch_channels": branch_width(m)}, "config model.")
+    check_input(m.stem, tuple(m.input_mean), tuple(m.input_std), "config model.")
+
+
+# `config.model` of a PBN (`model.name = "pbn"`), declared once: the hourglass' keys (their defaults are the
+# hourglass') with its stacks split into a trunk and per-group branches.
+SECTION = ConfigSection("model", "architecture pbn", dict(
+    {k: v for k, v in hourglass.SECTION.defaults.items() if k != "num_stacks"},
+    name="pbn",
+    trunk_stacks=1,              # the hourglass' first stacks, shared, each with an all-joint head
+    branch_stacks=1,             # hourglass stacks of every branch
+    branch_channels=0,           # features of the branches' stacks; 0: model.channels
+    groups=(),                   # [{"name", "joints"}] or joint-name lists, inline (resolve_config writes them here)
+    groups_file="",              # a groups.json to use instead (python -m kpt_tf.grouping --out)
+    groups_source="",            # where the groups came from (a note; the groups file once inlined)
+), check=check_section)
+
+
 def build_from_config(model_config, joints, synchronized_bn: bool = False) -> keras.Model:
     m = model_config
     return build_pbn(JointSubset.parse(joints), m.groups, trunk_stacks=int(m.trunk_stacks),
-                     branch_stacks=int(m.branch_stacks), channels=int(m.channels),
-                     branch_channels=int(m.get("branch_channels", m.channels)), depth=int(m.depth),
-                     num_blocks=int(m.num_blocks), input_size=int(m.input_size), stem=str(m.get("stem", "bearpaw")),
-                     input_mean=tuple(m.get("input_mean", (0.0, 0.0, 0.0))),
-                     input_std=tuple(m.get("input_std", (1.0, 1.0, 1.0))), synchronized_bn=synchronized_bn)
+                     branch_stacks=int(m.branch_stacks), channels=int(m.channels), branch_channels=branch_width(m),
+                     depth=int(m.depth), num_blocks=int(m.num_blocks), input_size=int(m.input_size),
+                     stem=str(m.stem), input_mean=tuple(m.input_mean), input_std=tuple(m.input_std),
+                     synchronized_bn=synchronized_bn)
 
 
 def resolve_config(model_config):
@@ -147,7 +171,7 @@ def resolve_config(model_config):
     recorded as `groups_source`, so a workdir's config.json builds its network without the file."""
     from kpt_tf.grouping.grouping import load_groups
 
-    path = str(model_config.get("groups_file", "") or "")
+    path = str(model_config.groups_file or "")
     if path:
         inline = [{"name": n, "joints": list(j)} for n, j in load_groups(path)]
         with model_config.ignore_type():
@@ -197,5 +221,6 @@ def branches(model_config, joints) -> list[Branch]:
                    rename=lambda layers, g=g: branch_renaming(g, stacks, layers)) for g, members in groups]
 
 
-register(Architecture(name="pbn", build=build_from_config, output_stride=lambda model_config: OUTPUT_STRIDE,
-                      joint_layout=joint_layout, resolve_config=resolve_config, branches=branches))
+register(Architecture(name="pbn", section=SECTION, build=build_from_config,
+                      output_stride=lambda model_config: OUTPUT_STRIDE, joint_layout=joint_layout,
+                      resolve_config=resolve_config, branches=branches))

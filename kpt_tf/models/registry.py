@@ -1,7 +1,12 @@
 """The architecture seam: every pose network registers what the rest of the toolkit needs to know of it.
 
-`config.model.name` picks the architecture (`hourglass`; others register the same way). Training, export,
-the codec and KPTransfer ask the architecture instead of assuming a stacked hourglass:
+`config.model.name` picks the architecture (`ARCHITECTURES`, a `kpt_tf.registry.Registry`: the built-in ones
+are listed below by module and imported on first use; a new one is a module that calls `register`). Training,
+export, the codec and KPTransfer ask the architecture instead of assuming a stacked hourglass:
+- `section`: its config section, declared once (`kpt_tf.registry.ConfigSection`: every key of `config.model`
+  with its default, and the check); `kpt_tf.models.model_section` makes one for a config, and every reader of a
+  config (`resolve_config`, `build_net`) fills a section lacking a key from it and checks it, so the functions
+  below get a complete, checked section and read its keys without defaults;
 - `build(model_config, joints, synchronized_bn)`: a functional keras.Model for the JointSubset `joints`
   (heads sized and, for part-based networks, grouped by its names), input float32 [B, S, S, 3]
   pixels 0..255, outputs per `kpt_tf.models.outputs` (one heatmap tensor per supervised stage, last = final);
@@ -20,7 +25,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-ARCHITECTURES: dict[str, "Architecture"] = {}
+from kpt_tf.registry import ConfigSection, Registry
+
+ARCHITECTURES = Registry("architecture", "config model.name", builtins={
+    "hourglass": "kpt_tf.models.hourglass",
+    "pbn": "kpt_tf.models.pbn",
+})
 
 
 def _unchanged(model_config):
@@ -46,6 +56,7 @@ class Branch:
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     name: str
+    section: ConfigSection
     build: Callable
     output_stride: Callable
     joint_layout: Callable
@@ -59,7 +70,8 @@ class Architecture:
 
 
 def register(architecture: Architecture) -> Architecture:
-    if architecture.name in ARCHITECTURES and ARCHITECTURES[architecture.name] is not architecture:
-        raise ValueError(f"architecture {architecture.name!r} is registered twice")
-    ARCHITECTURES[architecture.name] = architecture
-    return architecture
+    """Make `architecture` selectable as `model.name` (called by its own module)."""
+    if architecture.section.defaults.get("name") != architecture.name:
+        raise ValueError(f"architecture {architecture.name!r}: its config section must declare name="
+                         f"{architecture.name!r}")
+    return ARCHITECTURES.register(architecture.name, architecture)

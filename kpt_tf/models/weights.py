@@ -1,7 +1,10 @@
-"""Weights by layer-path name (`stem_conv/kernel`): the one copy-by-name primitive.
+"""Weights by layer-path name (`stem_conv/kernel`) and the one copy by name: `copy_by_name`.
 
-Used to rebuild a saved network for the current strategy (`net_from_saved`) and by KPTransfer. Keras'
-own `load_weights(skip_mismatch=True)` is not used anywhere: on `.weights.h5` it matches by order, not name.
+Every copy of weights from one network (or file) into another goes through `copy_by_name`, each caller stating
+which differences it refuses: rebuilding a saved network for the current strategy (`trained.net_from_saved`),
+a distillation student's starting weights (`distill.trainer`), an imported PyTorch checkpoint
+(`import_checkpoint`) and KPTransfer (`transfer`, which sets the joint-dependent heads aside). Keras' own
+`load_weights(skip_mismatch=True)` is not used anywhere: on `.weights.h5` it matches by order, not name.
 """
 
 from __future__ import annotations
@@ -81,4 +84,65 @@ def plan_copy(model, source: Mapping[str, np.ndarray], skip: Callable[[str], boo
     target = {v.path for v in model.weights}
     plan.only_in_source = sorted((n, int(np.prod(np.shape(w)))) for n, w in source.items()
                                  if n not in target and not n.startswith(("seed_generator", "optimizer")))
+    return plan
+
+
+# The differences between a source and the network it is copied into that `copy_by_name` can refuse.
+MISSING = "missing"   # a weight of the network the source lacks (it would keep its fresh initialisation)
+SHAPE = "shape"       # a weight the source holds in another shape
+EXTRA = "extra"       # a weight of the source the network has no place for (another, larger network)
+EVERY_DIFFERENCE = frozenset({MISSING, SHAPE, EXTRA})
+
+
+class CopyRefused(ValueError):
+    """`copy_by_name` refused: `difference` says why ("nothing" matched, or the first refused difference), `details`
+    the differing weights without the source's name (every difference when nothing matched), `plan` what the copy
+    would have done."""
+
+    def __init__(self, message: str, difference: str, details: str, plan: CopyPlan):
+        super().__init__(message)
+        self.difference, self.details, self.plan = difference, details, plan
+
+
+def copy_by_name(model, source: Mapping[str, np.ndarray], source_name: str, *, refuse, skip=None, may_lack=(),
+                 apply: bool = True) -> CopyPlan:
+    """Copy every weight of `source` into the weight of `model` of the same layer-path name and shape; the
+    plan (what was copied, what differed) is returned.
+
+    `refuse`: the differences that stop the copy (a subset of `EVERY_DIFFERENCE`, each caller stating its own):
+    `MISSING` a weight of `model` that `source` lacks, `SHAPE` a weight of another shape, `EXTRA` a weight of
+    `source` that `model` lacks. A copy where nothing matches is always refused. A refusal raises `CopyRefused`
+    (a ValueError) naming `source_name` and the first differing weights, before anything is assigned.
+    `skip(layer_name)`: layers of `model` left out of the copy and of the checks (their weights land in
+    `plan.skipped`; source weights of those layer names are not extra). `may_lack`: layer-name prefixes whose
+    absence from `source` is no difference (layers another source initialises).
+    `apply=False` plans and checks only: the caller assigns with `plan.apply()` once its own checks pass.
+    """
+    unknown = set(refuse) - EVERY_DIFFERENCE
+    if unknown:
+        raise ValueError(f"copy_by_name refuse={sorted(unknown)}: expected some of {sorted(EVERY_DIFFERENCE)}")
+    plan = plan_copy(model, source, skip)
+    differences = {
+        MISSING: [r[0] for r in plan.only_in_target if not r[0].startswith(tuple(may_lack))],
+        SHAPE: [f"{name} {tuple(have)} not {tuple(want)}" for name, have, want in plan.shape_mismatched],
+        EXTRA: [r[0] for r in plan.only_in_source if skip is None or not skip(r[0].split("/")[0])],
+    }
+    wording = {MISSING: "{n} of the network's weights missing", SHAPE: "{n} weights of another shape",
+               EXTRA: "{n} weights the network has no place for"}
+
+    def described(kinds) -> str:
+        return "; ".join(wording[kind].format(n=len(differences[kind])) + " (" + ", ".join(differences[kind][:5])
+                         + (", ..." if len(differences[kind]) > 5 else "") + ")" for kind in kinds)
+
+    if not plan.copied:    # whatever the caller tolerates: the details name every difference
+        details = described([kind for kind in (MISSING, SHAPE, EXTRA) if differences[kind]])
+        raise CopyRefused(f"{source_name}: no weight of it matches the network's by name and shape (another "
+                          f"architecture?): {details}", "nothing", details, plan)
+    refused = [kind for kind in (MISSING, SHAPE, EXTRA) if kind in refuse and differences[kind]]
+    if refused:
+        details = described(refused)
+        raise CopyRefused(f"{source_name}: does not match the network it is copied into: {details}", refused[0],
+                          details, plan)
+    if apply:
+        plan.apply()
     return plan

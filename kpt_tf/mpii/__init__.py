@@ -2,6 +2,7 @@
 
 - `coords`: the 1-based <-> 0-based rule and the "not annotated = (0, 0) in joint_self" rule.
 - `evaluation_files`: ground truth and prediction .mat/.h5 files (read and write).
+- `person`: one person of an annotation file (`PersonAnnotation`), the splits, the field rules every reader shares.
 - `annotations`: annotation files (release .mat with its test people, mpii_annotations.json, the generator's
   json) -> people, the validation list, and the json writer; `hrnet_json`: HRNet's/mmpose's train/valid/
   trainval/test.json (read through `annotations.read_annotations`).

@@ -27,57 +27,18 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from kpt_tf.joints import NUM_JOINTS
+from kpt_tf.mpii import hrnet_json
 from kpt_tf.mpii.coords import from_one_based, parse_joint_self
 from kpt_tf.mpii.evaluation_files import load_ground_truth
-
-SPLITS = ("train", "val", "test")
-# The split of MPII's test people: no joints (MPII withholds them), only objpos and scale.
-TEST_SPLIT = "test"
-
-
-class AnnotationError(ValueError):
-    """An annotation file that cannot be read or does not say what the converter needs."""
-
-
-@dataclasses.dataclass
-class PersonAnnotation:
-    """One person as read from an annotation file; every coordinate is 0-based source-image pixels."""
-
-    split: str
-    dataset_index: int               # position among the split's people in file order (skipped ones count)
-    image: str                       # image file name, relative to --images_dir
-    person_index: int                # 0-based index of the person in its image (MPII annorect index)
-    image_index: int | None          # 0-based index of the image in the release's annolist, if known
-    objpos: np.ndarray | None        # rough person centre (2,), None when missing or -1 in the file
-    scale: float | None              # person height / 200 px, None when missing
-    joints: np.ndarray               # (16, 2) float64; 0 where not annotated
-    annotated: np.ndarray            # (16,) int64, 1 = annotated
-    visible: np.ndarray              # (16,) int64, 1 = annotated and not occluded
-    head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, None when the source has none
-    duplicate_of: int | None = None  # dataset_index of an identical earlier record (set by the converter)
-
-
-def _empty_joints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (np.zeros((NUM_JOINTS, 2), np.float64), np.zeros(NUM_JOINTS, np.int64),
-            np.zeros(NUM_JOINTS, np.int64))
-
-
-def _objpos_or_none(xy) -> np.ndarray | None:
-    """1-based objpos from a file -> 0-based, or None when absent or MPII's -1 placeholder."""
-    if xy is None:
-        return None
-    xy = np.asarray(xy, np.float64).reshape(-1)
-    if xy.size != 2 or not np.all(np.isfinite(xy)) or np.any(xy == -1):
-        return None
-    return from_one_based(xy)
-
-
-def _scale_or_none(value) -> float | None:
-    try:
-        value = float(np.asarray(value, np.float64).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        return None
-    return value if np.isfinite(value) else None
+from kpt_tf.mpii.person import (
+    SPLITS,
+    TEST_SPLIT,
+    AnnotationError,
+    PersonAnnotation,
+    empty_joints,
+    objpos_or_none,
+    scale_or_none,
+)
 
 
 def _open_text(path: Path):
@@ -145,8 +106,8 @@ def people_from_json_records(records: Sequence, source="annotations") -> list[Pe
             # people_index / annolist_index are MATLAB (1-based) indices into the release's arrays.
             person_index=int(people_index) - 1 if people_index is not None else 0,
             image_index=int(image_index) - 1 if image_index is not None else None,
-            objpos=_objpos_or_none(rec.get("objpos")),
-            scale=_scale_or_none(rec.get("scale_provided")),
+            objpos=objpos_or_none(rec.get("objpos")),
+            scale=scale_or_none(rec.get("scale_provided")),
             joints=joints, annotated=annotated.astype(np.int64), visible=visible.astype(np.int64),
             head_box=head_box))
         split_counts[split] += 1
@@ -228,7 +189,7 @@ def _release_is_visible(value, where: str) -> int:
 
 
 def _release_person(rect, where: str):
-    joints, annotated, visible = _empty_joints()
+    joints, annotated, visible = empty_joints()
     annopoints = _field(rect, "annopoints")
     points = _as_list(_field(annopoints, "point")) if annopoints is not None else []
     for point in points:
@@ -247,13 +208,13 @@ def _release_person(rect, where: str):
     if objpos_struct is not None:
         ox, oy = _field(objpos_struct, "x"), _field(objpos_struct, "y")
         if ox is not None and oy is not None:
-            objpos = _objpos_or_none([float(np.asarray(ox).reshape(-1)[0]),
+            objpos = objpos_or_none([float(np.asarray(ox).reshape(-1)[0]),
                                       float(np.asarray(oy).reshape(-1)[0])])
     box = [_field(rect, k) for k in ("x1", "y1", "x2", "y2")]
     head_box = None
     if all(v is not None for v in box):
         head_box = from_one_based([float(np.asarray(v).reshape(-1)[0]) for v in box])
-    return objpos, _scale_or_none(_field(rect, "scale")), joints, annotated, visible, head_box
+    return objpos, scale_or_none(_field(rect, "scale")), joints, annotated, visible, head_box
 
 
 def read_release_mat(path, val_people: set[tuple[int, int]] | None = None) -> list[PersonAnnotation]:
@@ -290,7 +251,7 @@ def read_release_mat(path, val_people: set[tuple[int, int]] | None = None) -> li
             key = (image_index, person_index)
             if not is_train:
                 split = TEST_SPLIT
-                joints, annotated, visible = _empty_joints()
+                joints, annotated, visible = empty_joints()
             else:
                 split = "val" if key in val_people else "train"
             if split == "val":
@@ -429,8 +390,6 @@ def read_annotations(path, val_list=None, split: str | None = None) -> list[Pers
         raise AnnotationError("--val_list only applies to the release .mat; the json files carry their own "
                               "split (isValidation, or the HRNet file's name)")
     if name.endswith((".json", ".json.gz")):
-        from kpt_tf.mpii import hrnet_json  # beside this module; it builds PersonAnnotations, hence here
-
         records = load_json_records(path)
         if hrnet_json.is_hrnet_records(records):
             return hrnet_json.people_from_hrnet_records(records, path, split)

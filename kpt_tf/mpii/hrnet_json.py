@@ -30,16 +30,16 @@ from typing import Sequence
 import numpy as np
 
 from kpt_tf.joints import NUM_JOINTS
-from kpt_tf.mpii.annotations import (
+from kpt_tf.mpii.coords import from_one_based
+from kpt_tf.mpii.person import (
     SPLITS,
     TEST_SPLIT,
     AnnotationError,
     PersonAnnotation,
-    _empty_joints,
-    _objpos_or_none,
-    _scale_or_none,
+    empty_joints,
+    objpos_or_none,
+    scale_or_none,
 )
-from kpt_tf.mpii.coords import from_one_based
 
 RECORD_KEYS = ("image", "center", "scale")
 JOINT_KEYS = ("joints", "joints_vis")
@@ -87,11 +87,11 @@ def people_from_hrnet_records(records: Sequence, source, split: str | None = Non
             raise AnnotationError(f"{where}: image {image!r} is not a file name")
         where = f"{where} ({image})"
         objpos = _center(rec["center"], where)
-        scale = _scale_or_none(rec["scale"]) if _is_number(rec["scale"]) else None
+        scale = scale_or_none(rec["scale"]) if _is_number(rec["scale"]) else None
         if scale is None:
             raise AnnotationError(f"{where}: scale {rec['scale']!r} is not a finite number")
         if split == TEST_SPLIT:
-            joints, annotated, visible = _empty_joints()   # HRNet never reads a test person's joints
+            joints, annotated, visible = empty_joints()   # HRNet never reads a test person's joints
         else:
             joints, annotated = _joints(rec, where)
             visible = annotated.copy()                     # the file has no occlusion flag (module doc)
@@ -110,7 +110,7 @@ def _is_number(value) -> bool:
 def _center(value, where: str) -> np.ndarray | None:
     if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)):
         raise AnnotationError(f"{where}: center {value!r} is not two numbers [x, y]")
-    return _objpos_or_none(value)       # -1 (HRNet's "no centre") -> None; 1-based -> 0-based
+    return objpos_or_none(value)       # -1 (HRNet's "no centre") -> None; 1-based -> 0-based
 
 
 def _joints(rec: dict, where: str) -> tuple[np.ndarray, np.ndarray]:

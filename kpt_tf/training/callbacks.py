@@ -20,8 +20,8 @@ class ValidationPCKh(keras.callbacks.Callback):
     """Scores the network on the validation split after every epoch with the project's one metric.
 
     Adds `EpochScores.logs()` (val_pckh_mean, val_pckh01_mean at a true 0.10, val_pckh_<joint>) and
-    `learning_rate` to the epoch logs (so CSVLogger, ModelCheckpoint and TensorBoard see them, which is why
-    it must come first in the callback list), keeps `history` (a list of EpochScores), and writes predicted
+    `learning_rate` to the epoch logs (so CSVLogger, resume.RunCheckpoints and TensorBoard see them, which is
+    why it must come first in the callback list), keeps `history` (a list of EpochScores), and writes predicted
     skeletons on a few validation crops to TensorBoard.
     """
 

@@ -9,8 +9,8 @@
 Under several workers the chief (task `chief`, or `worker` 0 when the cluster has no chief) alone writes the
 workdir; every other worker writes the same files into a temporary directory that is removed at the end
 (TF's documented pattern for `fit` under MultiWorkerMirroredStrategy). All workers read the resume state from
-the chief's workdir, which must therefore be on a file system every worker sees (as for Keras'
-`BackupAndRestore`).
+the chief's workdir (`resume.RunCheckpoints`' backup), which must therefore be on a file system every worker
+sees.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-# Epoch-log keys (CSVLogger columns, TensorBoard scalars, ModelCheckpoint's monitor).
+# Epoch-log keys (CSVLogger columns, TensorBoard scalars, the best-checkpoint monitor of resume.RunCheckpoints).
 MEAN_LOG_KEY = "val_pckh_mean"
 MEAN_01_LOG_KEY = "val_pckh01_mean"
 VISIBLE_MEAN_LOG_KEY = "val_pckh_visible_mean"

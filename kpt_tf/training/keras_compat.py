@@ -1,4 +1,5 @@
-"""Every use of Keras' private API, in one place, checked against the pinned Keras (requirements.txt).
+"""Every use of Keras' and TensorFlow's private API, in one place, checked against the pinned versions
+(requirements.txt).
 
 Keras 3.15's TensorFlow trainer fails under `tf.distribute.MultiWorkerMirroredStrategy` (keras-team/keras#20585)
 in two places, both fixed here for the project's trainers only:
@@ -13,7 +14,9 @@ in two places, both fixed here for the project's trainers only:
    the mean over axis 0 and over replicas is then the scalar the callbacks expect (public API only).
 
 `scale_loss_for_distribution` (the loss scaling Keras' own `compute_loss` applies under a strategy) has no
-public name; it is re-exported from here.
+public name; it is re-exported from here. So are TF's `is_op_determinism_enabled` and `disable_op_determinism`:
+public TF has only `tf.config.experimental.enable_op_determinism`, and `training.settings.run_settings` restores
+the previous state after a run.
 
 `tests/kpt_tf/training/test_distribute_and_launch.py::test_keras_private_api_used_by_the_shim_is_still_there` fails
 loudly when an upgrade of Keras moves any of this.
@@ -24,6 +27,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras.src.losses.loss import scale_loss_for_distribution  # noqa: F401  (re-exported, see above)
+from tensorflow.python.framework.config import (  # noqa: F401  (re-exported, see above)
+    disable_op_determinism,
+    is_op_determinism_enabled,
+)
 
 from kpt_tf.training.distribute import is_multi_worker
 

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-import kpt_tf.distill  # noqa: F401  (registers the "distill" trainer)
 from kpt_tf import ownership
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
+from kpt_tf.data.augment import AugmentConfig
+from kpt_tf.data.damaged import damaged_records, damaged_totals, describe_damaged, naming_damaged_shards
+from kpt_tf.data.records import shard_files
+from kpt_tf.data.splits import count_records
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import build_net, codec_from_config, net_from_saved, resolve_config
+from kpt_tf.models import build_net, codec_from_config, resolve_config
 from kpt_tf.models.flops import flops_per_image
 from kpt_tf.models.weights import trainable_parameter_count, weights_digest
+from kpt_tf.trained import net_from_saved
 from kpt_tf.training import callbacks as cb
 from kpt_tf.training import resume
 from kpt_tf.training.distribute import (
@@ -38,19 +44,18 @@ from kpt_tf.training.settings import run_settings
 from kpt_tf.training.trainer import make_trainer
 
 
-def augment_from_config(config) -> pipeline.AugmentConfig:
-    return pipeline.AugmentConfig(**config.augment.to_dict())
+def augment_from_config(config) -> AugmentConfig:
+    return AugmentConfig(**config.augment.to_dict())
 
 
 def training_dataset(config, subset, input_context=None, skip_damaged: bool = False):
     """The training stream of a config (shuffled, augmented, repeated batches of `train.batch_size`), as `train`
     feeds it to `fit`; bench/train_step.py times the same stream."""
     t = config.train
-    return pipeline.make_dataset(
-        config.data.dir, config.data.train_split, subset, batch_size=int(t.batch_size), training=True,
-        input_size=int(config.model.input_size), augment=augment_from_config(config), seed=int(t.seed),
-        deterministic=bool(t.deterministic), shuffle_buffer=int(config.data.shuffle_buffer),
-        input_context=input_context, skip_damaged=skip_damaged)
+    return pipeline.make_dataset(config.data.dir, config.data.train_split, subset, pipeline.StreamOptions(
+        batch_size=int(t.batch_size), training=True, input_size=int(config.model.input_size),
+        augment=augment_from_config(config), seed=int(t.seed), deterministic=bool(t.deterministic),
+        shuffle_buffer=int(config.data.shuffle_buffer), skip_damaged=skip_damaged), input_context=input_context)
 
 
 def dry_run(config) -> dict:
@@ -70,16 +75,16 @@ def make_schedule(config, steps_per_epoch: int):
     values = [float(t.learning_rate) * float(t.lr_drop_factor) ** i for i in range(len(boundaries) + 1)]
     schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
                 if boundaries else float(t.learning_rate))
-    kind = str(t.get("schedule", "step")).lower()
-    warmup = int(round(float(t.get("warmup_epochs", 0.0)) * steps_per_epoch))
+    kind = str(t.schedule).lower()
+    warmup = int(round(float(t.warmup_epochs) * steps_per_epoch))
     if kind == "cosine":
         # linear warm-up from lr/10, then a cosine down to lr x cosine_floor, reached after cosine_fraction of
         # the run and held for the rest (1.0 / 0.0: cosine to 0 at the last step)
         total = int(t.epochs) * steps_per_epoch
-        end = int(round(float(t.get("cosine_fraction", 1.0)) * total))
+        end = int(round(float(t.cosine_fraction) * total))
         lr = float(t.learning_rate)
         schedule = keras.optimizers.schedules.CosineDecay(
-            lr / 10 if warmup else lr, decay_steps=max(end - warmup, 1), alpha=float(t.get("cosine_floor", 0.0)),
+            lr / 10 if warmup else lr, decay_steps=max(end - warmup, 1), alpha=float(t.cosine_floor),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     elif kind == "step":    # optional linear warm-up from lr/10, then the drops
         if warmup:
@@ -117,10 +122,10 @@ def _damaged_records(config) -> dict:
     (records_lost None when a damaged shard has no manifest entry to count from)."""
     out = {}
     for split in (config.data.train_split, config.data.val_split):
-        found = pipeline.damaged_records(config.data.dir, split)
+        found = damaged_records(config.data.dir, split)
         if found:
-            print(pipeline.describe_damaged(split, found), flush=True)
-        out[split] = pipeline.damaged_totals(found)
+            print(describe_damaged(split, found), flush=True)
+        out[split] = damaged_totals(found)
     return out
 
 
@@ -132,8 +137,8 @@ def require_data_dir(config) -> None:
         raise ValueError("config data.dir is empty: point it at a TFRecord directory (--config.data.dir=...) "
                          "written by data_prep.mpii_to_tfrecord or data_prep.embedded")
     for split in (config.data.train_split, config.data.val_split):
-        pipeline.shard_files(config.data.dir, split)
-        if pipeline.count_records(config.data.dir, split) == 0:
+        shard_files(config.data.dir, split)
+        if count_records(config.data.dir, split) == 0:
             raise ValueError(f"config data.dir {config.data.dir}: its {split!r} split holds 0 records (the converter "
                              "wrote no person there: see its summary or manifest.json for why); nothing to train on")
 
@@ -148,7 +153,7 @@ def check_prepared_network(config, workdir: Path, prepared_by: str) -> None:
     now = json.loads(config.to_json_best_effort())       # both as JSON: tuples and lists compare alike
     # joints compared as the subsets they name ("all" and its 16 names are one subset)
     flat_prepared = resume.flat_config({"model": prepared.get("model"),
-                                        "joints": list(JointSubset.parse(prepared.get("joints", "all")).names)})
+                                        "joints": list(JointSubset.parse(prepared["joints"]).names)})
     flat_now = resume.flat_config({"model": now.get("model"), "joints": list(JointSubset.parse(config.joints).names)})
     changed = sorted(k for k in flat_prepared.keys() | flat_now.keys() if flat_prepared.get(k) != flat_now.get(k))
     if changed:
@@ -189,7 +194,7 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     # the network on its own, and a rerun compares configs in that form.
     config = resolve_config(copy.deepcopy(config))
     # Before any TF op: logical CPUs and the multi-worker collectives are configured at process start.
-    strategy = make_strategy(int(t.num_cpu_replicas), str(t.get("strategy", "auto")))
+    strategy = make_strategy(int(t.num_cpu_replicas), str(t.strategy))
     # One writer per workdir; under several workers the chief alone writes it (the others write scratch copies).
     lock = ownership.owned(workdir, "kpt_tf.train") if is_chief(strategy) else contextlib.nullcontext()
     with lock:
@@ -214,8 +219,42 @@ def _train_owned(config, workdir: Path, strategy, extra_callbacks, verbose: int)
             return _train(config, workdir, out, strategy, extra_callbacks, verbose)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What the steps of one training run (`_train`) share, fixed before the network is built."""
+
+    config: object
+    workdir: Path          # holds the resume state
+    out: Path              # every file goes here: the workdir, or a non-chief worker's scratch copy
+    strategy: object
+    subset: JointSubset
+    codec: object
+    xla: bool
+    skip_damaged: bool
+    steps: int             # per epoch
+
+
 def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose: int) -> dict:
     """Train with `strategy`, resuming from `workdir`'s backup and writing every file into `out`."""
+    run, damaged = _plan(config, workdir, out, strategy)
+    wd.save_config(config, out)
+    net, trainer, state = _build_and_resume(run)
+    train_ds, val_ds = _datasets(run)
+    validation, callbacks = _callbacks(run, net, val_ds, state, extra_callbacks, verbose)
+    seconds = _fit(run, trainer, train_ds, callbacks, state)
+    final_digest = _save_models(run, net, trainer)
+    summary = _summary(run, validation, seconds, damaged)
+    if is_multi_worker(strategy):
+        summary["workers_agree"] = _workers_agree(run, final_digest)
+    # Written last: its presence marks a finished run (workdir.is_finished).
+    resume.write_text_atomically(out / wd.TRAIN_SUMMARY, json.dumps(summary, indent=1))
+    resume.remove_backup(out)
+    return summary
+
+
+def _plan(config, workdir: Path, out: Path, strategy) -> tuple[_Run, dict | None]:
+    """The run's fixed facts, refused before anything is written when they cannot train; and, with
+    data.skip_damaged_records, the damaged shards of both splits (logged; None otherwise)."""
     t = config.train
     xla = resolve_xla(t.xla)
     if xla and bool(t.deterministic):
@@ -223,49 +262,65 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
                          "MaxPool gradient (TF refuses the step); set train.xla=off or train.deterministic=False")
     subset = JointSubset.parse(config.joints)
     codec = codec_from_config(config)
-    skip_damaged = bool(config.data.get("skip_damaged_records", False))
+    skip_damaged = bool(config.data.skip_damaged_records)
     damaged = _damaged_records(config) if skip_damaged else None
-    train_count = pipeline.count_records(config.data.dir, config.data.train_split)
+    train_count = count_records(config.data.dir, config.data.train_split)
     if damaged:
         train_count -= damaged[config.data.train_split]["records_lost"] or 0
     steps = _steps_per_epoch(config, train_count)
-    wd.save_config(config, out)
+    return _Run(config, workdir, out, strategy, subset, codec, xla, skip_damaged, steps), damaged
 
+
+def _build_and_resume(run: _Run) -> tuple:
+    """(network, trainer, resume state): the network from the workdir's starting weights (or new), its trainer
+    compiled, both built under the strategy, then the workdir's backup (if any) restored into them."""
+    config = run.config
     # Synchronized BN needs cross-replica communication inside the forward pass, which the XLA
     # per-replica function cannot contain; the trainer averages moving statistics instead (trainer.py).
-    synchronized = strategy.num_replicas_in_sync > 1 and not xla
-    with strategy.scope():
-        starting = wd.starting_weights(workdir)
+    synchronized = run.strategy.num_replicas_in_sync > 1 and not run.xla
+    with run.strategy.scope():
+        starting = wd.starting_weights(run.workdir)
         if starting is not None:
-            net = net_from_saved(config, subset, synchronized, starting[0])
+            net = net_from_saved(config, run.subset, synchronized, starting[0])
         else:
-            net = build_net(config, subset, synchronized_bn=synchronized)
-        trainer = make_trainer(config, net, codec, xla)
-        trainer.compile(optimizer=make_optimizer(config, steps))
-        # Built model and optimizer before fit: BackupAndRestore restores into existing variables.
+            net = build_net(config, run.subset, synchronized_bn=synchronized)
+        trainer = make_trainer(config, net, run.codec, run.xla)
+        trainer.compile(optimizer=make_optimizer(config, run.steps))
+        # Model and optimizer built before fit: resume.resume restores the backup into their variables.
         size = int(config.model.input_size)
         trainer(tf.zeros([1, size, size, 3]))
         trainer.optimizer.build(net.trainable_variables)
-        state = resume.resume(trainer, workdir, clean_csv=is_chief(strategy))
+        state = resume.resume(trainer, run.workdir, clean_csv=is_chief(run.strategy))
+    return net, trainer, state
+
+
+def _datasets(run: _Run) -> tuple:
+    """(the training stream `fit` reads, the validation batches with their evaluation fields)."""
+    config = run.config
 
     def train_dataset(input_context=None):
-        return training_dataset(config, subset, input_context=input_context, skip_damaged=skip_damaged)
+        return training_dataset(config, run.subset, input_context=input_context, skip_damaged=run.skip_damaged)
 
     # Several workers: each builds its own input pipeline and keeps its share of the one stream of elements
     # (decoding only its own crops); on one machine `fit` splits each global batch across the replicas.
-    train_ds = (strategy.distribute_datasets_from_function(train_dataset) if is_multi_worker(strategy)
+    train_ds = (run.strategy.distribute_datasets_from_function(train_dataset) if is_multi_worker(run.strategy)
                 else train_dataset())
-    val_ds = pipeline.make_dataset(
-        config.data.dir, config.data.val_split, subset, batch_size=max(int(t.batch_size), 8), training=False,
-        input_size=size, with_meta=True, skip_damaged=skip_damaged)
+    val_ds = pipeline.make_dataset(config.data.dir, config.data.val_split, run.subset, pipeline.StreamOptions(
+        batch_size=max(int(config.train.batch_size), 8), training=False, input_size=int(config.model.input_size),
+        with_meta=True, skip_damaged=run.skip_damaged))
+    return train_ds, val_ds
 
-    validation = cb.ValidationPCKh(net, val_ds, codec, subset, flip_test=bool(t.flip_test),
-                                   max_people=int(config.data.val_max_people),
+
+def _callbacks(run: _Run, net, val_ds, state: dict, extra_callbacks, verbose: int) -> tuple:
+    """(the validation callback, every callback of `fit` in its order)."""
+    t, out = run.config.train, run.out
+    validation = cb.ValidationPCKh(net, val_ds, run.codec, run.subset, flip_test=bool(t.flip_test),
+                                   max_people=int(run.config.data.val_max_people),
                                    log_dir=str(out / wd.TENSORBOARD),
                                    skeleton_images=int(t.skeleton_images))
     callbacks = [
         validation,  # first: the callbacks below read the PCKh it adds to the epoch logs
-        cb.StopOnNonFiniteLoss(steps),   # before any callback that writes: it stops inside the step
+        cb.StopOnNonFiniteLoss(run.steps),   # before any callback that writes: it stops inside the step
         keras.callbacks.CSVLogger(str(out / wd.METRICS_CSV), append=True),
         # After the CSV row: its commit marks the epoch done (resume.py).
         resume.RunCheckpoints(out, MEAN_LOG_KEY, validation, state),
@@ -273,47 +328,66 @@ def _train(config, workdir: Path, out: Path, strategy, extra_callbacks, verbose:
         *extra_callbacks,
     ]
     if verbose:
-        callbacks.append(cb.Progress(int(t.epochs), steps))
+        callbacks.append(cb.Progress(int(t.epochs), run.steps))
+    return validation, callbacks
+
+
+def _fit(run: _Run, trainer, train_ds, callbacks, state: dict) -> float:
+    """`fit` from the resumed epoch to the last; -> its seconds. A diverged run stops naming what it kept."""
+    config = run.config
     started = time.time()
     try:
-        with pipeline.naming_damaged_shards(config.data.dir, config.data.train_split, config.data.val_split):
-            trainer.fit(train_ds, epochs=int(t.epochs), steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                        verbose=0, initial_epoch=int(state["epoch"]))
+        with naming_damaged_shards(config.data.dir, config.data.train_split, config.data.val_split):
+            trainer.fit(train_ds, epochs=int(config.train.epochs), steps_per_epoch=run.steps, callbacks=callbacks,
+                        shuffle=False, verbose=0, initial_epoch=int(state["epoch"]))
     except cb.TrainingDiverged as e:
-        kept = resume.read_state(workdir)
+        kept = resume.read_state(run.workdir)
         kept = (f"the backup of epoch {kept['epoch']} ({wd.BACKUP}/) and the best checkpoint "
                 f"({wd.BEST_WEIGHTS}, val PCKh {kept['best']})" if kept else "nothing: no epoch had completed")
-        raise cb.TrainingDiverged(f"{workdir}: {e}. Kept {kept}; {wd.BEST_MODEL} and {wd.FINAL_MODEL} were not "
+        raise cb.TrainingDiverged(f"{run.workdir}: {e}. Kept {kept}; {wd.BEST_MODEL} and {wd.FINAL_MODEL} were not "
                                   "written. Try a lower train.learning_rate in a new --workdir.") from None
-    seconds = time.time() - started
+    return time.time() - started
 
-    resume.replace_atomically(net.save, out / wd.FINAL_MODEL)
+
+def _save_models(run: _Run, net, trainer) -> str | None:
+    """final.keras, then best.keras (the best epoch's weights, when an epoch was kept as best); -> the digest of the
+    final weights under several workers, else None."""
+    resume.replace_atomically(net.save, run.out / wd.FINAL_MODEL)
     # The final weights, before `best` replaces them: a non-chief resumed after the best epoch has no best file of
     # its own (its scratch directory is new), so only the final weights are comparable across workers.
-    final_digest = weights_digest(net) if is_multi_worker(strategy) else None
-    best = out / wd.BEST_WEIGHTS
+    final_digest = weights_digest(net) if is_multi_worker(run.strategy) else None
+    if resume.best_is_last(run.out):
+        # the last epoch was the best (the usual case): best.keras is a copy of final.keras, not a second save
+        resume.replace_atomically(lambda tmp: shutil.copyfile(run.out / wd.FINAL_MODEL, tmp), run.out / wd.BEST_MODEL)
+        return final_digest
+    best = run.out / wd.BEST_WEIGHTS
     if best.exists():
         trainer.load_weights(best)
-    resume.replace_atomically(net.save, out / wd.BEST_MODEL)
+    resume.replace_atomically(net.save, run.out / wd.BEST_MODEL)
+    return final_digest
+
+
+def _summary(run: _Run, validation, seconds: float, damaged: dict | None) -> dict:
+    """train_summary.json's content (the multi-worker check adds `workers_agree`)."""
+    t, strategy = run.config.train, run.strategy
     summary = {
-        "workdir": str(workdir), "joints": list(subset.names), "epochs": int(t.epochs),
-        "steps_per_epoch": steps, "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
-        "xla": xla,
-        "trainer": str(t.get("trainer", "pose")), "seconds": round(seconds, 1),
+        "workdir": str(run.workdir), "joints": list(run.subset.names), "epochs": int(t.epochs),
+        "steps_per_epoch": run.steps, "replicas": strategy.num_replicas_in_sync, "workers": worker_count(strategy),
+        "xla": run.xla,
+        "trainer": str(t.trainer), "seconds": round(seconds, 1),
         "best_val_pckh_mean": validation.best, "final_val_pckh_mean": validation.last_mean,
         "history": [h.to_dict() for h in validation.history],
     }
     if damaged is not None:
         summary["damaged_records"] = damaged
-    if is_multi_worker(strategy):
-        # Every worker must hold the same final weights after a synchronous run: checked (and printed, so anyone
-        # can compare) once the models are written; the check is also a barrier, so the chief (which hosts the
-        # cluster's coordination service) stays up until every worker is done.
-        summary["workers_agree"] = workers_agree(strategy, final_digest)
-        print(f"{task_name(strategy)}: final weights sha256 {final_digest}"
-              + ("" if summary["workers_agree"] else " -- WORKERS DISAGREE: the run was not synchronous"),
-              flush=True)
-    # Written last: its presence marks a finished run (workdir.is_finished).
-    resume.write_text_atomically(out / wd.TRAIN_SUMMARY, json.dumps(summary, indent=1))
-    resume.remove_backup(out)
     return summary
+
+
+def _workers_agree(run: _Run, final_digest: str) -> bool:
+    """Every worker must hold the same final weights after a synchronous run: checked (and printed, so anyone can
+    compare) once the models are written; the check is also a barrier, so the chief (which hosts the cluster's
+    coordination service) stays up until every worker is done."""
+    agree = workers_agree(run.strategy, final_digest)
+    print(f"{task_name(run.strategy)}: final weights sha256 {final_digest}"
+          + ("" if agree else " -- WORKERS DISAGREE: the run was not synchronous"), flush=True)
+    return agree

@@ -1,8 +1,17 @@
-"""Heatmap losses. A trainer combines them in its `compute_losses` hook (kpt_tf.training.trainer)."""
+"""Heatmap losses. A trainer combines them in its `compute_losses` hook (kpt_tf.training.trainer).
+
+`POSE_LOSSES`: per-stage losses against the ground-truth heatmaps, by name (`PoseTrainer.pose_loss`), each
+`loss(stage_outputs, target, weights, foreground_weight) -> [scalar per stage]`; a new one registers itself with
+`@POSE_LOSSES.register("name")`. The distillation losses have their own registry (`kpt_tf.distill.losses`).
+"""
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from kpt_tf.registry import Registry
+
+POSE_LOSSES = Registry("pose loss", "PoseTrainer.pose_loss", builtins={"heatmap_mse": "kpt_tf.training.losses"})
 
 
 def weighted_heatmap_mse(predicted, target, weights, foreground_weight: float = 0.0):
@@ -20,6 +29,7 @@ def weighted_heatmap_mse(predicted, target, weights, foreground_weight: float = 
     return tf.reduce_mean(tf.square(predicted - target) * w)
 
 
+@POSE_LOSSES.register("heatmap_mse")
 def per_stage_mse(stage_outputs, target, weights, foreground_weight: float = 0.0) -> list:
     """`weighted_heatmap_mse` of every supervised stage against the same target (intermediate supervision)."""
     return [weighted_heatmap_mse(o, target, weights, foreground_weight) for o in stage_outputs]

@@ -1,7 +1,7 @@
 """Crash-safe checkpoints and resuming: the backup of a run, its best checkpoint, and a clean CSV on resume.
 
-Keras' `BackupAndRestore` and `ModelCheckpoint` overwrite their `.h5` files in place, so a run killed while
-one is written leaves a truncated file that every rerun trips over (`OSError: ... truncated file`), and the
+Keras' own backup-and-restore and model-checkpoint callbacks overwrite their `.h5` files in place, so a run killed
+while one is written leaves a truncated file that every rerun trips over (`OSError: ... truncated file`), and the
 best-checkpoint tracker restarts from scratch on resume. `RunCheckpoints` replaces both with the same public
 Keras calls (`Model.save_weights` / `load_weights`, `fit(initial_epoch=...)`) and an atomic commit:
 
@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -57,6 +58,16 @@ def replace_atomically(write, path: Path) -> None:
 
 def write_text_atomically(path, text: str) -> None:
     replace_atomically(lambda p: Path(p).write_text(text), Path(path))
+
+
+def best_is_last(workdir) -> bool:
+    """Whether the best checkpoint holds the weights of the last committed epoch (`RunCheckpoints` copies an epoch's
+    backup file to it when the epoch is the best, so the bytes are equal)."""
+    import filecmp
+
+    state, best = read_state(workdir), Path(workdir) / wd.BEST_WEIGHTS
+    return (state is not None and best.is_file()
+            and filecmp.cmp(best, Path(workdir) / wd.BACKUP / state["weights"], shallow=False))
 
 
 def read_state(workdir) -> dict | None:
@@ -138,15 +149,17 @@ class RunCheckpoints(keras.callbacks.Callback):
         logs = logs or {}
         value = logs.get(self.monitor)
         value = None if value is None else float(value)
-        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
-            best = self.workdir / wd.BEST_WEIGHTS
-            best.parent.mkdir(parents=True, exist_ok=True)
-            replace_atomically(self.model.save_weights, best)
-            self.best = value
         backup = self.workdir / wd.BACKUP
         backup.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{epoch + 1:04d}.weights.h5"
         replace_atomically(self.model.save_weights, backup / name)
+        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
+            # the same weights: a copy of the file, not a second pass of Keras' saver over every variable
+            # (about a second per save for even a tiny network; short runs save at most epochs)
+            best = self.workdir / wd.BEST_WEIGHTS
+            best.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(lambda tmp: shutil.copyfile(backup / name, tmp), best)
+            self.best = value
         history = [h.to_dict() for h in self.validation.history] if self.validation is not None else []
         state = {"epoch": epoch + 1, "weights": name, "best": self.best, "history": history}
         write_text_atomically(backup / STATE, json.dumps(state, indent=1))
@@ -170,6 +183,23 @@ def flat_config(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def comparable_config(config: dict) -> dict:
+    """A config (parsed config.json) flattened as reruns compare it: the sections plugins declare (the model's, the
+    trainer's) completed from their declarations, so that a config.json written before a key was declared equals
+    today's config holding that key's default (the value the run used)."""
+    import ml_collections
+
+    from kpt_tf.models import architecture
+    from kpt_tf.training.trainer import resolve_trainer_config
+
+    c = ml_collections.ConfigDict(config)
+    if "model" in c:
+        architecture(c).section.fill(c.model)
+    if "train" in c and "trainer" in c.train:
+        resolve_trainer_config(c)
+    return flat_config(json.loads(c.to_json_best_effort()))
+
+
 def check_rerun(config, workdir) -> dict | None:
     """A rerun of the same command in a workdir: the finished run's summary (nothing to redo), or None to
     train (from scratch or from the backup). Refuses a config that differs from the one of the finished or
@@ -178,8 +208,8 @@ def check_rerun(config, workdir) -> dict | None:
     finished = wd.is_finished(workdir)
     if not (finished or (workdir / wd.BACKUP / STATE).is_file()) or not (workdir / wd.CONFIG).is_file():
         return None
-    before = flat_config(json.loads((workdir / wd.CONFIG).read_text()))
-    now = flat_config(json.loads(config.to_json_best_effort()))
+    before = comparable_config(json.loads((workdir / wd.CONFIG).read_text()))
+    now = comparable_config(json.loads(config.to_json_best_effort()))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         what = "a finished run" if finished else "the backup of an interrupted run"

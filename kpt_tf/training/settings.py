@@ -11,15 +11,14 @@ import contextlib
 import keras
 import tensorflow as tf
 
-# Public TF has only enable_op_determinism; the same module's disable/is_enabled restore the previous state.
-from tensorflow.python.framework import config as tf_framework_config
+from kpt_tf.training.keras_compat import disable_op_determinism, is_op_determinism_enabled
 
 
 @contextlib.contextmanager
 def run_settings(seed: int, mixed_precision: bool = False, deterministic: bool = False):
     """Seed every RNG, and set the dtype policy and op determinism for the duration of the block."""
     previous_policy = keras.mixed_precision.global_policy()
-    previously_deterministic = tf_framework_config.is_op_determinism_enabled()
+    previously_deterministic = is_op_determinism_enabled()
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -30,4 +29,4 @@ def run_settings(seed: int, mixed_precision: bool = False, deterministic: bool =
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if deterministic and not previously_deterministic:
-            tf_framework_config.disable_op_determinism()
+            disable_op_determinism()

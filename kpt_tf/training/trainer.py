@@ -3,7 +3,10 @@
 The trainer seam: `train.trainer` in the config picks a registered trainer class (`pose` = `PoseTrainer`);
 a new training objective (e.g. distillation from a teacher) subclasses `PoseTrainer`, overrides
 `loss_names` and `compute_losses(images, outputs, joints, weights)`, and registers itself with
-`@register_trainer("name")` -- the distributed step, XLA path and BN handling below stay shared.
+`@register_trainer("name")` -- the distributed step, XLA path and BN handling below stay shared. `TRAINERS` lists
+the built-in trainers by module (imported when named, so nothing generic imports a trainer plugin); a trainer
+with keys of its own declares their section (`section`, a `kpt_tf.registry.ConfigSection`; `make_trainer` fills
+and checks it) and may add to `kpt_tf.train --dry_run`'s report (`dry_run`).
 
 The network itself stays a plain functional `keras.Model` (saved, exported and transferred as is); the
 trainer adds what training needs: heatmap targets rendered inside the compiled step from the small
@@ -31,34 +34,60 @@ import tensorflow as tf
 
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.models.outputs import stage_outputs
+from kpt_tf.registry import Registry
 from kpt_tf.training.keras_compat import BuiltBeforeFit, per_replica_logs, scale_loss_for_distribution
-from kpt_tf.training.losses import per_stage_mse
+from kpt_tf.training.losses import POSE_LOSSES
 
-TRAINERS: dict[str, type] = {}
+TRAINERS = Registry("trainer", "config train.trainer", builtins={
+    "pose": "kpt_tf.training.trainer",
+    "distill": "kpt_tf.distill.trainer",
+})
 
 
 def register_trainer(name: str):
     """Class decorator: make a trainer class selectable as `train.trainer = name`."""
-    def add(cls):
-        if name in TRAINERS and TRAINERS[name] is not cls:
-            raise ValueError(f"trainer {name!r} is registered twice")
-        TRAINERS[name] = cls
-        return cls
-    return add
+    return TRAINERS.register(name)
+
+
+def trainer_class(config) -> type:
+    """The trainer class the config's `train.trainer` names (ValueError listing the known ones)."""
+    return TRAINERS.get(config.train.trainer)
+
+
+def trainer_section(name: str, **values):
+    """A new config section of the keys trainer `name` declares (e.g. `distill`): its defaults, then `values`."""
+    section = TRAINERS.get(name).section
+    if section is None:
+        raise ValueError(f"trainer {name!r} declares no config section of its own")
+    return section.make(**values)
+
+
+def resolve_trainer_config(config):
+    """The config with the section its trainer declares (if any) completed from the declaration and checked (in
+    place; returned). A config without that section gets the declared defaults."""
+    section = trainer_class(config).section
+    if section is not None:
+        if section.path not in config:
+            with config.unlocked():
+                config[section.path] = section.make()
+        section.fill(config[section.path])
+    return config
 
 
 def make_trainer(config, net: keras.Model, codec: HeatmapCodec, xla: bool) -> keras.Model:
-    """The trainer the config's `train.trainer` names (default `pose`), wrapped around `net`."""
-    name = str(config.train.get("trainer", "pose"))
-    if name not in TRAINERS:
-        raise ValueError(f"config train.trainer {name!r}: unknown trainer; registered: {sorted(TRAINERS)}")
-    return TRAINERS[name].from_config(config, net, codec, xla)
+    """The trainer the config's `train.trainer` names, wrapped around `net` (its config section filled in place)."""
+    return trainer_class(resolve_trainer_config(config)).from_config(config, net, codec, xla)
 
 
 @register_trainer("pose")
 class PoseTrainer(BuiltBeforeFit, keras.Model):
     """Trains `net` (images -> per-stage heatmaps) from batches `(images, {"joints", "weights"})` with the
     target-weighted heatmap MSE summed over stages (intermediate supervision)."""
+
+    # The config section of the trainer's own keys (`kpt_tf.registry.ConfigSection`), None: it reads `train` only.
+    section = None
+    # Its per-stage loss on the ground-truth heatmaps (`losses.POSE_LOSSES`).
+    pose_loss = "heatmap_mse"
 
     def __init__(self, net: keras.Model, codec: HeatmapCodec, xla: bool = False, foreground_weight: float = 0.0,
                  **kwargs):
@@ -79,7 +108,12 @@ class PoseTrainer(BuiltBeforeFit, keras.Model):
     @classmethod
     def from_config(cls, config, net, codec, xla):
         """Built by `make_trainer`; subclasses read their own config keys here."""
-        return cls(net, codec, xla=xla, foreground_weight=float(config.train.get("foreground_weight", 0.0)))
+        return cls(net, codec, xla=xla, foreground_weight=float(config.train.foreground_weight))
+
+    @classmethod
+    def dry_run(cls, config) -> dict:
+        """What `kpt_tf.train --dry_run` reports of this trainer besides the network (nothing for `pose`)."""
+        return {}
 
     # --- the hook ---------------------------------------------------------------------------------
     def loss_names(self) -> list[str]:
@@ -90,7 +124,7 @@ class PoseTrainer(BuiltBeforeFit, keras.Model):
         """Losses of one batch: `outputs` are the network's per-stage heatmaps on `images` (float32 pixels),
         `joints` [B, J, 2] model-input pixels, `weights` [B, J]. Returns {name: scalar}, "loss" minimised."""
         targets, target_weights = self.codec.encode(joints, weights)
-        per_stack = per_stage_mse(outputs, targets, target_weights, self.foreground_weight)
+        per_stack = POSE_LOSSES.get(self.pose_loss)(outputs, targets, target_weights, self.foreground_weight)
         losses = {"loss": tf.add_n(per_stack)}
         losses.update({f"loss_stack{s + 1}": v for s, v in enumerate(per_stack)})
         return losses

@@ -14,17 +14,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kpt_tf.workdir import ExportOptions
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(trained_workdir, tmp_path_factory):
+def exported(trained_workdir, exported_savedmodel, tmp_path_factory):
     from kpt_tf.export import export_workdir
 
-    plain = export_workdir(trained_workdir, tmp_path_factory.mktemp("export") / "plain", flip_test=False)
-    flipped = export_workdir(trained_workdir, tmp_path_factory.mktemp("export") / "flip", flip_test=True)
+    plain = exported_savedmodel
+    flipped = export_workdir(trained_workdir, tmp_path_factory.mktemp("export") / "flip",
+                             options=ExportOptions(flip_test=True))
     net = keras.saving.load_model(trained_workdir / "best.keras", compile=False)
     return plain, flipped, net
 
@@ -76,7 +78,8 @@ def test_one_stack_network_exports_and_serves(tmp_path):
 
     net = build_hourglass(1, 16, 16, depth=2, input_size=64)
     codec = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
-    out_dir = export_net(net, codec, JointSubset.parse("all"), tmp_path / "one_stack", flip_test=True)
+    out_dir = export_net(net, codec, JointSubset.parse("all"), tmp_path / "one_stack",
+                         options=ExportOptions(flip_test=True))
     loaded = tf.saved_model.load(str(out_dir))
     crops = _image(64, seed=3).astype(np.float32)
     heatmaps = loaded.heatmaps(tf.constant(crops)).numpy()
@@ -111,7 +114,7 @@ def test_xla_export_serves_the_same_keypoints(exported, trained_workdir, tmp_pat
     from kpt_tf.workdir import ExportMetadata
 
     _, flipped, net = exported
-    xla = export_workdir(trained_workdir, tmp_path / "xla", flip_test=True, xla=True)
+    xla = export_workdir(trained_workdir, tmp_path / "xla", options=ExportOptions(flip_test=True, xla=True))
     assert ExportMetadata.read(xla).xla is True and ExportMetadata.read(flipped).xla is False
     assert _xla_functions(xla) >= 1 and _xla_functions(flipped) == 0
     size = net.inputs[0].shape[1]
@@ -149,12 +152,13 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     assert run.returncode != 0 and "float image in [0, 1] cast to uint8" in run.stderr, run.stderr[-2000:]
 
 
-def test_a_full_disk_during_export_keeps_the_previous_export_and_an_unrelated_out_is_refused(trained_workdir,
+def test_a_full_disk_during_export_keeps_the_previous_export_and_an_unrelated_out_is_refused(exported,
+                                                                                             trained_workdir,
                                                                                              tmp_path):
     from kpt_tf.export import REPLACED_PREFIX, STAGING_PREFIX, export_workdir
     from tests.conftest import file_size_limit
 
-    out = export_workdir(trained_workdir, tmp_path / "sm", flip_test=True)
+    out = Path(shutil.copytree(exported[1], tmp_path / "sm"))     # a previous export (flip test on) at --out
 
     def files():
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -173,7 +177,7 @@ def test_a_full_disk_during_export_keeps_the_previous_export_and_an_unrelated_ou
     assert files() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]     # no staging or replaced directory left
     # A new export replaces the previous one (another signature set: flip test off).
-    export_workdir(trained_workdir, out, flip_test=False)
+    export_workdir(trained_workdir, out, options=ExportOptions(flip_test=False))
     assert json.loads((out / "assets.extra" / "kpt_tf.json").read_text())["flip_test"] is False
     assert not list(tmp_path.glob(STAGING_PREFIX + "*")) and not list(tmp_path.glob(REPLACED_PREFIX + "*"))
 
@@ -193,7 +197,7 @@ def test_images_over_the_pixel_limit_are_refused_before_they_are_read(exported, 
 
     _, _, net = exported
     out = export_net(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=1.0), JointSubset.parse("all"),
-                     tmp_path / "sm", flip_test=False, max_image_pixels=100 * 100)
+                     tmp_path / "sm", options=ExportOptions(flip_test=False, max_image_pixels=100 * 100))
     assert wd.ExportMetadata.read(out).max_image_pixels == 10_000
     serve = tf.saved_model.load(str(out)).signatures["serving_default"]
     box = tf.constant([[10.0, 10.0, 60.0, 90.0]])
@@ -258,7 +262,7 @@ def test_eager_server_checks_rank_first(exported):
 
     _, _, net = exported
     server = PoseServer(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0), JointSubset.parse("all"),
-                        flip_test=False)
+                        ExportOptions(flip_test=False))
     with pytest.raises(ValueError, match=r"images must be uint8 \[N, H, W, 3\]"):
         server.serve_boxes(tf.zeros((100, 100, 3), tf.uint8), tf.constant([[0.0, 0.0, 50.0, 50.0]]))
 

@@ -50,3 +50,13 @@ def test_flip_permutation_only_for_flip_closed_subsets():
 def test_bad_names_are_refused_by_name():
     with pytest.raises(ValueError, match="left_wirst"):
         JointSubset.parse("left_wirst")
+
+
+def test_channels_of_picks_another_heads_channels_by_joint_name():
+    teacher, student = JointSubset.parse("all"), JointSubset.parse("wrists,head_top")
+    assert teacher.channels_of(student) == (10, 15, 9)
+    upper = JointSubset.parse("upper")
+    assert [upper.names[c] for c in upper.channels_of(JointSubset.parse("arms"))] == list(
+        JointSubset.parse("arms").names)
+    with pytest.raises(ValueError, match="lack right_ankle, right_knee"):
+        upper.channels_of(JointSubset.parse("right"))

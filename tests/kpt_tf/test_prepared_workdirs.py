@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kpt_tf import workdir as wd
+from kpt_tf.trained import load_trained
 from tests.conftest import tiny_train_config
 
 
@@ -23,9 +24,8 @@ def _import_small_bearpaw(tmp_path, out):
 
 
 @pytest.mark.slow
-def test_transfer_and_import_refuse_an_out_that_holds_someone_elses_work(trained_workdir, embedded_records,
-                                                                         tmp_path):
-    from kpt_tf.export import export_workdir
+def test_transfer_and_import_refuse_an_out_that_holds_someone_elses_work(trained_workdir, exported_savedmodel,
+                                                                         embedded_records, tmp_path):
     from kpt_tf.transfer import transfer_to_workdir
 
     target = tiny_train_config(embedded_records, joints="lower")
@@ -35,7 +35,7 @@ def test_transfer_and_import_refuse_an_out_that_holds_someone_elses_work(trained
         transfer_to_workdir(trained_workdir, target, trained_workdir, map_heads=True, verbose=False)
     assert sorted(p.name for p in trained_workdir.iterdir()) == before
     assert (trained_workdir / wd.CONFIG).read_text() == config_before
-    export = export_workdir(trained_workdir, tmp_path / "export", flip_test=False)
+    export = exported_savedmodel
     with pytest.raises(ValueError, match="holds an exported SavedModel"):
         transfer_to_workdir(trained_workdir, target, export, map_heads=True, verbose=False)
     with pytest.raises(ValueError, match="holds TFRecords"):
@@ -55,7 +55,7 @@ def test_training_in_an_imported_workdir_continues_from_the_imported_weights(emb
 
     run = tmp_path / "imported"
     _import_small_bearpaw(tmp_path, run)
-    imported = wd.load_trained(run).weights()
+    imported = load_trained(run).weights()
     config = tiny_train_config(embedded_records, epochs=1, steps=1, channels=32, stacks=1, depth=4)
     config.model.stem = "scaled"        # the imported network's (8, 16 wide at 32 features)
     with pytest.raises(ValueError, match="prepared by kpt_tf.import_checkpoint for another network: the config "
@@ -68,7 +68,7 @@ def test_training_in_an_imported_workdir_continues_from_the_imported_weights(emb
     loop.train(config, run, verbose=1)
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"{run}: training continues from best.keras, written by kpt_tf.import_checkpoint"
-    trained = wd.load_trained(run).weights()
+    trained = load_trained(run).weights()
     kernel = "stem_conv/kernel"
     # one step at 1e-7 from the imported weights: still them (random initialisation would be far away)
     assert float(np.abs(trained[kernel] - imported[kernel]).max()) < 1e-4 * float(np.abs(imported[kernel]).max())

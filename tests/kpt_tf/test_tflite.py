@@ -21,16 +21,16 @@ def val_crops(records, count=32):
 
 
 @pytest.fixture(scope="module")
-def exported(trained_workdir, embedded_records, tmp_path_factory):
+def exported(trained_workdir, exported_savedmodel, embedded_records, tmp_path_factory):
     """The trained tiny network as a SavedModel (no flip test: the TFLite file is the network alone) and as TFLite
     files of every quantisation."""
-    from kpt_tf.export import export_workdir, export_workdir_tflite
+    from kpt_tf.export import export_workdir_tflite
 
     out = tmp_path_factory.mktemp("tflite")
     files = {q: export_workdir_tflite(trained_workdir, out / f"net_{q}.tflite", quantize=q,
                                       calibration_data=str(embedded_records) if q == "int8" else None)
              for q in tflite.QUANTIZATIONS}
-    return export_workdir(trained_workdir, out / "sm", flip_test=False), files
+    return exported_savedmodel, files
 
 
 @pytest.mark.slow

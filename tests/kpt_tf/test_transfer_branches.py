@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs.base import base_config
-from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, make_pbn
+from configs.pbn_hg_mpii import MPII_MI_GROUPS_5, pbn_model
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import architecture, build_net
 from kpt_tf.transfer import TransferError, read_source, transfer_into_branch, transfer_to_workdir
@@ -31,7 +31,7 @@ def hourglass_config(joints: str, stacks: int, channels: int):
 
 def pbn_config(joints: str = "all", branch_stacks: int = 2):
     c = hourglass_config(joints, 1, 16)
-    make_pbn(c.model, 1, branch_stacks, 8, MPII_MI_GROUPS_5, "test")
+    c.model = pbn_model(c.model, 1, branch_stacks, 8, MPII_MI_GROUPS_5, "test")
     return c
 
 

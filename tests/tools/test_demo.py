@@ -13,7 +13,7 @@ def test_demo_end_to_end_writes_the_summary(tmp_path, capsys):
     from tools.demo import run_demo
 
     config = get_config()
-    config.model.num_stacks, config.model.channels, config.model.depth, config.model.input_size = 1, 16, 2, 64
+    config.model.num_stacks, config.model.channels, config.model.depth, config.model.input_size = 1, 16, 1, 64
     config.train.epochs, config.train.steps_per_epoch, config.train.skeleton_images = 1, 4, 0
     out = run_demo(tmp_path, num_train=48, num_val=16, kptransfer=True, kptransfer_epochs=1, config=config,
                    kptransfer_steps=2)

@@ -12,14 +12,14 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from tests.conftest import REPO
 import tensorflow as tf
 
 from kpt_tf import geometry
-from kpt_tf.data import pipeline, schema
-from kpt_tf.data.pipeline import AugmentConfig, make_dataset
+from kpt_tf.data import augment, pipeline, schema, splits
+from kpt_tf.data.augment import AugmentConfig
+from kpt_tf.data.pipeline import StreamOptions
 from kpt_tf.joints import NUM_JOINTS, JointSubset, flip_partner
+from tests.conftest import REPO
 
 CROP_SIZE = 384
 MARGIN = 1.5
@@ -91,6 +91,11 @@ def records(tmp_path_factory):
     return str(directory), train, val
 
 
+def make_dataset(directory, split, subset, batch_size, input_context=None, **options):
+    """`pipeline.make_dataset` with the stream's options (`StreamOptions`) as keywords."""
+    return pipeline.make_dataset(directory, split, subset, StreamOptions(batch_size, **options), input_context)
+
+
 def _batches(ds, count):
     return [tf.nest.map_structure(lambda t: t.numpy(), b) for b in ds.take(count)]
 
@@ -106,11 +111,11 @@ def test_xla_sampler_equals_image_projective_transform(records):
     for rotation, scale, flip in [(0.0, 1.0, False), (29.0, 1.25, True), (-13.0, 0.75, False)]:
         to_input = geometry.crop_to_input_affine(50, 1.2, 32, rotation, scale, flip, backend="tf")
         to_crop = geometry.invert_affine(to_input, backend="tf")
-        np.testing.assert_allclose(pipeline.warp_image(crop, to_crop, 32).numpy(),
-                                   pipeline.projective_warp(crop, to_crop, 32).numpy(), atol=2e-3)
+        np.testing.assert_allclose(augment.warp_image(crop, to_crop, 32).numpy(),
+                                   augment.projective_warp(crop, to_crop, 32).numpy(), atol=2e-3)
     # The whole pipeline gives the same images with either warp (rounding may differ by one level).
     batches = [_batches(make_dataset(directory, "train", "all", 6, training=True, augment=AugmentConfig(),
-                                     seed=5, deterministic=True, warp=warp), 1)[0] for warp in pipeline.WARPS]
+                                     seed=5, deterministic=True, warp=warp), 1)[0] for warp in augment.WARPS]
     assert np.abs(batches[0][0].astype(int) - batches[1][0].astype(int)).max() <= 1
     np.testing.assert_array_equal(batches[0][1]["joints"], batches[1][1]["joints"])
 
@@ -275,21 +280,21 @@ def test_training_element_structure_and_drop_remainder(records):
 
 def test_counts_and_mean_pose(records, tmp_path):
     directory, train, _ = records
-    assert pipeline.count_records(directory, "train") == 12
-    assert pipeline.count_records(directory, "val") == 6
+    assert splits.count_records(directory, "train") == 12
+    assert splits.count_records(directory, "val") == 6
     with pytest.raises(FileNotFoundError, match="test"):
-        pipeline.count_records(directory, "test")
+        splits.count_records(directory, "test")
     # The converter's manifest is trusted only when its shard list matches the files on disk.
     shards = sorted(p for p in os.listdir(directory) if p.startswith("train-"))
     manifest = {"complete": True, "shards": [{"file": name, "split": "train", "records": 50} for name in shards]}
     for name in shards:
         (tmp_path / name).symlink_to(os.path.join(directory, name))
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert pipeline.count_records(str(tmp_path), "train") == 100
+    assert splits.count_records(str(tmp_path), "train") == 100
     (tmp_path / shards[0]).unlink()
-    assert pipeline.count_records(str(tmp_path), "train") == 6       # stale manifest: counted
+    assert splits.count_records(str(tmp_path), "train") == 6       # stale manifest: counted
 
-    mean = pipeline.mean_training_pose(directory, "left_wrist,pelvis", INPUT_SIZE)
+    mean = splits.mean_training_pose(directory, "left_wrist,pelvis", INPUT_SIZE)
     k = INPUT_SIZE * MARGIN / CROP_SIZE                        # crop px -> input px, about the centres
     expected = []
     for j in (15, 6):
@@ -306,11 +311,11 @@ DISTRIBUTED_CHECK = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tensorflow.python.data.experimental.ops import distribute as distribute_ops
-    from kpt_tf.data.pipeline import make_dataset
+    from kpt_tf.data.pipeline import StreamOptions, make_dataset
 
     directory = sys.argv[1]
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    ds = make_dataset(directory, "val", "all", 4, training=False, with_meta=True)
+    ds = make_dataset(directory, "val", "all", StreamOptions(4, training=False, with_meta=True))
     replica_sizes, seen = [], []
     for batch in strategy.experimental_distribute_dataset(ds):
         parts = strategy.experimental_local_results(batch["dataset_index"])
@@ -318,7 +323,7 @@ DISTRIBUTED_CHECK = textwrap.dedent("""
         seen += [int(i) for p in parts for i in p.numpy()]
     # distribute_datasets_from_function: the pipeline makes per-replica batches itself.
     per_replica = strategy.distribute_datasets_from_function(
-        lambda context: make_dataset(directory, "val", "all", 4, training=False, with_meta=True,
+        lambda context: make_dataset(directory, "val", "all", StreamOptions(4, training=False, with_meta=True),
                                      input_context=context))
     function_sizes = [[int(p.shape[0]) for p in strategy.experimental_local_results(b["dataset_index"])]
                       for b in per_replica]

@@ -10,11 +10,14 @@ import tensorflow as tf
 from configs.base import add_section, base_config
 from kpt_tf import workdir as wd
 from kpt_tf.codec import HeatmapCodec
-from kpt_tf.distill.losses import fpd_stage_losses, teacher_term_weights
+from kpt_tf.distill.losses import DISTILL_LOSSES, fpd_stage_losses, teacher_term_weights
 from kpt_tf.distill.teacher import Teacher, TeacherError
+from kpt_tf.distill.trainer import _init_from
 from kpt_tf.joints import JointSubset
 from kpt_tf.models import build_net
 from kpt_tf.models.hourglass import build_hourglass
+from kpt_tf.models.weights import weights_by_name
+from kpt_tf.trained import load_trained
 from kpt_tf.training.trainer import make_trainer
 
 CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
@@ -26,6 +29,15 @@ def tiny(joints="all", stacks=2):
     c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 2, 64
     c.codec.sigma = 2.0
     return c
+
+
+@DISTILL_LOSSES.register("test_teacher_only")
+def teacher_only(stage_outputs, gt_heatmaps, target_weights, teacher_heatmaps, alpha, kd_on_all_joints=False,
+                 foreground_weight=0.0):
+    """A distillation loss of the teacher term alone (what `distill.loss` selects, below)."""
+    stages = fpd_stage_losses(stage_outputs, gt_heatmaps, target_weights, teacher_heatmaps, 1.0, kd_on_all_joints,
+                              foreground_weight)
+    return [(tf.zeros([]), kd, kd) for _, kd, _ in stages]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +92,62 @@ def test_teachers_that_cannot_teach_are_refused_naming_the_problem(teacher_dir, 
         Teacher(tmp_path / "nowhere", JointSubset.parse("all"), 64, 16)
 
 
+def distill_config(teacher, init_student, joints="all", stacks=2):
+    config = tiny(joints, stacks=stacks)
+    config.train.trainer = "distill"
+    add_section(config, "distill", dict(teacher=str(teacher), alpha=0.5, kd_on_all_joints=False,
+                                        init_student=str(init_student)))
+    return config
+
+
+def savedmodel_of_weights(weights, directory, marker):
+    """An exported-SavedModel look-alike holding `weights` as variables of their layer-path names, and a resource
+    whose initialiser writes `marker`: loading its graph (`tf.saved_model.load`) would run that code."""
+
+    class Writes(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
+
+        def _initialize(self):
+            tf.io.write_file(str(marker), "ran")
+            return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
+
+    module = tf.Module()
+    module.writes = Writes()
+    module.weights = [tf.Variable(value, name=name) for name, value in weights.items()]
+    tf.saved_model.save(module, str(directory))
+    wd.ExportMetadata(joints=list(JointSubset.parse("all").names), input_size=64, heatmap_size=16, sigma=2.0,
+                      flip_test=False).write(directory)
+    return directory
+
+
+@pytest.mark.slow
+def test_init_student_takes_every_weight_from_the_files_weights_alone_and_refuses_another_network(
+        teacher_dir, tmp_path):
+    expected = weights_by_name(load_trained(teacher_dir).net)
+    marker = tmp_path / "code_ran"
+    exported = savedmodel_of_weights(expected, tmp_path / "sm", marker)
+    for k, init in enumerate((exported, teacher_dir)):
+        keras.utils.set_random_seed(5)
+        student = build_net(tiny("all"), JointSubset.parse("all"))
+        if k == 0:   # through the config, once
+            make_trainer(distill_config(teacher_dir, init), student, CODEC, xla=False)
+        else:
+            _init_from(student, str(init), JointSubset.parse("all"))
+        got = weights_by_name(student)
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            np.testing.assert_array_equal(got[name], value, err_msg=f"{init}: {name}")
+    assert not marker.exists(), "distill.init_student loaded (and ran) the SavedModel's graph"
+    one_stack = build_net(tiny("all", stacks=1), JointSubset.parse("all"))
+    with pytest.raises(ValueError, match=r"init_student .*sm: not the student's network \(\d+ weights the network "
+                                         r"has no place for \(head1/bias"):
+        _init_from(one_stack, str(exported), JointSubset.parse("all"))
+    with pytest.raises(ValueError, match="its heads predict right_ankle,.*,left_wrist, the student's upper"):
+        _init_from(one_stack, str(exported), JointSubset.parse("upper"))     # refused before any weight is copied
+    assert not marker.exists()
+
+
 @pytest.mark.slow
 def test_training_steps_change_the_student_never_the_teacher(teacher_dir):
     config = tiny("upper", stacks=1)
@@ -112,8 +180,9 @@ def test_dry_run_reports_both_networks_of_the_published_pair():
                            "--dry_run"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     line = __import__("json").loads(done.stdout.strip().splitlines()[-1])
-    assert (line["student_params"], line["teacher_params"]) == (3_287_936, 25_594_624)
-    assert line["alpha"] == 0.5 and line["teacher_flops_per_image"] > 7 * line["student_flops_per_image"]
+    assert (line["params"], line["teacher_params"]) == (3_287_936, 25_594_624)
+    assert line["alpha"] == 0.5 and line["teacher_flops_per_image"] > 7 * line["flops_per_image"]
+    assert line["loss"] == "fpd"
 
 
 @pytest.mark.slow
@@ -128,11 +197,33 @@ def test_a_distilled_student_is_an_ordinary_workdir(trained_workdir, embedded_re
                 dict(teacher=str(trained_workdir), alpha=0.5, kd_on_all_joints=False, init_student=""))
     summary = loop.train(config, tmp_path / "student", verbose=0)
     assert summary["trainer"] == "distill" and len(summary["history"]) == 1
-    student = wd.load_trained(tmp_path / "student")
+    student = load_trained(tmp_path / "student")
     assert student.joints.names == JointSubset.parse("upper").names
-    served = wd.load_trained(export_workdir(tmp_path / "student", tmp_path / "student_sm"))
+    served = load_trained(export_workdir(tmp_path / "student", tmp_path / "student_sm"))
     crops = np.zeros((1, 64, 64, 3), np.float32)
     assert served.heatmaps_fn()(crops).shape == (1, 16, 16, len(JointSubset.parse("upper")))
+
+
+def test_distill_loss_selects_a_registered_loss_and_an_unknown_one_is_refused_listing_the_known(teacher_dir):
+    config = tiny("upper", stacks=1)
+    config.train.trainer = "distill"
+    add_section(config, "distill", dict(teacher=str(teacher_dir)))      # every other key: its declared default
+    n = len(JointSubset.parse("upper"))
+    student = build_hourglass(1, 16, n, depth=2, input_size=64)
+    trainer = make_trainer(config, student, CODEC, xla=False)
+    assert (config.distill.loss, config.distill.alpha, trainer.alpha) == ("fpd", 0.5, 0.5)
+    assert trainer.stage_losses is fpd_stage_losses
+    config.distill.loss = "test_teacher_only"
+    trainer = make_trainer(config, student, CODEC, xla=False)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (2, 64, 64, 3)), tf.float32)
+    joints, weights = rng.uniform(8, 56, (2, n, 2)).astype(np.float32), np.ones((2, n), np.float32)
+    losses = trainer.compute_losses(images, trainer(images), joints, weights)
+    assert float(losses["loss_gt"]) == 0.0 and float(losses["loss"]) == float(losses["loss_kd"]) > 0
+    config.distill.loss = "mse"
+    with pytest.raises(ValueError, match="config distill.loss 'mse': unknown distillation loss; known: fpd, "
+                                         "test_teacher_only"):
+        make_trainer(config, student, CODEC, xla=False)
 
 
 def test_foreground_weight_weights_each_term_by_its_own_target():

@@ -18,7 +18,8 @@ def test_four_arm_protocol_runs_end_to_end_with_quick(embedded_records, tmp_path
     def run():
         return subprocess.run(
             [sys.executable, "-m", "kpt_tf.experiments.fpd", "--config", "configs/fpd_demo.py",
-             "--config.joints=upper", "--config.quick.input_size=64", f"--config.data.dir={embedded_records}",
+             "--config.joints=upper", "--config.quick.input_size=64",
+             "--config.quick.depth=1", "--config.quick.teacher_epochs=1", f"--config.data.dir={embedded_records}",
              "--quick", "--workdir", str(tmp_path)],
             cwd=REPO, capture_output=True, text=True, timeout=900)
 

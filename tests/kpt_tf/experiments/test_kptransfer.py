@@ -23,7 +23,7 @@ def test_two_step_chain_runs_end_to_end_with_quick(tmp_path, tmp_path_factory):
         [sys.executable, "-m", "kpt_tf.experiments.kptransfer", "--config", "configs/kptransfer_add_in_chain.py",
          f"--config.experiment.steps={steps}", "--config.quick.seeds=(0,)", "--config.quick.source_epochs=2",
          "--config.quick.target_epochs=2", "--config.quick.steps_per_epoch=6", "--config.quick.input_size=64",
-         "--config.quick.depth=2", "--config.quick.channels=16", f"--config.data.dir={records}",
+         "--config.quick.depth=1", "--config.quick.channels=16", f"--config.data.dir={records}",
          "--quick", "--workdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,7 +52,7 @@ def test_mi_ranked_sources_are_transferred_from_and_the_prediction_reported(embe
         [sys.executable, "-m", "kpt_tf.experiments.kptransfer", "--config", "configs/kptransfer_upper_lower.py",
          "--config.experiment.steps=('upper','legs')", "--config.experiment.candidates=('wrists','torso_head')",
          "--config.quick.seeds=(0,)", "--config.quick.source_epochs=1", "--config.quick.target_epochs=1",
-         "--config.quick.steps_per_epoch=4", "--config.quick.input_size=64", "--config.quick.depth=2",
+         "--config.quick.steps_per_epoch=4", "--config.quick.input_size=64", "--config.quick.depth=1",
          "--config.quick.channels=16", f"--config.data.dir={embedded_records}", "--quick", "--workdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

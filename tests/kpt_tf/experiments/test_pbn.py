@@ -15,7 +15,9 @@ from tests.conftest import REPO
 def test_pbn_against_a_matched_hourglass_runs_end_to_end_with_quick(embedded_records, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "kpt_tf.experiments.pbn", "--config", "configs/pbn_embedded.py",
-         f"--config.data.dir={embedded_records}", "--quick", "--workdir", str(tmp_path)],
+         f"--config.data.dir={embedded_records}", "--quick",
+         # the smallest networks and one epoch still run every arm and the report
+         "--config.quick.depth=1", "--config.quick.epochs=1", "--workdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())

@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 import torch
 
-from kpt_tf import workdir as wd
 from kpt_tf.import_checkpoint import import_checkpoint
 from kpt_tf.interop.bearpaw import IMAGENET_MEAN, IMAGENET_STD, MPII_MEAN_RGB, CheckpointError
 from kpt_tf.interop.torch_hourglass import HourglassNet, randomised, save_bearpaw_checkpoint, save_fpd_checkpoint
 from kpt_tf.joints import JointSubset
 from kpt_tf.models.outputs import stage_outputs
+from kpt_tf.trained import load_trained
 
 SIZE = 64
 
@@ -52,7 +52,7 @@ def imported(tmp_path, stacks, blocks=1, classes=16, joints="all", name="ckpt", 
     path = tmp_path / f"{name}.pth.tar"
     save_bearpaw_checkpoint(torch_net, path, legacy=legacy)
     report = import_checkpoint(path, tmp_path / name, joints=joints, input_size=SIZE)
-    return torch_net, wd.load_trained(tmp_path / name), report
+    return torch_net, load_trained(tmp_path / name), report
 
 
 def heatmaps_of(trained, batch):
@@ -80,13 +80,13 @@ def test_an_fpd_checkpoint_imports_with_its_scaled_stem_bgr_and_imagenet_normali
     save_fpd_checkpoint(torch_net, tmp_path / "model_best.pth")
     report = import_checkpoint(tmp_path / "model_best.pth", tmp_path / "fpd", "fpd", input_size=SIZE)
     assert report["architecture"]["stem"] == "scaled" and report["channel_order"] == "bgr"
-    trained = wd.load_trained(tmp_path / "fpd")
+    trained = load_trained(tmp_path / "fpd")
     assert trained.codec().sigma == 2.0
     batch = images(seed=5)
     assert_same_heatmaps(fpd_torch_heatmaps(torch_net, batch), heatmaps_of(trained, batch))
     # Read as bearpaw's (RGB, MPII mean) the same weights see other pixels: the format matters.
     import_checkpoint(tmp_path / "model_best.pth", tmp_path / "as_bearpaw", "bearpaw", input_size=SIZE)
-    wrong = heatmaps_of(wd.load_trained(tmp_path / "as_bearpaw"), batch)[-1]
+    wrong = heatmaps_of(load_trained(tmp_path / "as_bearpaw"), batch)[-1]
     assert float(np.abs(wrong - fpd_torch_heatmaps(torch_net, batch)[-1]).max()) > 1e-2
 
 
@@ -105,9 +105,11 @@ def test_a_joint_subset_network_imports_with_its_joints(tmp_path):
 @pytest.mark.slow
 def test_the_imported_export_serves_the_pytorch_keypoints(tmp_path):
     from kpt_tf.export import export_workdir
+    from kpt_tf.workdir import ExportOptions
 
     torch_net, trained, _ = imported(tmp_path, 2)
-    served = tf.saved_model.load(str(export_workdir(tmp_path / "ckpt", tmp_path / "sm", flip_test=False)))
+    served = tf.saved_model.load(str(export_workdir(tmp_path / "ckpt", tmp_path / "sm",
+                                                    options=ExportOptions(flip_test=False))))
     crop = images(1, seed=2)
     # A box whose 1.25x padded square is exactly the crop: the crop transform is the identity.
     side, c = SIZE / 1.25, (SIZE - 1) / 2.0

@@ -70,9 +70,10 @@ def test_save_and_load_in_safe_mode_round_trips(tmp_path):
 
 @pytest.mark.slow
 def test_a_pbn_trains_exports_and_serves_like_any_network(embedded_records, tmp_path):
-    from configs.pbn_hg_mpii import make_pbn
+    from configs.pbn_hg_mpii import pbn_model
     from kpt_tf import workdir as wd
     from kpt_tf.export import export_workdir
+    from kpt_tf.trained import load_trained
     from kpt_tf.training import loop
     from tests.conftest import tiny_train_config
 
@@ -80,14 +81,14 @@ def test_a_pbn_trains_exports_and_serves_like_any_network(embedded_records, tmp_
     groups_json.write_text(__import__("json").dumps({"groups": [g if isinstance(g, list) else g["joints"]
                                                                 for g in GROUPS]}))
     config = tiny_train_config(embedded_records, epochs=1, steps=3)
-    make_pbn(config.model, 1, 1, 8, [], "")      # the configs' own way to turn an hourglass section into a PBN's
+    config.model = pbn_model(config.model, 1, 1, 8, [], "")   # the configs' own way to make a PBN's section
     config.model.groups_file = str(groups_json)
     summary = loop.train(config, tmp_path / "run", verbose=0)
     assert len(summary["history"]) == 1 and summary["history"][0]["mean_occluded"] is not None
     saved = wd.load_config(tmp_path / "run")
     assert saved.model.groups_file == "" and len(saved.model.groups) == 3   # self-contained without the file
     groups_json.unlink()
-    served = wd.load_trained(export_workdir(tmp_path / "run", tmp_path / "sm"))
+    served = load_trained(export_workdir(tmp_path / "run", tmp_path / "sm"))
     assert served.joints.names == JointSubset.parse("all").names
     import tensorflow as tf
     sm = tf.saved_model.load(str(tmp_path / "sm"))

@@ -1,15 +1,12 @@
-"""The architecture seam (kpt_tf/models): registry, config-built networks, codec, joint layout, copy by name."""
+"""The architecture seam (kpt_tf/models): registry, config-built networks, codec, joint layout, config sections."""
 
 from __future__ import annotations
 
-import keras
-import numpy as np
 import pytest
 
 from configs.base import base_config
 from kpt_tf.joints import JointSubset
-from kpt_tf.models import ARCHITECTURES, architecture, build_net, codec_from_config, net_from_saved
-from kpt_tf.models.weights import plan_copy, weights_by_name
+from kpt_tf.models import ARCHITECTURES, architecture, build_net, codec_from_config
 
 
 def tiny(joints="all", stacks=2):
@@ -50,31 +47,52 @@ def test_joint_layout_names_exactly_the_subset_dependent_layers():
     assert not arch.is_joint_dependent("stem_conv")
 
 
-def test_plan_copy_matches_by_name_and_shape_and_assigns_only_on_apply():
-    keras.utils.set_random_seed(0)
-    source = build_net(tiny("all"), JointSubset.parse("all"))
-    keras.utils.set_random_seed(1)
-    target = build_net(tiny("upper"), JointSubset.parse("upper"))
-    before = weights_by_name(target)
-    plan = plan_copy(target, weights_by_name(source))
-    assert {r[0].split("/")[0] for r in plan.shape_mismatched} == {"head0", "head1", "reinject0_heatmaps"}
-    np.testing.assert_array_equal(target.get_layer("stem_conv").kernel.numpy(), before["stem_conv/kernel"])
-    plan.apply()
-    np.testing.assert_array_equal(target.get_layer("stem_conv").kernel.numpy(),
-                                  source.get_layer("stem_conv").kernel.numpy())
-    skipped = plan_copy(target, weights_by_name(source), skip=lambda name: name.startswith("head"))
-    assert {r[0].split("/")[0] for r in skipped.skipped} == {"head0", "head1"}
+def test_a_model_section_lacking_keys_added_since_is_filled_from_the_architecture_declaration():
+    import ml_collections
+
+    from kpt_tf.models import model_config, resolve_config
+
+    # a config.json of an early workdir: no model.name, stem, input_mean or input_std
+    old = ml_collections.ConfigDict(dict(joints="all", codec=dict(sigma=1.0), model=dict(
+        num_stacks=2, channels=16, depth=2, num_blocks=1, input_size=64)))
+    assert model_config(old).to_dict() == {**tiny().model.to_dict(), "stem": "bearpaw"}
+    assert "stem" not in old.model                                   # model_config fills a copy
+    net = build_net(old, JointSubset.parse("all"))
+    assert [w.shape for w in net.weights] == [w.shape for w in build_net(tiny(), JointSubset.parse("all")).weights]
+    assert codec_from_config(old).heatmap_size == 16
+    assert resolve_config(old).model.input_std == (1.0, 1.0, 1.0)    # resolve_config fills in place
 
 
-@pytest.mark.slow
-def test_net_from_saved_rebuilds_weights_and_trainable_flags(tmp_path):
-    keras.utils.set_random_seed(3)
-    saved = build_net(tiny(), JointSubset.parse("all"))
-    saved.get_layer("stem_conv").trainable = False
-    saved.save(tmp_path / "init.keras")
-    rebuilt = net_from_saved(tiny(), JointSubset.parse("all"), False, tmp_path / "init.keras")
-    for name, value in weights_by_name(saved).items():
-        np.testing.assert_array_equal(weights_by_name(rebuilt)[name], value)
-    assert not rebuilt.get_layer("stem_conv").trainable and rebuilt.get_layer("head0").trainable
-    with pytest.raises(ValueError, match="does not match"):
-        net_from_saved(tiny(stacks=1), JointSubset.parse("all"), False, tmp_path / "init.keras")
+def test_model_keys_are_checked_naming_the_config_key():
+    from kpt_tf.models import resolve_config
+
+    for key, value, message in (("channels", 15, "config model.channels must be even"),
+                                ("input_size", 72, "config model.input_size 72 must be a multiple of 16"),
+                                ("stem", "wide", "config model.stem must be one of"),
+                                ("input_std", (1.0, 0.0, 1.0), "config model.input_std must be positive")):
+        c = tiny()
+        c.model[key] = value
+        with pytest.raises(ValueError, match=message):
+            resolve_config(c)
+    c = tiny()
+    with c.model.unlocked():
+        c.model.trunk_stacks = 1                                     # a PBN key on an hourglass
+    with pytest.raises(ValueError, match="config model.trunk_stacks: not a key of architecture hourglass"):
+        build_net(c, JointSubset.parse("all"))
+
+
+def test_switching_architecture_keeps_the_shared_keys_and_takes_the_new_ones_from_its_declaration():
+    from kpt_tf.models import model_section
+
+    hourglass = tiny().model
+    hourglass.stem = "scaled"
+    pbn = model_section("pbn", like=hourglass, trunk_stacks=1, branch_stacks=1)
+    assert pbn.name == "pbn" and "num_stacks" not in pbn
+    assert (pbn.channels, pbn.depth, pbn.input_size, pbn.stem) == (16, 2, 64, "scaled")
+    assert (pbn.branch_channels, pbn.groups_file) == (0, "")       # the PBN's declared defaults
+    back = model_section("hourglass", like=pbn, num_stacks=2)
+    assert back.to_dict() == hourglass.to_dict()
+    with pytest.raises(ValueError, match="config model.num_stacks: not a key of architecture pbn"):
+        model_section("pbn", num_stacks=3)
+    with pytest.raises(ValueError, match="config model.name 'hrnet': unknown architecture; known: hourglass, pbn"):
+        model_section("hrnet")

@@ -141,7 +141,7 @@ class _Crash(Exception):
 
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
-    """A run killed after its first epoch continues at the second one (BackupAndRestore in the workdir)."""
+    """A run killed after its first epoch continues at the second one (the backup in the workdir, training.resume)."""
     import keras
 
     from kpt_tf.training import loop

@@ -51,7 +51,7 @@ def digests(output: str) -> dict:
 
 def net_weights(path):
     from kpt_tf.models.weights import weights_by_name
-    from kpt_tf.workdir import load_keras
+    from kpt_tf.trained import load_keras
 
     return weights_by_name(load_keras(path))
 
@@ -92,8 +92,9 @@ def test_two_workers_agree_write_only_the_chief_and_export(two_worker_and_two_re
     # the chief's workdir exports and serves like any other
     from kpt_tf.export import export_workdir
     from kpt_tf.serving import serve_people
+    from kpt_tf.workdir import ExportOptions
 
-    exported = export_workdir(chief_dir, tmp_path / "export", flip_test=False)
+    exported = export_workdir(chief_dir, tmp_path / "export", options=ExportOptions(flip_test=False))
     image = np.random.default_rng(0).integers(0, 256, (120, 100, 3)).astype(np.uint8)
     served = serve_people(exported, image, [[50, 60]], [0.5])
     assert served["keypoints"].shape == (1, 16, 2) and np.isfinite(served["keypoints"]).all()

@@ -117,6 +117,23 @@ def test_resume_drops_csv_rows_of_uncommitted_epochs(tmp_path):
     assert path.read_text() == "epoch,loss\n"
 
 
+def test_a_finished_run_whose_config_predates_a_declared_key_is_still_the_same_run(tmp_path):
+    """A config.json written before `distill.loss` and the model's `input_mean`/`input_std` existed: the declared
+    defaults are what that run used, so the rerun finds it finished; a key changed since is still a difference."""
+    from configs.fpd_demo import get_config
+    from kpt_tf.training.resume import check_rerun
+
+    config = get_config()
+    saved = json.loads(config.to_json_best_effort())
+    del saved["distill"]["loss"], saved["model"]["input_mean"], saved["model"]["input_std"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "train_summary.json").write_text(json.dumps({"epochs": 1}))
+    assert check_rerun(config, tmp_path) == {"epochs": 1}
+    config.distill.alpha = 0.25
+    with pytest.raises(ValueError, match=r"differs in distill.alpha\)"):
+        check_rerun(config, tmp_path)
+
+
 @pytest.mark.slow
 def test_rerun_of_a_finished_run_trains_nothing_and_a_changed_config_is_refused(embedded_records, tmp_path):
     from kpt_tf.training import loop
@@ -194,7 +211,8 @@ def test_a_full_disk_stops_training_clearly_and_the_rerun_finishes(embedded_reco
                           preexec_fn=file_size_limit(60_000))
     assert done.returncode == 2, done.stderr[-3000:]               # not a crash (HDF5 segfaulted at exit before)
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"kpt_tf.train: error: {run}/checkpoints/best.weights.h5: cannot write it (File too "
+    # the first weights file of a run is its first epoch's backup (the best checkpoint is a copy of it)
+    assert last.startswith(f"kpt_tf.train: error: {run}/backup/epoch-0001.weights.h5: cannot write it (File too "
                            "large)"), last
     # h5py prints its own RuntimeError for every object of the failed file it cannot release (their only frame is
     # h5py/_objects.pyx); no Python traceback of the run itself

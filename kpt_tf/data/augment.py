@@ -1,0 +1,136 @@
+"""Training augmentation: its ranges (`AugmentConfig`), the stateless draw of one sample's transform, and the one
+warp that resamples a stored crop onto the model input (kpt_tf.data.pipeline applies them per record).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (bearpaw/pytorch-pose ranges, sampled uniformly).
+
+    rotation: uniform in +-rotation_deg (counter-clockwise positive), applied with rotation_prob.
+    scale: factor on the person box side, uniform in [scale_min, scale_max]; > 1 shows more context
+    (the person looks smaller). flip: horizontal, with flip_prob, when `flip` is on. colour: each RGB
+    channel multiplied by a factor uniform in [color_min, color_max], clipped to 0..255.
+    (bearpaw and HRNet draw rotation and scale from clipped normals instead; uniform gives the stated
+    ranges exactly.)
+    """
+
+    rotation_deg: float = 30.0
+    rotation_prob: float = 0.6
+    scale_min: float = 0.75
+    scale_max: float = 1.25
+    flip: bool = True
+    flip_prob: float = 0.5
+    color_min: float = 0.8
+    color_max: float = 1.2
+
+    def __post_init__(self):
+        problems = []
+        if self.rotation_deg < 0:
+            problems.append(f"rotation_deg {self.rotation_deg} < 0")
+        for name in ("rotation_prob", "flip_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} {getattr(self, name)} not in [0, 1]")
+        if not 0 < self.scale_min <= self.scale_max:
+            problems.append(f"scale range [{self.scale_min}, {self.scale_max}] must satisfy 0 < min <= max")
+        if not 0 <= self.color_min <= self.color_max:
+            problems.append(f"colour range [{self.color_min}, {self.color_max}] must satisfy 0 <= min <= max")
+        if problems:
+            raise ValueError("AugmentConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, config) -> "AugmentConfig":
+        """From a dict / ml_collections ConfigDict with (a subset of) the field names."""
+        items = dict(config.items() if hasattr(config, "items") else config)
+        unknown = sorted(set(items) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"AugmentConfig: unknown fields {unknown}")
+        return cls(**items)
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def sample_augmentation(key, augment: AugmentConfig):
+    """Stateless draw of (rotation_deg, scale, flip, colour[3]) from an int64 key."""
+    seed = tf.stack([tf.cast(key, tf.int64), tf.constant(0x5EED, tf.int64)])
+    u = tf.random.stateless_uniform([7], seed=seed, dtype=tf.float32)
+    rotation = tf.where(u[0] < augment.rotation_prob, (2.0 * u[1] - 1.0) * augment.rotation_deg, 0.0)
+    scale = augment.scale_min + u[2] * (augment.scale_max - augment.scale_min)
+    flip = (u[3] < augment.flip_prob) if augment.flip else tf.constant(False)
+    colour = augment.color_min + u[4:7] * (augment.color_max - augment.color_min)
+    return rotation, scale, flip, colour
+
+
+# --- the warp --------------------------------------------------------------------------------------
+
+def warp_image(image, input_to_source, output_size: int):
+    """Bilinear resampling of `image` [H, W, C] onto an output square, constant fill 0, float32 result.
+
+    Output pixel p shows source pixel M p, M = `input_to_source` (2x3, the inverse of the joint transform).
+    A neighbour outside the image reads 0, so borders blend into the fill exactly as
+    ImageProjectiveTransformV3(BILINEAR, CONSTANT 0) does (`projective_warp`; they agree to 1e-3 grey
+    levels). Written with gathers so that XLA fuses it: 0.4 ms CPU per 256 px output instead of the raw
+    op's 1.4 ms (measured on 2 cores), which made the warp, not JPEG decoding, the pipeline's bottleneck.
+    """
+    image = tf.convert_to_tensor(image)
+    m = tf.cast(input_to_source, tf.float32)
+    shape = tf.shape(image)
+    height, width, channels = shape[0], shape[1], shape[2]
+    padded = tf.reshape(tf.pad(image, [[1, 1], [1, 1], [0, 0]]), [-1, channels])
+    grid = tf.range(output_size, dtype=tf.float32)
+    gx = tf.tile(grid[None, :], [output_size, 1])
+    gy = tf.tile(grid[:, None], [1, output_size])
+    # Source coordinates in the padded image (+1: the zero border).
+    sx = tf.reshape(m[0, 0] * gx + m[0, 1] * gy + m[0, 2] + 1.0, [-1])
+    sy = tf.reshape(m[1, 0] * gx + m[1, 1] * gy + m[1, 2] + 1.0, [-1])
+    # Far-away coordinates are clamped before the int cast; anything beyond the border reads zeros.
+    sx = tf.clip_by_value(sx, -1.0, tf.cast(width, tf.float32) + 2.0)
+    sy = tf.clip_by_value(sy, -1.0, tf.cast(height, tf.float32) + 2.0)
+    x0f, y0f = tf.floor(sx), tf.floor(sy)
+    fx, fy = (sx - x0f)[:, None], (sy - y0f)[:, None]
+    x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
+    x0, x1 = tf.clip_by_value(x0, 0, width + 1), tf.clip_by_value(x0 + 1, 0, width + 1)
+    y0, y1 = tf.clip_by_value(y0, 0, height + 1), tf.clip_by_value(y0 + 1, 0, height + 1)
+    row = width + 2
+
+    def pixel(y, x):
+        return tf.cast(tf.gather(padded, y * row + x), tf.float32)
+
+    top = pixel(y0, x0) * (1.0 - fx) + pixel(y0, x1) * fx
+    bottom = pixel(y1, x0) * (1.0 - fx) + pixel(y1, x1) * fx
+    return tf.reshape(top * (1.0 - fy) + bottom * fy, [output_size, output_size, channels])
+
+
+def projective_warp(image, input_to_source, output_size: int):
+    """`warp_image` with tf.raw_ops.ImageProjectiveTransformV3 (the reference; slower on CPU)."""
+    transform = tf.concat([tf.reshape(tf.cast(input_to_source, tf.float32), [6]), tf.zeros([2], tf.float32)], 0)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(image, tf.float32)[None], transforms=transform[None],
+        output_shape=tf.constant([output_size, output_size], tf.int32), fill_value=tf.constant(0.0),
+        interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+
+
+WARPS = ("xla", "projective_transform")
+
+
+@functools.lru_cache(maxsize=None)
+def make_renderer(input_size: int, warp: str):
+    """(crop uint8, input->crop affine, colour [3]) -> model input uint8 [S, S, 3]: one warp, colour, clip."""
+    if warp not in WARPS:
+        raise ValueError(f"warp {warp!r}: expected one of {', '.join(WARPS)}")
+
+    def render(crop, input_to_crop, colour):
+        sampler = warp_image if warp == "xla" else projective_warp
+        pixels = sampler(crop, input_to_crop, input_size) * colour
+        return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+
+    # XLA fuses the sampler's elementwise work into one loop; it compiles once per crop shape.
+    return tf.function(render, jit_compile=True) if warp == "xla" else render

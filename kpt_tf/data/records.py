@@ -1,0 +1,81 @@
+"""Reading person-crop records: a split's shard files, and one record decoded into a model input (kpt_tf.data.pipeline
+streams them; its docstring states the rules of the transform: one affine, flip pairs swapped, weights)."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from kpt_tf import geometry
+from kpt_tf.data import schema
+from kpt_tf.data.augment import AugmentConfig, make_renderer, sample_augmentation
+from kpt_tf.joints import JointSubset, full_flip_permutation
+
+_FULL_FLIP = tuple(full_flip_permutation())
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    """Sorted shard paths of a split; a clear error when there are none."""
+    pattern = os.path.join(os.fspath(data_dir), schema.shard_pattern(split))
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        if not tf.io.gfile.isdir(os.fspath(data_dir)):
+            raise FileNotFoundError(f"data dir {os.fspath(data_dir)!r} does not exist (expected the TFRecord "
+                                    "directory written by data_prep.mpii_to_tfrecord)")
+        present = sorted({os.path.basename(f).split("-")[0] for f in tf.io.gfile.glob(
+            os.path.join(os.fspath(data_dir), "*.tfrecord"))})
+        raise FileNotFoundError(f"no TFRecord shards for split {split!r} in {os.fspath(data_dir)!r} (looked for "
+                                f"{schema.shard_pattern(split)}; splits present: {', '.join(present) or 'none'})")
+    return files
+
+
+def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool,
+                     warp: str = "xla"):
+    """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
+    element fields); augment None: the un-augmented crop."""
+    render = make_renderer(input_size, warp)
+    indices = tf.constant(subset.indices, tf.int32)
+    full_flip = tf.constant(_FULL_FLIP, tf.int32)
+
+    def transform(serialized, key):
+        record = schema.parse_example(serialized, decode_image=False)
+        image = tf.io.decode_jpeg(record["image/encoded"], channels=3)
+        crop_size = record["image/crop_size"]
+        margin = record["person/crop_margin"]
+        if augment is not None:
+            rotation, scale, flip, colour = sample_augmentation(key, augment)
+        else:
+            rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), None
+        crop_to_input = geometry.crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip,
+                                                      backend="tf")
+        input_to_crop = geometry.invert_affine(crop_to_input, backend="tf")
+
+        pixels = render(image, input_to_crop, tf.ones([3]) if colour is None else colour)
+
+        joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [16, 2]
+        annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [16]
+        # A mirrored right wrist is where the left wrist channel must point: swap every pair, then select.
+        joints = tf.where(flip, tf.gather(joints, full_flip), joints)
+        annotated = tf.where(flip, tf.gather(annotated, full_flip), annotated)
+        joints = tf.gather(joints, indices)
+        annotated = tf.gather(annotated, indices)
+
+        if not with_meta:
+            return pixels, joints, annotated
+        visible = tf.cast(record["joints/visible"] > 0, tf.float32)
+        return {
+            "image": pixels,
+            "joints": joints,
+            "weights": annotated,
+            "input_to_image": geometry.compose_affine(record["crop/to_image"], input_to_crop, backend="tf"),
+            "head_box": record["head/box"],
+            "has_head_box": record["head/has_box"],
+            "dataset_index": record["person/dataset_index"],
+            "image_id": record["image/id"],
+            "annotated": annotated,
+            # annotated and not occluded (the records' flag; evaluation splits PCKh by it)
+            "visible": annotated * tf.gather(tf.where(flip, tf.gather(visible, full_flip), visible), indices),
+        }
+
+    return transform
