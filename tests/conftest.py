@@ -128,3 +128,4 @@ HEAVIEST_FIRST = (
 def pytest_collection_modifyitems(session, config, items):
     rank = {path: i for i, path in enumerate(HEAVIEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))    # stable: the rest keep order
+

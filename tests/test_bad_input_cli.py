@@ -80,6 +80,7 @@ def test_damaged_shard_is_named(records_and_model, tmp_path):
         evaluate_model(model, copy, "val")
 
 
+@pytest.mark.slow
 def test_evaluate_skips_and_counts_damaged_records_when_asked(records_and_model, tmp_path):
     import shutil
 
@@ -108,6 +109,7 @@ def test_evaluate_skips_and_counts_damaged_records_when_asked(records_and_model,
     assert val_people in preds.shape                   # every person of the split has a row
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_truncated_model_and_missing_data(records_and_model, tmp_path):
     import shutil
 
@@ -125,6 +127,7 @@ def test_evaluate_refuses_a_truncated_model_and_missing_data(records_and_model, 
                    "no TFRecord shards for split 'val'", "splits present: none")
 
 
+@pytest.mark.slow
 def test_export_refusal_is_one_line_without_the_help_text(tmp_path):
     assert_refused(run_cli("kpt_tf.export", "--workdir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")),
                    "kpt_tf.export: error: ", "nowhere: does not exist")
@@ -170,6 +173,7 @@ def test_train_refuses_a_typo_inside_a_config_file_naming_its_line(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_refuses_a_workdir_that_is_not_one(tmp_path):
     # A --workdir pointed at a data or home directory: training would write among the user's files.
     home = tmp_path / "home"

@@ -128,6 +128,7 @@ def test_an_image_smaller_than_the_crop_converts_with_exact_joints(tmp_path):
     assert list(record["image/original_size"]) == [30, 40]
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_converter_clearly_and_a_rerun_finishes(tmp_path):
     annotations, images, _ = make_dataset(tmp_path / "data", num_images=12, val_every=3)
     out = tmp_path / "out"

@@ -119,6 +119,7 @@ def test_left_right_same_shape_heads_are_not_copied_blindly(tmp_path):
     assert report.shared_joints == []
 
 
+@pytest.mark.slow
 def test_frozen_layers_do_not_change_but_heads_do(source_16):
     _, path = source_16
     target_joints = JointSubset.parse("lower")

@@ -53,6 +53,7 @@ def saved_source(directory, joints: str, stacks: int = 3, channels: int = 8):
     return weights(net), directory / "best.keras"
 
 
+@pytest.mark.slow
 def test_a_branch_takes_the_last_stacks_of_a_network_trained_on_its_joints(tmp_path):
     # a 3-stack source on `lower`: its stacks 1 and 2 become the 2-stack branch ank_kne; its hips and pelvis
     # head channels are not the group's and are not used
@@ -96,6 +97,7 @@ def test_a_branch_takes_the_last_stacks_of_a_network_trained_on_its_joints(tmp_p
     assert "branch ank_kne from" in (tmp_path / "out" / "transfer_report.txt").read_text()
 
 
+@pytest.mark.slow
 def test_trunk_from_one_source_and_a_branch_from_another(tmp_path):
     trunk_source, trunk_path = saved_source(tmp_path / "trunk", "all", stacks=1, channels=16)
     _, leg_path = saved_source(tmp_path / "legs", LEGS, stacks=2)
@@ -109,6 +111,7 @@ def test_trunk_from_one_source_and_a_branch_from_another(tmp_path):
     np.testing.assert_array_equal(got["branch_ank_kne_head0/kernel"], legs["head0/kernel"])
 
 
+@pytest.mark.slow
 def test_branch_transfers_that_cannot_work_are_refused_and_write_nothing(tmp_path):
     _, narrow = saved_source(tmp_path / "wide", "lower", stacks=2, channels=16)   # branch width is 8
     _, one_stack = saved_source(tmp_path / "one", "lower", stacks=1)

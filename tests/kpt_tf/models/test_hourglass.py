@@ -221,6 +221,7 @@ def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(want, np.asarray(got))
 
 
+@pytest.mark.slow
 def test_export_keeps_layer_variable_names(tmp_path):
     # Tracing for export costs about 0.1 s per layer: a one-level hourglass keeps this test short.
     model = build_hourglass(2, 32, 3, depth=1, input_size=32)

@@ -35,6 +35,7 @@ def test_outputs_are_stages_over_the_subset_in_its_order():
             np.testing.assert_array_equal(final[..., names.index(joint)].numpy(), maps[..., k].numpy())
 
 
+@pytest.mark.slow
 def test_branch_names_depend_only_on_their_own_group():
     other = [GROUPS[0], ["thorax"], ["upper_neck", "head_top"], GROUPS[2]]
     a = {layer.name for layer in tiny().layers if layer.name.startswith("branch_arms_")}
@@ -60,6 +61,7 @@ def test_groups_that_overlap_or_miss_joints_are_refused():
         resolve_groups([], JointSubset.parse("upper"))
 
 
+@pytest.mark.slow
 def test_save_and_load_in_safe_mode_round_trips(tmp_path):
     net = tiny()
     net.save(tmp_path / "pbn.keras")

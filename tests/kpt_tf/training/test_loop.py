@@ -162,6 +162,7 @@ def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
     assert not (tmp_path / "run" / "backup").exists()  # removed once training completed
 
 
+@pytest.mark.slow
 def test_validation_reports_visible_and_occluded_joints_apart(trained_workdir):
     """The embedded records carry occlusion: every epoch logs PCKh of the visible and the occluded joints."""
     import csv
