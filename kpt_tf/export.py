@@ -37,6 +37,7 @@ from absl import app, flags
 from kpt_tf import geometry, inference, workdir
 from kpt_tf.codec import HeatmapCodec
 from kpt_tf.joints import JointSubset
+from kpt_tf.models.registry import DEFAULT_ARCHITECTURE
 from kpt_tf.trained import load_trained
 from kpt_tf.workdir import ExportOptions
 
@@ -159,7 +160,7 @@ def _publish_directory(staging: Path, out_dir: Path) -> None:
 
 
 def export_net(net: keras.Model, codec: HeatmapCodec, subset: JointSubset, out_dir,
-               options: ExportOptions = ExportOptions(), architecture: str = "hourglass") -> Path:
+               options: ExportOptions = ExportOptions(), architecture: str = DEFAULT_ARCHITECTURE) -> Path:
     """Write the SavedModel with the three signatures and its metadata to `out_dir` (staged, then moved)."""
     from kpt_tf import ownership
 
@@ -244,7 +245,7 @@ def export_workdir_tflite(workdir_path, out_path, which: str = "best", quantize:
         crops = tflite.calibration_crops(calibration_data, calibration_split, trained.joints,
                                          int(trained.net.inputs[0].shape[1]))
     return tflite.convert(trained.net, trained.codec(), trained.joints, out_path, quantize, crops,
-                          architecture_name(trained.config) if trained.config is not None else "hourglass")
+                          architecture_name(trained.config) if trained.config is not None else DEFAULT_ARCHITECTURE)
 
 
 def define_flags():

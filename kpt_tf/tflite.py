@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kpt_tf import workdir
+from kpt_tf.models.registry import DEFAULT_ARCHITECTURE
 
 METADATA_NAME = "kpt_tf"
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -30,7 +31,7 @@ SUFFIX = ".tflite"
 
 
 def convert(net, codec, subset, out_path, quantize: str = "none", calibration_crops=None,
-            architecture: str = "hourglass") -> Path:
+            architecture: str = DEFAULT_ARCHITECTURE) -> Path:
     """Write `net` (a Keras network) as a TFLite file with its export metadata; staged, then renamed.
 
     `calibration_crops`: float32 crops [N, S, S, 3] (0..255) for `int8` (TFLite's representative dataset)."""

@@ -26,6 +26,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kpt_tf.models.registry import DEFAULT_ARCHITECTURE
+
 CONFIG = "config.json"
 INIT_MODEL = "init.keras"
 BEST_MODEL = "best.keras"
@@ -208,7 +210,7 @@ class ExportMetadata(ExportOptions):
     input_size: int
     heatmap_size: int
     sigma: float
-    architecture: str = "hourglass"
+    architecture: str = DEFAULT_ARCHITECTURE
 
     @classmethod
     def of(cls, options: ExportOptions, **network) -> "ExportMetadata":

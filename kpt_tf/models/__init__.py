@@ -11,11 +11,7 @@ fills them.
 from __future__ import annotations
 
 from kpt_tf.joints import JointSubset
-from kpt_tf.models.registry import ARCHITECTURES, Architecture
-
-# The architecture of a model section without `name` (config.json files written before there was a second one);
-# configs/base.py starts from it.
-DEFAULT_ARCHITECTURE = "hourglass"
+from kpt_tf.models.registry import ARCHITECTURES, DEFAULT_ARCHITECTURE, Architecture
 
 
 def architecture_name(config) -> str:

@@ -27,6 +27,10 @@ from typing import Callable
 
 from kpt_tf.registry import ConfigSection, Registry
 
+# The architecture of a model section without `name` and of an export without `architecture` (files written before
+# there was a second one); configs/base.py starts from it.
+DEFAULT_ARCHITECTURE = "hourglass"
+
 ARCHITECTURES = Registry("architecture", "config model.name", builtins={
     "hourglass": "kpt_tf.models.hourglass",
     "pbn": "kpt_tf.models.pbn",
