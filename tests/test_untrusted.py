@@ -14,9 +14,10 @@ from kpt_tf.trained import load_keras, load_trained, read_savedmodel_variables
 from tests.kpt_tf.test_transfer import tiny_config
 
 
-def foreign_savedmodel(directory, marker):
-    """A SavedModel that claims to be a kpt_tf export, with a resource whose initialiser writes `marker`:
-    `tf.saved_model.load` runs it while loading."""
+def foreign_savedmodel(directory, marker, variables=None, joints=("head_top",), sigma=1.0):
+    """A SavedModel that claims to be a kpt_tf export of `joints`, holding `variables` (layer-path name -> value;
+    one stem kernel when None), with a resource whose initialiser writes `marker`: `tf.saved_model.load` runs it
+    while loading (saving does not)."""
 
     class Writes(tf.saved_model.experimental.TrackableResource):
         def _create_resource(self):
@@ -26,14 +27,14 @@ def foreign_savedmodel(directory, marker):
             tf.io.write_file(str(marker), "ran")
             return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
 
+    variables = {"stem_conv/kernel": tf.zeros([3, 3, 3, 16])} if variables is None else variables
     module = tf.Module()
     module.writes = Writes()
-    module.kernel = tf.Variable(tf.zeros([3, 3, 3, 16]), name="stem_conv/kernel")
+    module.weights = [tf.Variable(value, name=name) for name, value in variables.items()]
     tf.saved_model.save(module, str(directory))
-    wd.ExportMetadata(joints=["head_top"], input_size=64, heatmap_size=16, sigma=1.0, flip_test=False).write(
+    wd.ExportMetadata(joints=list(joints), input_size=64, heatmap_size=16, sigma=sigma, flip_test=False).write(
         directory)
-    if marker.exists():
-        marker.unlink()
+    return directory
 
 
 def test_foreign_savedmodel_is_read_not_executed_by_transfer(tmp_path):

@@ -19,6 +19,7 @@ from kpt_tf.models.hourglass import build_hourglass
 from kpt_tf.models.weights import weights_by_name
 from kpt_tf.trained import load_trained
 from kpt_tf.training.trainer import make_trainer
+from tests.test_untrusted import foreign_savedmodel
 
 CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
 
@@ -100,33 +101,12 @@ def distill_config(teacher, init_student, joints="all", stacks=2):
     return config
 
 
-def savedmodel_of_weights(weights, directory, marker):
-    """An exported-SavedModel look-alike holding `weights` as variables of their layer-path names, and a resource
-    whose initialiser writes `marker`: loading its graph (`tf.saved_model.load`) would run that code."""
-
-    class Writes(tf.saved_model.experimental.TrackableResource):
-        def _create_resource(self):
-            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
-
-        def _initialize(self):
-            tf.io.write_file(str(marker), "ran")
-            return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=1.0)
-
-    module = tf.Module()
-    module.writes = Writes()
-    module.weights = [tf.Variable(value, name=name) for name, value in weights.items()]
-    tf.saved_model.save(module, str(directory))
-    wd.ExportMetadata(joints=list(JointSubset.parse("all").names), input_size=64, heatmap_size=16, sigma=2.0,
-                      flip_test=False).write(directory)
-    return directory
-
-
 @pytest.mark.slow
 def test_init_student_takes_every_weight_from_the_files_weights_alone_and_refuses_another_network(
         teacher_dir, tmp_path):
     expected = weights_by_name(load_trained(teacher_dir).net)
     marker = tmp_path / "code_ran"
-    exported = savedmodel_of_weights(expected, tmp_path / "sm", marker)
+    exported = foreign_savedmodel(tmp_path / "sm", marker, expected, JointSubset.parse("all").names, sigma=2.0)
     for k, init in enumerate((exported, teacher_dir)):
         keras.utils.set_random_seed(5)
         student = build_net(tiny("all"), JointSubset.parse("all"))
