@@ -151,10 +151,12 @@ def check_prepared_network(config, workdir: Path, prepared_by: str) -> None:
         return
     prepared = json.loads((workdir / wd.CONFIG).read_text())
     now = json.loads(config.to_json_best_effort())       # both as JSON: tuples and lists compare alike
-    # joints compared as the subsets they name ("all" and its 16 names are one subset)
-    flat_prepared = resume.flat_config({"model": prepared.get("model"),
-                                        "joints": list(JointSubset.parse(prepared["joints"]).names)})
-    flat_now = resume.flat_config({"model": now.get("model"), "joints": list(JointSubset.parse(config.joints).names)})
+    # model sections completed from their architecture's declaration (a workdir prepared before a key was declared
+    # holds that key's default), joints compared as the subsets they name ("all" and its 16 names are one subset)
+    flat_prepared = {**resume.comparable_config({"model": prepared["model"]}),
+                     **resume.flat_config({"joints": list(JointSubset.parse(prepared["joints"]).names)})}
+    flat_now = {**resume.comparable_config({"model": now["model"]}),
+                **resume.flat_config({"joints": list(JointSubset.parse(config.joints).names)})}
     changed = sorted(k for k in flat_prepared.keys() | flat_now.keys() if flat_prepared.get(k) != flat_now.get(k))
     if changed:
         raise ValueError(f"{workdir} was prepared by {prepared_by} for another network: the config differs in "

@@ -154,8 +154,8 @@ class RunCheckpoints(keras.callbacks.Callback):
         name = f"epoch-{epoch + 1:04d}.weights.h5"
         replace_atomically(self.model.save_weights, backup / name)
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
-            # the same weights: a copy of the file, not a second pass of Keras' saver over every variable
-            # (about a second per save for even a tiny network; short runs save at most epochs)
+            # the same weights as the backup just written: a copy of that file, not a second pass of Keras' saver
+            # over every variable (about a second per save even for the tiny test network)
             best = self.workdir / wd.BEST_WEIGHTS
             best.parent.mkdir(parents=True, exist_ok=True)
             replace_atomically(lambda tmp: shutil.copyfile(backup / name, tmp), best)
