@@ -26,6 +26,11 @@ writes the release's annotation list of the test images with every test person's
 (needed when they came from HRNet's test.json). Each record is matched to its release rectangle (image,
 objpos, scale) and every single-person test person must have a record, both checked before the model runs;
 the file is read back and compared with the predictions after writing.
+
+COCO file mode (keypoint results scored by pycocotools' COCOeval, the reference implementation):
+  python -m kpt_tf.evaluate --coco_gt person_keypoints_val2017.json --coco_preds results.json [--json out.json]
+
+prints OKS AP, AP50, AP75, APm, APl and AR (kpt_tf.metrics.coco); --json writes {"AP": ..., "AP50": ..., ...}.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ def define_flags():
     flags.DEFINE_string("preds", None, "Predictions (.mat or .h5; preds (N,16,2) or (2,16,N), or pos_pred_src "
                         "(16,2,N)), 1-based MPII pixels, same people and order as --gt.")
     flags.DEFINE_string("json", None, "Also write the figures as JSON to this path.")
+    flags.DEFINE_string("coco_gt", None, "COCO file mode: a COCO keypoint ground truth (person_keypoints_*.json).")
+    flags.DEFINE_string("coco_preds", None, "COCO file mode: a COCO keypoint-results JSON (a list of {image_id, "
+                        "category_id, keypoints, score}); scored by pycocotools' COCOeval (OKS AP / AR).")
+    flags.DEFINE_bool("verbose", False, "COCO file mode: also print pycocotools' own output (loading, evaluation, "
+                      "its summary) before the table.")
     flags.DEFINE_string("model", None, "Model mode: an exported SavedModel, a training workdir, or a .keras file.")
     flags.DEFINE_string("data", None, "Model mode: TFRecord directory written by data_prep.mpii_to_tfrecord.")
     flags.DEFINE_string("split", "val", "Model mode: the split to evaluate.")
@@ -318,10 +328,35 @@ def _run_file_mode() -> None:
         cli.fail(PROGRAM, f"cannot write --json {FLAGS.json!r}: {err}")
 
 
+def _run_coco_file_mode() -> None:
+    """--coco_gt G --coco_preds P [--json OUT] [--verbose]: OKS AP / AR by pycocotools, our table, {"AP": ...}."""
+    from kpt_tf.metrics import coco
+
+    mixed = [f"--{name}" for name in ("gt", "preds", "model", "data") if FLAGS[name].value]
+    if mixed:
+        cli.fail(PROGRAM, f"--coco_gt/--coco_preds (COCO file mode) cannot be combined with {', '.join(mixed)}: "
+                 "give one mode (MPII file mode: --gt/--preds; model mode: --model/--data)")
+    if not FLAGS.coco_gt or not FLAGS.coco_preds:
+        cli.fail(PROGRAM, "COCO file mode needs both --coco_gt and --coco_preds")
+    result = coco.evaluate_coco_files(FLAGS.coco_gt, FLAGS.coco_preds,
+                                      pycocotools_output=sys.stdout if FLAGS.verbose else None)
+    print(coco.format_table(result, title=f"predictions: {FLAGS.coco_preds}\nground truth: {FLAGS.coco_gt}"))
+    if FLAGS.json:
+        path = Path(FLAGS.json)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+        except OSError as err:
+            cli.fail(PROGRAM, f"cannot write --json {FLAGS.json!r}: {err}")
+        print(f"wrote {path}")
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.model:
+    if FLAGS.coco_gt or FLAGS.coco_preds:
+        _run_coco_file_mode()
+    elif FLAGS.model:
         _run_model_mode()
     else:
         _run_file_mode()
