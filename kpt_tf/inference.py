@@ -82,7 +82,7 @@ def net_heatmaps_fn(net: keras.Model, subset: JointSubset, flip_test: bool = Tru
     permutation = flip_permutation_or_none(subset, flip_test)
     stage = FinalStage(net)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)    # plain tensor code: nothing for AutoGraph to convert
     def predict(images):
         return final_heatmaps(stage, tf.cast(images, tf.float32), permutation, flip_shift)
 

@@ -133,4 +133,4 @@ def make_renderer(input_size: int, warp: str):
         return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
 
     # XLA fuses the sampler's elementwise work into one loop; it compiles once per crop shape.
-    return tf.function(render, jit_compile=True) if warp == "xla" else render
+    return tf.function(render, jit_compile=True, autograph=False) if warp == "xla" else render

@@ -78,4 +78,6 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
             "visible": annotated * tf.gather(tf.where(flip, tf.gather(visible, full_flip), visible), indices),
         }
 
-    return transform
+    # Every `if` above is on Python values: the function needs no AutoGraph conversion, which cost ~1 s of tracing
+    # per training run with the helpers it calls (measured with the suite's tiny runs, BUILD_NOTES, Tests).
+    return tf.autograph.experimental.do_not_convert(transform)
