@@ -44,6 +44,9 @@ flags.DEFINE_string("joints", "all", "Joint subset.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic data and of both loaders.")
 
 INPUT_SIZE = 256
+# What one H100-class GPU trains an 8 x 256 hourglass at in mixed precision, about (issue 34): the rate the CPU
+# side must feed; "cores for" = this rate x CPU seconds per image.
+FEED_RATE = 2000
 CROP_SIZE = 384
 MARGIN = 1.5
 
@@ -143,6 +146,58 @@ def _same_warp_check(files) -> float:
     return float(np.abs(tf_image[inner, inner] - cv_image[inner, inner]).mean())
 
 
+def decode_and_warp_floor(files, count: int, seed: int) -> dict:
+    """CPU ms per image of the work no loader can avoid, on one core (cv2 single-threaded): libjpeg-turbo's decode
+    of the stored crop (cv2.imdecode), one bilinear warp of it to the input size (cv2.warpAffine), and both. Each
+    is timed over the same `count` records (already read into memory), the minimum of three passes."""
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        jpegs = []
+        for path in files:
+            for serialized in read_tfrecord_file(path):
+                feature = tf.train.Example.FromString(serialized).features.feature
+                jpegs.append(np.frombuffer(feature["image/encoded"].bytes_list.value[0], np.uint8))
+                if len(jpegs) == count:
+                    break
+            if len(jpegs) == count:
+                break
+        crops = [cv2.imdecode(j, cv2.IMREAD_COLOR) for j in jpegs]
+        rng = np.random.default_rng(seed)
+        affines = []
+        for crop in crops:
+            centre = (crop.shape[0] - 1) / 2.0
+            affines.append(geometry.crop_affine([centre, centre], crop.shape[0] * rng.uniform(0.75, 1.25) / 300.0,
+                                                INPUT_SIZE, rotation_deg=rng.uniform(-30, 30), flip=False))
+
+        def decode_only():
+            for j in jpegs:
+                cv2.imdecode(j, cv2.IMREAD_COLOR)
+
+        def warp_only():
+            for crop, m in zip(crops, affines):
+                cv2.warpAffine(crop, m, (INPUT_SIZE, INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        def decode_and_warp():
+            for j, m in zip(jpegs, affines):
+                cv2.warpAffine(cv2.imdecode(j, cv2.IMREAD_COLOR), m, (INPUT_SIZE, INPUT_SIZE),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        floor = {}
+        for name, work in (("decode", decode_only), ("warp", warp_only), ("decode + warp", decode_and_warp)):
+            passes = []
+            for _ in range(3):
+                cpu = time.process_time()
+                work()
+                passes.append(time.process_time() - cpu)
+            floor[name] = 1000.0 * min(passes) / len(jpegs)
+        floor["crop size"] = int(crops[0].shape[0])
+        return floor
+    finally:
+        cv2.setNumThreads(cv2_threads)
+
+
 def _time_once(iterator, count: int) -> tuple[float, float, int]:
     wall, cpu = time.perf_counter(), time.process_time()
     images = 0
@@ -181,7 +236,8 @@ def run(records_dir: str, split: str, batch_size: int, num_batches: int, warmup:
         rates = [images / wall for wall, _, images in runs]
         results[name] = dict(rate=float(np.median(rates)), rates=rates,
                              cpu_ms=1000.0 * sum(c for _, c, _ in runs) / sum(n for _, _, n in runs))
-    return dict(records=total, loaders=results, warp_difference=_same_warp_check(files))
+    return dict(records=total, loaders=results, warp_difference=_same_warp_check(files),
+                floor=decode_and_warp_floor(files, min(total, 128), seed))
 
 
 def main(argv):
@@ -208,12 +264,22 @@ def main(argv):
     print(f"\nInput pipeline with augmentation, {result['records']} records ({source}), batch {FLAGS.batch_size}; "
           f"{FLAGS.rounds} rounds of {images} images per loader, loaders alternating; {os.cpu_count()} CPU "
           f"cores, cv2 threads {cv2.getNumThreads()}")
-    print("| loader | images/s (median) | per round | CPU ms / image | speed vs naive |")
-    print("| --- | ---: | --- | ---: | ---: |")
+    floor = result["floor"]
+    print(f"The floor, one core: {floor['crop size']} px stored crop -> {INPUT_SIZE} px input; CPU ms per image: "
+          f"cv2 decode {floor['decode']:.2f}, one cv2 bilinear warp {floor['warp']:.2f}, both "
+          f"{floor['decode + warp']:.2f}")
+    print("| loader | images/s (median) | per round | CPU ms / image | x floor | images/s per core | cores for "
+          f"{FEED_RATE:,} images/s | speed vs naive |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     naive = result["loaders"]["naive numpy/cv2 loop"]["rate"]
-    for name, r in result["loaders"].items():
-        rounds = " ".join(f"{x:.0f}" for x in r["rates"])
-        print(f"| {name} | {r['rate']:.0f} | {rounds} | {r['cpu_ms']:.2f} | {r['rate'] / naive:.2f}x |")
+    rows = {"floor: cv2 decode + warp": dict(rate=float("nan"), rates=[], cpu_ms=floor["decode + warp"]),
+            **result["loaders"]}
+    for name, r in rows.items():
+        rounds = " ".join(f"{x:.0f}" for x in r["rates"]) or "-"
+        rate = f"{r['rate']:.0f}" if r["rates"] else "-"
+        speed = f"{r['rate'] / naive:.2f}x" if r["rates"] else "-"
+        print(f"| {name} | {rate} | {rounds} | {r['cpu_ms']:.2f} | {r['cpu_ms'] / floor['decode + warp']:.2f} | "
+              f"{1000.0 / r['cpu_ms']:.0f} | {FEED_RATE * r['cpu_ms'] / 1000.0:.1f} | {speed} |")
     print(f"(same crop and affine: TF warp vs cv2.warpAffine differ by {result['warp_difference']:.4f} grey "
           "levels on average)")
 
