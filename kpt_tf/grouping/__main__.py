@@ -19,7 +19,8 @@ flags.DEFINE_string("data", None, "TFRecord directory, annotation .json/.json.gz
 flags.DEFINE_integer("groups", 0, "Number of joint groups.")
 flags.DEFINE_enum("method", "mi", ["mi", "body"], "mi: cluster the MI; body: the body-structure grouping.")
 flags.DEFINE_string("out", None, "Directory for mi.json, groups.json and mi.png.")
-flags.DEFINE_string("joints", "all", "Joint subset to group.")
+flags.DEFINE_string("joints", "all", "Joint subset to group (`coco17:all` for another layout than MPII's; "
+                    "--recommend_source_for reads its subsets against this subset's layout).")
 flags.DEFINE_integer("bins", 6, "Equal-frequency bins per axis of a joint's location.")
 flags.DEFINE_integer("bootstrap", 30, "Bootstrap resamples for the MI's uncertainty.")
 flags.DEFINE_integer("seed", 0, "Seed of the bootstrap and the shuffles.")
@@ -28,29 +29,35 @@ flags.DEFINE_list("candidates", [], "Candidate source subsets (named subsets or 
 FLAGS = flags.FLAGS
 
 
-def format_matrix(mi) -> str:
-    from kpt_tf.joints import JOINT_NAMES, MPII_SHORT_NAMES
+def format_matrix(mi, layout=None) -> str:
+    """The MI matrix as text, joints labelled by their layout's short names (MPII's `rank`; the canonical names
+    in a layout without short names, in wider columns). Default layout: MPII's."""
+    from kpt_tf.joints import MPII16
 
-    short = [MPII_SHORT_NAMES[JOINT_NAMES.index(j)] for j in mi.joints]
+    layout = layout or MPII16
+    labels = [layout.short_names[layout.index(j)] if layout.short_names else j for j in mi.joints]
+    width = max(6, 1 + max(map(len, labels)))
     lines = ["MI (bits; diagonal: entropy) of joint locations, " f"{mi.people} people, {mi.bins}x{mi.bins} bins",
-             "      " + "".join(f"{s:>6}" for s in short)]
-    for s, row in zip(short, mi.mi):
-        lines.append(f"{s:>6}" + "".join(f"{v:6.2f}" for v in row))
+             " " * width + "".join(f"{s:>{width}}" for s in labels)]
+    for s, row in zip(labels, mi.mi):
+        lines.append(f"{s:>{width}}" + "".join(f"{v:{width}.2f}" for v in row))
     return "\n".join(lines)
 
 
 def main(argv):
     del argv
     from kpt_tf.grouping import grouping
+    from kpt_tf.joints import JointSubset
 
     if not FLAGS.data:
         raise app.UsageError("--data is required")
+    layout = JointSubset.parse(FLAGS.joints).layout   # `coco17:...` names another layout than MPII's
     if FLAGS.recommend_source_for:
         if not FLAGS.candidates:
             raise app.UsageError("--recommend_source_for needs --candidates a,b,c")
-        mi = grouping.estimate(FLAGS.data, "all", FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
-        ranking = grouping.rank_sources(mi, FLAGS.recommend_source_for,
-                                        list(FLAGS.candidates))
+        everyone = JointSubset.parse("all", layout)
+        mi = grouping.estimate(FLAGS.data, everyone, FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
+        ranking = grouping.rank_sources(mi, FLAGS.recommend_source_for, list(FLAGS.candidates), layout)
         print(grouping.format_ranking(ranking))
         if FLAGS.out:
             Path(FLAGS.out).mkdir(parents=True, exist_ok=True)
@@ -60,7 +67,7 @@ def main(argv):
         raise app.UsageError("--groups G (>= 1) is required")
     mi = grouping.estimate(FLAGS.data, FLAGS.joints, FLAGS.bins, FLAGS.bootstrap, FLAGS.seed, log=print)
     groups = grouping.make_groups(mi, FLAGS.groups, FLAGS.method, FLAGS.joints)
-    print(format_matrix(mi))
+    print(format_matrix(mi, layout))
     print(f"\n{FLAGS.method} groups ({FLAGS.groups}):")
     for name, joints in zip(groups["names"], groups["groups"]):
         print(f"  {name}: {', '.join(joints)}")

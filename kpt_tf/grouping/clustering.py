@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kpt_tf.joints import JOINT_NAMES, MPII_SHORT_NAMES, JointSubset
+from kpt_tf.joints import MPII16, JointSubset
+from kpt_tf.layouts import KeypointLayout
 
 
 def agglomerate(affinity: np.ndarray, num_groups: int) -> list[list[int]]:
@@ -37,10 +38,13 @@ def agglomerate(affinity: np.ndarray, num_groups: int) -> list[list[int]]:
 
 
 # The body's structure: seven connected parts, and for each number of groups the coarser grouping that keeps
-# every group connected in the skeleton (kpt_tf.joints.SKELETON: the hips meet at the pelvis, the shoulders at
-# the thorax). 2 groups are MPII's `upper` and `lower`.
+# every group connected in the skeleton (MPII's: the hips meet at the pelvis, the shoulders at the thorax; COCO's
+# joins them directly and its face to the shoulders through the ears). 2 groups are each layout's `upper` and
+# `lower`. Parts list canonical joint names, which layouts share where the joint is the same (the limbs); the
+# head is MPII's upper neck and head top or COCO's face, and COCO has no thorax or pelvis (those parts are empty).
 _PARTS = {
-    "head": ("upper_neck", "head_top"), "thorax": ("thorax",), "pelvis": ("pelvis",),
+    "head": ("upper_neck", "head_top", "nose", "left_eye", "right_eye", "left_ear", "right_ear"),
+    "thorax": ("thorax",), "pelvis": ("pelvis",),
     "right_arm": ("right_shoulder", "right_elbow", "right_wrist"),
     "left_arm": ("left_shoulder", "left_elbow", "left_wrist"),
     "right_leg": ("right_hip", "right_knee", "right_ankle"), "left_leg": ("left_hip", "left_knee", "left_ankle"),
@@ -58,9 +62,14 @@ BODY_LEVELS = (
 
 def body_groups(subset: JointSubset, num_groups: int) -> list[list[int]]:
     """Body-structure groups of the subset's joints (positions in the subset): the first level of BODY_LEVELS
-    that leaves exactly `num_groups` non-empty groups once restricted to the subset (groups of a subset that
-    lacks the thorax or the pelvis may be unconnected)."""
+    that leaves exactly `num_groups` non-empty groups once restricted to the subset (groups of an MPII subset that
+    lacks the thorax or the pelvis may be unconnected). A joint no body part names is refused, not left out."""
     names = list(subset.names)
+    placed = {joint for joints in _PARTS.values() for joint in joints}
+    unplaced = [joint for joint in names if joint not in placed]
+    if unplaced:
+        raise ValueError(f"the body grouping has no body part for {', '.join(unplaced)} (layout "
+                         f"{subset.layout.name}): use --method mi")
     found = []
     for level in BODY_LEVELS:
         groups = [sorted(names.index(j) for part in group for j in _PARTS[part] if j in names) for group in level]
@@ -76,18 +85,31 @@ def mi_groups(mi: np.ndarray, num_groups: int) -> list[list[int]]:
     return agglomerate(mi, num_groups)
 
 
-def group_name(joint_names) -> str:
-    """A readable name made only from the group's own joints: MPII short names, a left/right pair as its
-    type alone (`rank`, `lank` -> `ank`), in joint order: legs -> `ank_kne_hip`."""
-    indices = sorted(JOINT_NAMES.index(n) for n in joint_names)
+def group_name(joint_names, layout: KeypointLayout = MPII16) -> str:
+    """A readable name made only from the group's own joints, in the layout's joint order: each joint's short name
+    (MPII's `rank`; the canonical name in a layout without short names), a flip pair both in the group as what
+    its two names share (`rank`, `lank` -> `ank`; `left_eye`, `right_eye` -> `eye`): MPII legs -> `ank_kne_hip`."""
+    indices = sorted(layout.index(n) for n in joint_names)
+    labels = layout.short_names or layout.joints
+    partner = layout.flip_partners
     codes = []
     for i in indices:
-        short = MPII_SHORT_NAMES[i]
-        code = short
-        if short[0] in "rl":                              # a sided joint: rank, lelb, ...
-            mirror = ("l" if short[0] == "r" else "r") + short[1:]
-            if JOINT_NAMES[MPII_SHORT_NAMES.index(mirror)] in joint_names:
-                code = short[1:]
+        code = labels[i]
+        if partner[i] != i and partner[i] in indices:
+            code = _pair_type(labels[i], labels[partner[i]]) or code
         if code not in codes:
             codes.append(code)
     return "_".join(codes)
+
+
+def _pair_type(a: str, b: str) -> str:
+    """What two flip-paired names share after their side: the common ending (`rank`, `lank` -> `ank`); for
+    snake_case names from the word after the side on (`left_big_toe`, `right_big_toe` -> `big_toe`, not the
+    `t_big_toe` that `left` and `right` happen to end alike in). Empty when they share nothing."""
+    k = 0
+    while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
+        k += 1
+    common = a[len(a) - k:]
+    if "_" in a and "_" in b:
+        common = common.split("_", 1)[1] if "_" in common else ""
+    return common

@@ -12,15 +12,21 @@ import numpy as np
 from kpt_tf.grouping.clustering import body_groups, group_name, mi_groups
 from kpt_tf.grouping.locations import read_locations
 from kpt_tf.grouping.mutual_information import MIMatrix, mi_matrix
-from kpt_tf.joints import JointSubset
+from kpt_tf.joints import MPII16, JointSubset
+from kpt_tf.layouts import KeypointLayout
 
 MI_JSON, GROUPS_JSON, MI_PNG = "mi.json", "groups.json", "mi.png"
 
 
 def estimate(data, joints="all", bins: int = 6, bootstrap: int = 30, seed: int = 0, log=print) -> MIMatrix:
+    """The MI of the `joints` subset's locations in `data`'s training people; the subset must be of the data's
+    keypoint layout (its indices pick the data's columns)."""
     subset = JointSubset.parse(joints)
     started = time.time()
     loc = read_locations(data)
+    if subset.layout != loc.layout:
+        raise ValueError(f"joints {subset.qualified_name} are of layout {subset.layout.name}, but {loc.source} "
+                         f"holds {loc.layout.dataset} people (layout {loc.layout.name}): give joints of its layout")
     idx = list(subset.indices)
     log(f"[grouping] {loc.xy.shape[0]} training people from {loc.source}"
         + (f" ({loc.skipped} without centre or scale skipped)" if loc.skipped else ""))
@@ -46,39 +52,41 @@ def make_groups(mi: MIMatrix, num_groups: int, method: str, joints="all") -> dic
     groups = [[subset.names[k] for k in g] for g in positions]
     within = [float(np.mean([mi.mi[a, b] for a in g for b in g if a < b])) if len(g) > 1 else None
               for g in positions]
-    return {"groups": groups, "names": [group_name(g) for g in groups], "method": method,
+    return {"groups": groups, "names": [group_name(g, subset.layout) for g in groups], "method": method,
             "num_groups": num_groups, "joints": list(subset.names), "mean_mi_within": within,
             "source": mi.source}
 
 
-def load_groups(spec) -> list[tuple[str, list[str]]]:
+def load_groups(spec, layout: KeypointLayout = MPII16) -> list[tuple[str, list[str]]]:
     """(name, joint names) per group from a groups.json path, or an inline list of joint lists or of
-    {"name", "joints"} dicts (config `model.groups`)."""
+    {"name", "joints"} dicts (config `model.groups`); an unnamed group is named from its joints in `layout`."""
     if isinstance(spec, (str, Path)):
         path = Path(spec)
         if not path.is_file():
             raise ValueError(f"groups file {path} does not exist (write one with `python -m kpt_tf.grouping`)")
         d = json.loads(path.read_text())
-        return list(zip(d.get("names") or [group_name(g) for g in d["groups"]], [list(g) for g in d["groups"]]))
+        names = d.get("names") or [group_name(g, layout) for g in d["groups"]]
+        return list(zip(names, [list(g) for g in d["groups"]]))
     out = []
     for g in spec:
         if isinstance(g, dict) or hasattr(g, "joints"):
             out.append((str(g["name"]), [str(j) for j in g["joints"]]))
         else:
             joints = [str(j) for j in g]
-            out.append((group_name(joints), joints))
+            out.append((group_name(joints, layout), joints))
     return out
 
 
-def rank_sources(mi: MIMatrix, target: str, candidates) -> dict:
+def rank_sources(mi: MIMatrix, target: str, candidates, layout: "KeypointLayout | str | None" = None) -> dict:
     """Rank candidate source subsets for transfer into `target`: score = mean, over the target's joints that the
     source lacks, of the highest MI between that joint and any source joint (how much the best-informed source
-    joint says about each new joint). Higher first."""
+    joint says about each new joint). Higher first. Specs are read against `layout` (the MI's; MPII's when not
+    given); joints the MI does not hold are refused."""
     names = list(mi.joints)
-    target_subset = JointSubset.parse(target)
+    target_subset = _subset_in(mi, target, layout)
     rows = []
     for spec in candidates:
-        source = JointSubset.parse(spec)
+        source = _subset_in(mi, spec, layout)
         new = [j for j in target_subset.names if j not in source.names]
         if not new:
             raise ValueError(f"candidate {spec} already has every joint of {target}: nothing to transfer into")
@@ -88,6 +96,14 @@ def rank_sources(mi: MIMatrix, target: str, candidates) -> dict:
     rows.sort(key=lambda r: -r["score"])
     return {"target": target, "ranking": rows,
             "score": "mean over the target's new joints of the highest MI (bits) with any source joint"}
+
+
+def _subset_in(mi: MIMatrix, spec: str, layout) -> JointSubset:
+    subset = JointSubset.parse(spec, layout)
+    missing = [j for j in subset.names if j not in mi.joints]
+    if missing:
+        raise ValueError(f"{spec} ({subset.qualified_name}) has joints the MI matrix lacks: {', '.join(missing)}")
+    return subset
 
 
 def format_ranking(ranking: dict) -> str:

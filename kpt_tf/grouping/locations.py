@@ -13,15 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from kpt_tf import geometry
+from kpt_tf.joints import MPII16
+from kpt_tf.layouts import KeypointLayout
 
 
 @dataclasses.dataclass
 class Locations:
-    xy: np.ndarray          # [N, 16, 2] centre-relative, person-box units
-    annotated: np.ndarray   # [N, 16] bool
-    visible: np.ndarray     # [N, 16] bool
+    xy: np.ndarray          # [N, J, 2] centre-relative, person-box units; J joints of `layout`
+    annotated: np.ndarray   # [N, J] bool
+    visible: np.ndarray     # [N, J] bool
     source: str
     skipped: int = 0        # people without a usable centre or scale
+    layout: KeypointLayout = MPII16   # both readers read MPII's schema
 
 
 def _from_annotations(path: Path) -> Locations:
@@ -57,6 +60,9 @@ def _from_records(path: Path) -> Locations:
     if not parts:
         raise ValueError(f"--data {path}: its train split holds no record")
     joints, centres, scales, annotated, visible = (np.concatenate([p[k] for p in parts]) for k in range(5))
+    if joints.shape[1] != len(MPII16.joints):
+        raise ValueError(f"--data {path}: its records hold {joints.shape[1]} joints; the grouping reads "
+                         f"{MPII16.dataset}'s {len(MPII16.joints)}-joint records")
     xy = (joints.astype(np.float64) - centres[:, None, :]) / (geometry.PERSON_BOX_PIXELS * scales[:, None, None])
     return Locations(xy, annotated > 0, visible > 0, str(path))
 

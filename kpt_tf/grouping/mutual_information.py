@@ -14,10 +14,11 @@ each joint's (corrected) entropy, which is what the MI of a joint with an exact 
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 
-from kpt_tf.joints import JOINT_NAMES
+from kpt_tf.joints import MPII16, JointSubset
 
 
 def quantile_codes(values: np.ndarray, bins: int) -> np.ndarray:
@@ -82,10 +83,13 @@ class MIMatrix:
                    source=str(d.get("source", "")))
 
 
-def mi_matrix(locations: np.ndarray, annotated: np.ndarray, joints=JOINT_NAMES, bins: int = 6,
-              bootstrap: int = 30, shuffles: int = 10, seed: int = 0, min_people: int = 50) -> MIMatrix:
+def mi_matrix(locations: np.ndarray, annotated: np.ndarray, joints: "JointSubset | Sequence[str] | None" = None,
+              bins: int = 6, bootstrap: int = 30, shuffles: int = 10, seed: int = 0,
+              min_people: int = 50) -> MIMatrix:
     """The pairwise MI of `locations` [N, J, 2] (centre-relative, scale-normalised) over people with both
-    joints `annotated` [N, J]. Pairs with fewer than `min_people` such people get NaN."""
+    joints `annotated` [N, J]. Pairs with fewer than `min_people` such people get NaN. `joints` names the J
+    columns: a joint subset (its names, in its layout) or names; default MPII's 16 joints."""
+    names = _joint_names(joints, np.shape(annotated)[1])
     locations = np.asarray(locations, np.float64)
     annotated = np.asarray(annotated, bool) & np.isfinite(locations).all(-1)
     rng = np.random.default_rng(seed)
@@ -110,4 +114,13 @@ def mi_matrix(locations: np.ndarray, annotated: np.ndarray, joints=JOINT_NAMES, 
                 shuffled = [mutual_information_bits(sa, rng.permutation(sb), num_states) for _ in range(shuffles)]
                 sh_mean[a, b] = sh_mean[b, a] = float(np.mean(shuffled))
                 sh_p95[a, b] = sh_p95[b, a] = float(np.quantile(shuffled, 0.95))
-    return MIMatrix(list(joints), mi, std, sh_mean, sh_p95, pairs, bins, int(annotated.shape[0]))
+    return MIMatrix(names, mi, std, sh_mean, sh_p95, pairs, bins, int(annotated.shape[0]))
+
+
+def _joint_names(joints: "JointSubset | Sequence[str] | None", columns: int) -> list[str]:
+    names = list(MPII16.joints if joints is None else joints.names if isinstance(joints, JointSubset) else joints)
+    if len(names) != columns:
+        default = f" (the default: {MPII16.dataset}'s)" if joints is None else ""
+        raise ValueError(f"the locations have {columns} joints but {len(names)} joint names{default}: give the "
+                         "joint subset the columns are of")
+    return names

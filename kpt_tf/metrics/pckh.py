@@ -19,6 +19,12 @@ Conventions (see ../shared/CONVENTIONS.md; checked against the reference code):
             (trapezoids, which is what its quadgk over a linear interpolation computes), in percent.
 For a subset, every row and mean is restricted to the subset's joints; a row with none of its joints
 present is left out, and a mean with no joint to average is None.
+
+Rows, the joints left out of the Mean and the joint names come from the subset's keypoint layout
+(kpt_tf/layouts; MPII's by default). The core, the HRNet and bearpaw tables and the per-joint figures are defined
+for any layout whose people carry a head size; the official table is the MPII toolkit's, written for MPII's own
+joints (its Head row and UBody name them), so it refuses any other layout (COCO is scored by OKS AP instead:
+kpt_tf/metrics/coco.py).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from kpt_tf.joints import ALL, EXCLUDED_FROM_MEAN, JOINT_NAMES, NUM_JOINTS, PCKH_GROUPS, JointSubset
+from kpt_tf import layouts
+from kpt_tf.joints import JointSubset
+from kpt_tf.layouts import KeypointLayout
 
 # 0.00, 0.01, ..., 0.50; k/100 so that THRESHOLDS[10] == 0.1 and THRESHOLDS[50] == 0.5 exactly.
 THRESHOLDS = np.arange(51) / 100.0
@@ -37,11 +45,32 @@ PCKH_THRESHOLD = 0.5
 HEAD_SIZE_FACTOR = 0.6
 LOW_THRESHOLD = 0.1
 
-ROW_NAMES = tuple(name for name, _ in PCKH_GROUPS)  # Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle
-# The official toolkit's Head row averages upper neck (8) and head top (9).
-OFFICIAL_GROUPS = (("Head", (8, 9)),) + tuple(g for g in PCKH_GROUPS if g[0] != "Head")
-# The official toolkit's UBody: wrists, elbows, shoulders (its columns 7..12).
-OFFICIAL_UPPER_BODY = (10, 11, 12, 13, 14, 15)
+# The official toolkit's conventions are written for MPII's joints: its layout, the two joints its Head row
+# averages and the six its UBody pools (wrists, elbows, shoulders: its columns 7..12), in MPII's order.
+OFFICIAL_LAYOUT = "mpii16"
+OFFICIAL_HEAD = ("upper_neck", "head_top")
+OFFICIAL_UPPER_BODY = ("right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist")
+
+
+def row_names(layout: KeypointLayout) -> tuple[str, ...]:
+    """The report's rows for a layout's people (MPII: Head, Shoulder, Elbow, Wrist, Hip, Knee, Ankle)."""
+    return tuple(name for name, _ in layout.row_indices)
+
+
+def has_official_table(layout: KeypointLayout) -> bool:
+    """Whether the official MPII toolkit's table is defined for a layout's joints (MPII's alone)."""
+    return layout == layouts.layout(OFFICIAL_LAYOUT)
+
+
+def official_rows(layout: KeypointLayout) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The official toolkit's rows (Head = upper neck and head top, the others as the layout's), MPII only."""
+    if not has_official_table(layout):
+        raise ValueError(
+            f"the official MPII toolkit's PCKh table (Head = upper neck and head top, UBody, Total, AUC) is defined "
+            f"for MPII's joints (layout {OFFICIAL_LAYOUT}) alone, not for layout {layout.name}: use the HRNet or "
+            "bearpaw table (rows from the layout), or OKS AP for COCO (kpt_tf.metrics.coco)")
+    head = ("Head", tuple(layout.index(joint) for joint in OFFICIAL_HEAD))
+    return (head,) + tuple(row for row in layout.row_indices if row[0] != "Head")
 
 
 def head_sizes_from_boxes(head_boxes: np.ndarray) -> np.ndarray:
@@ -94,7 +123,7 @@ def correct_fractions(errors: np.ndarray, thresholds: Sequence[float] = THRESHOL
 
 @dataclasses.dataclass(frozen=True)
 class PCKhCounts:
-    """Counts every PCKh figure is computed from; columns are `joints.indices` (global MPII indices)."""
+    """Counts every PCKh figure is computed from; columns are `joints.indices` (indices in its layout)."""
 
     joints: JointSubset
     thresholds: np.ndarray      # [T]
@@ -119,7 +148,7 @@ class PCKhCounts:
             return 100.0 * within / self.annotated
 
     def curve(self, global_indices: Optional[Sequence[int]] = None, inclusive: bool = True) -> np.ndarray:
-        """[T] percent correct pooled over the given joints (default: all but pelvis and thorax)."""
+        """[T] percent correct pooled over the given joints (default: the Mean's, `mean_joints`)."""
         columns = self._columns(self.mean_joints if global_indices is None else global_indices)
         within = (self.within_le if inclusive else self.within_lt)[:, columns].sum(axis=1)
         total = self.annotated[columns].sum()
@@ -129,7 +158,8 @@ class PCKhCounts:
 
     def merge(self, other: "PCKhCounts") -> "PCKhCounts":
         """Counts of both sets of people (e.g. validation batches scored one at a time)."""
-        if other.joints.indices != self.joints.indices or not np.array_equal(other.thresholds, self.thresholds):
+        if (other.joints.indices != self.joints.indices or other.joints.layout != self.joints.layout
+                or not np.array_equal(other.thresholds, self.thresholds)):
             raise ValueError("cannot merge PCKh counts of different joints or thresholds")
         return dataclasses.replace(self, annotated=self.annotated + other.annotated,
                                    within_le=self.within_le + other.within_le,
@@ -137,9 +167,15 @@ class PCKhCounts:
                                    num_people=self.num_people + other.num_people)
 
     @property
+    def layout(self) -> KeypointLayout:
+        return self.joints.layout
+
+    @property
     def mean_joints(self) -> tuple[int, ...]:
-        """Global indices of the subset joints that enter the Mean (all but pelvis and thorax)."""
-        return tuple(i for i in self.joints.indices if i not in EXCLUDED_FROM_MEAN)
+        """Layout indices of the subset joints that enter the Mean (all but the layout's excluded ones: MPII's
+        pelvis and thorax)."""
+        excluded = self.layout.excluded_from_mean_indices
+        return tuple(i for i in self.joints.indices if i not in excluded)
 
 
 def score(pred: np.ndarray, gt: np.ndarray, head_sizes: np.ndarray, annotated: np.ndarray,
@@ -147,21 +183,23 @@ def score(pred: np.ndarray, gt: np.ndarray, head_sizes: np.ndarray, annotated: n
           thresholds: Sequence[float] = THRESHOLDS) -> PCKhCounts:
     """Count PCKh hits of predictions [N,J,2] against ground truth.
 
-    `joints` names the columns of `pred` (default all 16). `gt` [N,·,2] and `annotated` [N,·] carry
-    either the same J columns or all 16 joints in MPII order (then the subset's columns are picked out).
-    Coordinates are in any one frame (0-based pixels by project convention), head_sizes [N] in pixels.
+    `joints` names the columns of `pred` (a subset or spec, `coco17:all` for another layout; default MPII's 16).
+    `gt` [N,·,2] and `annotated` [N,·] carry either the same J columns or every joint of the subset's layout in
+    its order (then the subset's columns are picked out). Coordinates are in any one frame (0-based pixels by
+    project convention), head_sizes [N] in pixels.
     """
-    joints = ALL if joints is None else JointSubset.parse(joints)
+    joints = JointSubset.parse("all" if joints is None else joints)
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     annotated = np.asarray(annotated, dtype=bool)
     if pred.ndim != 3 or pred.shape[1] != len(joints):
         raise ValueError(f"predictions have shape {pred.shape}, expected [N,{len(joints)},2] for joints "
                          f"{joints.name!r}")
-    reorder = joints.indices != ALL.indices
-    if reorder and gt.ndim == 3 and gt.shape[1] == NUM_JOINTS:
+    layout_joints = len(joints.layout.joints)
+    reorder = joints.indices != tuple(range(layout_joints))
+    if reorder and gt.ndim == 3 and gt.shape[1] == layout_joints:
         gt = gt[:, list(joints.indices)]
-    if reorder and annotated.ndim == 2 and annotated.shape[1] == NUM_JOINTS:
+    if reorder and annotated.ndim == 2 and annotated.shape[1] == layout_joints:
         annotated = annotated[:, list(joints.indices)]
     errors = normalized_errors(pred, gt, head_sizes, annotated)
     within_le, counts = count_within(errors, thresholds, inclusive=True)
@@ -204,8 +242,8 @@ def _plain_mean(counts: PCKhCounts, threshold: float, inclusive: bool) -> Option
 
 
 def hrnet_table(counts: PCKhCounts) -> dict[str, Optional[float]]:
-    """HRNet/mmpose convention (`<=`, count-weighted Mean, Mean@0.1 at a true 0.10), percent."""
-    table = _group_rows(counts, PCKH_GROUPS, PCKH_THRESHOLD, inclusive=True)
+    """HRNet/mmpose convention (`<=`, count-weighted Mean, Mean@0.1 at a true 0.10), percent; the layout's rows."""
+    table = _group_rows(counts, counts.layout.row_indices, PCKH_THRESHOLD, inclusive=True)
     table["Mean"] = _weighted_mean(counts, PCKH_THRESHOLD, inclusive=True)
     table["Mean@0.1"] = _weighted_mean(counts, LOW_THRESHOLD, inclusive=True)
     return table
@@ -217,8 +255,8 @@ def hrnet_slipped_mean_at_01(counts: PCKhCounts) -> Optional[float]:
 
 
 def bearpaw_table(counts: PCKhCounts) -> dict[str, Optional[float]]:
-    """bearpaw/pytorch-pose convention (`<`, plain unweighted Mean), percent."""
-    table = _group_rows(counts, PCKH_GROUPS, PCKH_THRESHOLD, inclusive=False)
+    """bearpaw/pytorch-pose convention (`<`, plain unweighted Mean), percent; the layout's rows."""
+    table = _group_rows(counts, counts.layout.row_indices, PCKH_THRESHOLD, inclusive=False)
     table["Mean"] = _plain_mean(counts, PCKH_THRESHOLD, inclusive=False)
     table["Mean@0.1"] = _plain_mean(counts, LOW_THRESHOLD, inclusive=False)
     return table
@@ -235,11 +273,13 @@ def area_under_curve(curve: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> 
 
 
 def official_table(counts: PCKhCounts) -> dict[str, Optional[float]]:
-    """MPII toolkit convention (Head = neck & head top, UBody, Total pooled, AUC), percent."""
-    table = _group_rows(counts, OFFICIAL_GROUPS, PCKH_THRESHOLD, inclusive=True)
+    """MPII toolkit convention (Head = neck & head top, UBody, Total pooled, AUC), percent. MPII's layout only
+    (ValueError for another: the toolkit's rows name MPII's joints)."""
+    table = _group_rows(counts, official_rows(counts.layout), PCKH_THRESHOLD, inclusive=True)
     row = counts._row(PCKH_THRESHOLD)
-    upper = counts.curve(OFFICIAL_UPPER_BODY)
-    table["UBody"] = _finite_or_none(upper[row]) if counts._columns(OFFICIAL_UPPER_BODY) else None
+    upper_body = tuple(counts.layout.index(joint) for joint in OFFICIAL_UPPER_BODY)
+    upper = counts.curve(upper_body)
+    table["UBody"] = _finite_or_none(upper[row]) if counts._columns(upper_body) else None
     total = counts.curve()
     table["Total"] = _finite_or_none(total[row])
     table["AUC"] = area_under_curve(total, counts.thresholds)
@@ -249,18 +289,18 @@ def official_table(counts: PCKhCounts) -> dict[str, Optional[float]]:
 def per_joint_table(counts: PCKhCounts, threshold: float = PCKH_THRESHOLD) -> dict[str, Optional[float]]:
     """{joint name: PCKh (`<=`) at `threshold`, percent} for the subset's joints, in subset order."""
     values = counts.per_joint(threshold, inclusive=True)
-    return {JOINT_NAMES[i]: _finite_or_none(v) for i, v in zip(counts.joints.indices, values)}
+    return {name: _finite_or_none(v) for name, v in zip(counts.joints.names, values)}
 
 
 def report(counts: PCKhCounts) -> dict:
-    """The evaluation dict (the CLI's JSON): three convention tables, per-joint PCKh@0.5, Total curve."""
-    return {
-        "hrnet": hrnet_table(counts),
-        "bearpaw": bearpaw_table(counts),
-        "official": official_table(counts),
-        "per_joint": per_joint_table(counts),
-        "curve": [_finite_or_none(v) for v in counts.curve()],
-    }
+    """The evaluation dict (the CLI's JSON): three convention tables, per-joint PCKh@0.5, Total curve. Another
+    layout than MPII's has no "official" table (see `official_table`)."""
+    result = {"hrnet": hrnet_table(counts), "bearpaw": bearpaw_table(counts)}
+    if has_official_table(counts.layout):
+        result["official"] = official_table(counts)
+    result["per_joint"] = per_joint_table(counts)
+    result["curve"] = [_finite_or_none(v) for v in counts.curve()]
+    return result
 
 
 def score_predictions(predictions, joints: "JointSubset | str | None" = None) -> dict:
@@ -330,39 +370,53 @@ def _cell(value: Optional[float], decimals: int, width: int) -> str:
 
 
 def format_table(counts: PCKhCounts, title: str = "") -> str:
-    """Human-readable tables: the three conventions, then per joint @0.5, @0.1 and AUC."""
+    """Human-readable tables: the three conventions (the official one for MPII's layout only), then per joint
+    @0.5, @0.1 and AUC."""
     lines = []
     if title:
         lines.append(title)
-    lines.append(f"PCKh on {counts.num_people} people, joints: {counts.joints.name}")
-    width = 9
-    hrnet, bearpaw, official = hrnet_table(counts), bearpaw_table(counts), official_table(counts)
+    # Another layout's subset names may read like MPII's (`all`), so they carry their layout's prefix.
+    joints_name = counts.joints.name if counts.layout.name == layouts.DEFAULT_LAYOUT else counts.joints.qualified_name
+    lines.append(f"PCKh on {counts.num_people} people, joints: {joints_name}")
+    width, label = 9, 30
+    hrnet, bearpaw = hrnet_table(counts), bearpaw_table(counts)
     columns = [k for k in hrnet]
-    label = 30
     lines.append("")
     lines.append("convention".ljust(label) + "".join(c.rjust(width) for c in columns))
     lines.append("HRNet/mmpose  (<=, weighted)".ljust(label) + "".join(_cell(hrnet[c], 2, width) for c in columns))
     lines.append("bearpaw       (<, plain mean)".ljust(label)
                  + "".join(_cell(bearpaw.get(c), 2, width) for c in columns))
-    official_columns = list(official)
     lines.append("")
-    lines.append("official MPII toolkit (<=)".ljust(label) + "".join(c.rjust(width) for c in official_columns))
-    # The toolkit prints one decimal (%1.1f); so do we, to make its figures directly comparable.
-    lines.append("".ljust(label) + "".join(_cell(official[c], 1, width) for c in official_columns))
+    lines.extend(_official_lines(counts, label, width))
     slipped = hrnet_slipped_mean_at_01(counts) if np.isclose(counts.thresholds, 0.11).any() else None
     if slipped is not None:
         lines.append(f"(HRNet's own code prints Mean@0.1 at threshold 0.11: {slipped:.2f})")
+    lines.append("")
+    lines.extend(_per_joint_lines(counts, width))
+    return "\n".join(lines)
 
+
+def _official_lines(counts: PCKhCounts, label: int, width: int) -> list[str]:
+    if not has_official_table(counts.layout):
+        return [f"official MPII toolkit: defined for MPII's joints only, not computed for layout {counts.layout.name}"]
+    official = official_table(counts)
+    # The toolkit prints one decimal (%1.1f); so do we, to make its figures directly comparable.
+    return ["official MPII toolkit (<=)".ljust(label) + "".join(c.rjust(width) for c in official),
+            "".ljust(label) + "".join(_cell(official[c], 1, width) for c in official)]
+
+
+def _per_joint_lines(counts: PCKhCounts, width: int) -> list[str]:
     at_05 = counts.per_joint(PCKH_THRESHOLD)
     at_01 = counts.per_joint(LOW_THRESHOLD)
-    lines.append("")
-    lines.append("joint (<=)".ljust(16) + "annotated".rjust(10) + "@0.5".rjust(width) + "@0.1".rjust(width)
-                 + "AUC".rjust(width))
-    for k, index in enumerate(counts.joints.indices):
+    lines = ["joint (<=)".ljust(16) + "annotated".rjust(10) + "@0.5".rjust(width) + "@0.1".rjust(width)
+             + "AUC".rjust(width)]
+    for k, (index, name) in enumerate(zip(counts.joints.indices, counts.joints.names)):
         joint_auc = area_under_curve(counts.curve((index,)), counts.thresholds)
-        lines.append(JOINT_NAMES[index].ljust(16) + str(int(counts.annotated[k])).rjust(10)
+        lines.append(name.ljust(16) + str(int(counts.annotated[k])).rjust(10)
                      + _cell(at_05[k], 2, width) + _cell(at_01[k], 2, width) + _cell(joint_auc, 2, width))
-    left_out = [JOINT_NAMES[i] for i in counts.joints.indices if i in EXCLUDED_FROM_MEAN]
+    excluded = counts.layout.excluded_from_mean_indices
+    left_out = [name for index, name in zip(counts.joints.indices, counts.joints.names) if index in excluded]
     if left_out:
-        lines.append(f"({' and '.join(left_out)} listed for completeness; no Mean, Total or AUC includes them)")
-    return "\n".join(lines)
+        aggregates = "Mean, Total or AUC" if has_official_table(counts.layout) else "Mean"
+        lines.append(f"({' and '.join(left_out)} listed for completeness; no {aggregates} includes them)")
+    return lines

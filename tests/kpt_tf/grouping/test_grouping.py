@@ -121,3 +121,100 @@ def test_cli_on_the_real_annotations_and_its_refusals(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "kpt_tf.grouping", "--data", str(tmp_path / "nowhere.json"),
                           "--groups", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+# --- groupings of another layout than MPII's (issue 35) ----------------------------------------------
+
+COCO17 = JointSubset.parse("coco17:all")
+
+
+def test_mpii_body_group_names_are_the_former_ones():
+    names = [[group_name([JOINT_NAMES[i] for i in g]) for g in body_groups(JointSubset.parse("all"), n)]
+             for n in (2, 5, 7)]
+    assert names == [["ank_kne_hip_pelv", "thor_neck_head_wri_elb_sho"],
+                     ["rank_rkne_rhip", "lhip_lkne_lank", "pelv_thor_neck_head", "rwri_relb_rsho", "lsho_lelb_lwri"],
+                     ["rank_rkne_rhip", "lhip_lkne_lank", "pelv", "thor", "neck_head", "rwri_relb_rsho",
+                      "lsho_lelb_lwri"]]
+
+
+def test_coco17_group_names_mirror_by_its_flip_pairs():
+    coco17 = COCO17.layout
+    assert group_name(["right_eye", "nose", "left_eye"], coco17) == "nose_eye"
+    assert group_name(list(JointSubset.parse("coco17:legs").names), coco17) == "hip_knee_ankle"
+    assert group_name(["left_wrist", "left_elbow"], coco17) == "left_elbow_left_wrist"   # no pair: full names
+    assert group_name(["left_wrist", "left_elbow"]) == "lelb_lwri"                         # MPII's short names
+    assert load_groups([["right_ear", "left_ear"]], coco17) == [("ear", ["right_ear", "left_ear"])]
+
+
+@pytest.mark.parametrize("num_groups", range(1, 6))
+def test_coco17_body_groups_cover_every_joint_and_are_connected_in_its_skeleton(num_groups):
+    groups = body_groups(COCO17, num_groups)
+    assert len(groups) == num_groups and sorted(j for g in groups for j in g) == list(range(17))
+    edges = COCO17.layout.skeleton_indices
+    for g in groups:
+        reached, frontier = {g[0]}, [g[0]]
+        while frontier:
+            a = frontier.pop()
+            for b in [y for x, y in edges if x == a] + [x for x, y in edges if y == a]:
+                if b in g and b not in reached:
+                    reached.add(b)
+                    frontier.append(b)
+        assert reached == set(g), [COCO17.names[i] for i in g]
+    if num_groups == 2:   # COCO's upper / lower
+        assert [tuple(g) for g in groups] == [JointSubset.parse("coco17:upper").indices,
+                                              JointSubset.parse("coco17:lower").indices]
+
+
+def test_body_groups_refuse_a_count_or_a_joint_they_cannot_place():
+    with pytest.raises(ValueError, match=r"coco17:all has \[1, 2, 3, 4, 5\] groups, not 6"):
+        body_groups(COCO17, 6)
+    from kpt_tf.layouts import KeypointLayout
+
+    toy = KeypointLayout(name="toy", dataset="Toy", joints=("nose", "tail"))
+    with pytest.raises(ValueError, match="no body part for tail"):
+        body_groups(JointSubset((0, 1), layout=toy), 1)
+
+
+def test_coco17_mi_groups_are_named_from_its_layout_and_ranked_by_its_subsets():
+    # Face (0..4), arms (5..10) and legs (11..16) as three independent blocks; `planted` makes 16 columns, the
+    # 17th (right ankle) is one more noisy copy of the legs' latent.
+    xy, annotated = planted(n=3000, blocks=(range(0, 5), range(5, 11), range(11, 16)))
+    xy, annotated = np.concatenate([xy, xy[:, :1]], axis=1), np.concatenate([annotated, annotated[:, :1]], axis=1)
+    xy[:, 16] = xy[:, 15] + 0.3 * np.random.default_rng(5).normal(size=(3000, 2))
+    with pytest.raises(ValueError, match="17 joints but 16 joint names"):
+        mi_matrix(xy, annotated, bootstrap=1, shuffles=1)
+    mi = mi_matrix(xy, annotated, COCO17, bootstrap=1, shuffles=1)
+    assert mi.joints == list(COCO17.names)
+    groups = make_groups(mi, 3, "mi", "coco17:all")
+    assert groups["groups"] == [list(COCO17.names[:5]), list(COCO17.names[5:11]), list(COCO17.names[11:])]
+    assert groups["names"] == ["nose_eye_ear", "shoulder_elbow_wrist", "hip_knee_ankle"]
+    ranking = rank_sources(mi, "upper", ["head", "legs"], COCO17.layout)
+    assert [r["source"] for r in ranking["ranking"]] == ["head", "legs"]
+    with pytest.raises(ValueError, match="lacks: pelvis, thorax, upper_neck, head_top"):
+        rank_sources(mi, "torso_head", ["arms"])          # MPII's subset: joints this MI does not hold
+
+
+def test_the_matrix_is_labelled_by_the_layouts_names():
+    from kpt_tf.grouping.__main__ import format_matrix
+
+    xy, annotated = planted(n=300)
+    mpii_text = format_matrix(mi_matrix(xy, annotated, bootstrap=1, shuffles=1)).splitlines()
+    assert mpii_text[1] == "      " + "".join(f"{s:>6}" for s in
+                                              "rank rkne rhip lhip lkne lank pelv thor neck head rwri relb rsho "
+                                              "lsho lelb lwri".split())
+    coco_mi = mi_matrix(np.concatenate([xy, xy[:, :1]], axis=1), np.ones((300, 17), bool), COCO17,
+                        bootstrap=1, shuffles=1)
+    coco_text = format_matrix(coco_mi, COCO17.layout).splitlines()
+    assert coco_text[1].split() == list(COCO17.names)
+    assert coco_text[2].startswith(" " * 11 + "nose") and len({len(line) for line in coco_text[1:]}) == 1
+
+
+def test_estimate_refuses_joints_of_another_layout_than_the_datas(monkeypatch):
+    from kpt_tf.grouping import grouping
+    from kpt_tf.grouping.locations import Locations
+
+    xy, annotated = planted(n=200)
+    monkeypatch.setattr(grouping, "read_locations", lambda data: Locations(xy, annotated, annotated, str(data)))
+    assert grouping.estimate("people.json", "all", bootstrap=1, log=lambda _: None).joints == list(JOINT_NAMES)
+    with pytest.raises(ValueError, match=r"coco17:all are of layout coco17, but people.json holds MPII people"):
+        grouping.estimate("people.json", "coco17:all", bootstrap=1, log=lambda _: None)

@@ -225,3 +225,92 @@ def test_visible_and_occluded_joints_are_scored_apart():
     assert result["mean"] == pytest.approx(60.0)
     table = pckh.visibility_table(result)
     assert "occluded" in table.splitlines()[-1] and table.splitlines()[-1].split()[1] == "3"
+
+
+# --- rows, Mean joints and names from the subset's layout (issue 35) --------------------------------
+
+def test_mpii_rows_and_official_rows_are_the_former_constants():
+    mpii16 = JointSubset.parse("all").layout
+    assert pckh.row_names(mpii16) == ROWS
+    # The literals the module held before layouts: Head = upper neck (8) and head top (9), UBody = columns 10..15.
+    assert pckh.official_rows(mpii16) == (("Head", (8, 9)), ("Shoulder", (12, 13)), ("Elbow", (11, 14)),
+                                          ("Wrist", (10, 15)), ("Hip", (2, 3)), ("Knee", (1, 4)),
+                                          ("Ankle", (0, 5)))
+    assert tuple(mpii16.index(j) for j in pckh.OFFICIAL_UPPER_BODY) == (10, 11, 12, 13, 14, 15)
+    counts = pckh.score(*_people(np.zeros((2, 16))))
+    assert counts.mean_joints == tuple(i for i in range(16) if i not in (6, 7))   # pelvis, thorax left out
+
+
+def test_the_bearpaw_s2_table_text_is_unchanged(truth):
+    counts, _ = _report(truth, "bearpaw-hg_s2_b1.mat")
+    lines = pckh.format_table(counts, "bearpaw-hg_s2_b1.mat").splitlines()
+    # Printed before the rows came from the layout (../shared/mpii/preds/bearpaw-hg_s2_b1.mat).
+    assert lines[:9] == [
+        "bearpaw-hg_s2_b1.mat", "PCKh on 2958 people, joints: all", "",
+        "convention                         Head Shoulder    Elbow    Wrist      Hip"
+        "     Knee    Ankle     Mean Mean@0.1",
+        "HRNet/mmpose  (<=, weighted)      95.80    94.57    88.12    83.31    86.24"
+        "    80.88    77.44    87.30    23.91",
+        "bearpaw       (<, plain mean)     95.80    94.57    88.12    83.31    86.24"
+        "    80.88    77.44    86.76    23.72",
+        "",
+        "official MPII toolkit (<=)         Head Shoulder    Elbow    Wrist      Hip"
+        "     Knee    Ankle    UBody    Total      AUC",
+        "                                   96.7     94.6     88.1     83.3     86.2"
+        "     80.9     77.4     88.7     87.3     57.4"]
+    assert lines[12] == "right_ankle           2115    77.92    21.51    50.90"
+    assert lines[18] == "pelvis                2878    90.41    17.41    52.96"
+    assert lines[-1] == "(pelvis and thorax listed for completeness; no Mean, Total or AUC includes them)"
+    assert len(lines) == 29
+
+
+def _coco_case():
+    """Five COCO people, head size 10 px: every joint right (error 0.3) except the nose (error 0.8, wrong) and,
+    for the first two people, the left wrist (wrong)."""
+    errors = np.full((5, 17), 3.0)
+    errors[:, 0] = 8.0
+    errors[:2, 9] = 8.0
+    return _people(errors)
+
+
+def test_a_coco17_subset_gets_its_layouts_rows_mean_and_joint_names():
+    subset = JointSubset.parse("coco17:all")
+    counts = pckh.score(*_coco_case(), joints=subset)
+    hrnet, bearpaw = pckh.hrnet_table(counts), pckh.bearpaw_table(counts)
+    assert list(hrnet) == [*ROWS, "Mean", "Mean@0.1"] and list(bearpaw) == list(hrnet)
+    assert hrnet["Head"] == pytest.approx(80.0)             # nose, eyes and ears: (0 + 4 x 100) / 5
+    assert hrnet["Wrist"] == pytest.approx(80.0)            # left wrist 60, right wrist 100
+    assert hrnet["Shoulder"] == 100.0
+    # COCO leaves no joint out of the Mean: 17 x 5 annotated, 5 nose and 2 wrist misses.
+    assert hrnet["Mean"] == pytest.approx(100 * (85 - 7) / 85)
+    assert counts.mean_joints == tuple(range(17))
+    assert list(pckh.per_joint_table(counts)) == list(subset.names)
+    assert pckh.per_joint_table(counts)["nose"] == 0.0 and pckh.per_joint_table(counts)["left_wrist"] == 60.0
+
+
+def test_the_official_mpii_table_refuses_a_coco17_subset_and_the_report_leaves_it_out():
+    counts = pckh.score(*_coco_case(), joints="coco17:all")
+    with pytest.raises(ValueError, match=r"official MPII toolkit.*layout mpii16.*not for layout coco17"):
+        pckh.official_table(counts)
+    result = pckh.report(counts)
+    assert list(result) == ["hrnet", "bearpaw", "per_joint", "curve"]
+    assert result["curve"][50] == pytest.approx(result["hrnet"]["Mean"])
+    text = pckh.format_table(counts)
+    assert "joints: coco17:all" in text and "not computed for layout coco17" in text
+    assert "UBody" not in text and "left_shoulder" in text and "listed for completeness" not in text
+
+
+def test_a_coco17_subset_picks_its_columns_from_17_joint_ground_truth():
+    subset = JointSubset.parse("coco17:wrists")              # left_wrist 9, right_wrist 10
+    pred, gt, sizes, annotated = _coco_case()
+    full = pckh.score(pred[:, [9, 10]], gt, sizes, annotated, joints=subset)
+    assert pckh.per_joint_table(full) == {"left_wrist": 60.0, "right_wrist": 100.0}
+    assert list(pckh.hrnet_table(full)) == ["Wrist", "Mean", "Mean@0.1"]
+
+
+def test_counts_of_two_layouts_do_not_merge():
+    pred, gt, sizes, annotated = _people(np.ones((2, 2)))
+    mpii_counts = pckh.score(pred, gt, sizes, annotated, joints="head_top,right_wrist")          # indices 9, 10
+    coco_counts = pckh.score(pred, gt, sizes, annotated, joints="coco17:left_wrist,right_wrist")  # indices 9, 10
+    with pytest.raises(ValueError, match="different joints"):
+        mpii_counts.merge(coco_counts)
