@@ -24,6 +24,7 @@ import numpy as np
 
 from kpt_tf import geometry
 from kpt_tf.mpii.annotations import TEST_SPLIT, PersonAnnotation
+from kpt_tf.mpii.person import person_box
 
 _REDUCED_DECODE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                          4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -36,8 +37,8 @@ class CropJob:
     key: tuple[str, int]           # (split, dataset_index)
     image: str
     person_index: int
-    objpos: tuple[float, float]    # 0-based, rough
-    scale: float                   # rough (MPII scale_provided)
+    center: tuple[float, float]    # the crop's person box (kpt_tf.mpii.person.person_box), 0-based
+    scale: float                   # its side / 200 px
     joints: tuple                  # (16, 2) 0-based, nested tuples
     annotated: tuple
     visible: tuple
@@ -52,10 +53,9 @@ class CropSettings:
     reduced_decode: bool
 
 
-def person_crop_transform(objpos, scale, crop_size: int, crop_margin: float):
-    """(adjusted centre, adjusted scale, 2x3 image->crop affine) of one person."""
-    center, adjusted_scale = geometry.adjust_person_box(objpos, scale)
-    return center, adjusted_scale, geometry.crop_affine(center, adjusted_scale, crop_size, crop_margin)
+def person_crop_transform(center, scale, crop_size: int, crop_margin: float):
+    """The 2x3 image->crop affine of one person box."""
+    return geometry.crop_affine(np.asarray(center, np.float64), scale, crop_size, crop_margin)
 
 
 def jpeg_dimensions(data: bytes | np.ndarray) -> tuple[int, int] | None:
@@ -95,8 +95,7 @@ def decode_factor(jobs: Sequence[CropJob], settings: CropSettings) -> int:
     if not settings.reduced_decode:
         return 1
     source_px_per_crop_px = min(
-        geometry.PERSON_BOX_PIXELS * geometry.adjust_person_box(j.objpos, j.scale)[1] * settings.crop_margin
-        / settings.crop_size for j in jobs)
+        geometry.PERSON_BOX_PIXELS * j.scale * settings.crop_margin / settings.crop_size for j in jobs)
     return max(f for f in _REDUCED_DECODE_FLAGS if f <= max(source_px_per_crop_px, 1.0))
 
 
@@ -151,8 +150,8 @@ def _ends_with_jpeg_end_marker(data: np.ndarray) -> bool:
 
 def crop_person(image: np.ndarray, factor: int, full_size, job: CropJob, settings: CropSettings) -> dict:
     """One person's record (every key of kpt_tf.data.schema.FEATURES) from the decoded image."""
-    center, scale, image_to_crop = person_crop_transform(job.objpos, job.scale, settings.crop_size,
-                                                         settings.crop_margin)
+    center, scale = np.asarray(job.center, np.float64), job.scale
+    image_to_crop = person_crop_transform(center, scale, settings.crop_size, settings.crop_margin)
     decoded_to_crop = geometry.compose_affine(image_to_crop, _reduced_to_image(factor))
     crop = cv2.warpAffine(image, decoded_to_crop, (settings.crop_size, settings.crop_size),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
@@ -201,6 +200,8 @@ FAR_JOINT_BOXES = 3.0
 def skip_reason(person: PersonAnnotation) -> str | None:
     """Why a person cannot become a record before its image is even opened (None: usable so far).
     A test person needs no joints (MPII withholds them): only objpos and scale."""
+    if person.source_skip is not None:
+        return person.source_skip
     if person.objpos is None:       # the readers map -1 and NaN/inf to None
         return "objpos missing, -1 or not finite"
     if person.scale is None:
@@ -240,9 +241,10 @@ def mark_duplicates(people: Sequence[PersonAnnotation]) -> int:
 
 
 def crop_job(person: PersonAnnotation) -> CropJob:
+    center, scale = person_box(person)
     return CropJob(
         key=(person.split, person.dataset_index), image=person.image, person_index=person.person_index,
-        objpos=tuple(float(v) for v in person.objpos), scale=float(person.scale),
+        center=tuple(float(v) for v in center), scale=scale,
         joints=tuple(map(tuple, person.joints.tolist())), annotated=tuple(int(v) for v in person.annotated),
         visible=tuple(int(v) for v in person.visible),
         head_box=None if person.head_box is None else tuple(float(v) for v in person.head_box))

@@ -31,11 +31,29 @@ class PersonAnnotation:
     image_index: int | None          # 0-based index of the image in the release's annolist, if known
     objpos: np.ndarray | None        # rough person centre (2,), None when missing or -1 in the file
     scale: float | None              # person height / 200 px, None when missing
-    joints: np.ndarray               # (16, 2) float64; 0 where not annotated
-    annotated: np.ndarray            # (16,) int64, 1 = annotated
-    visible: np.ndarray              # (16,) int64, 1 = annotated and not occluded
+    joints: np.ndarray               # (J, 2) float64, J joints of the data set's layout; 0 where not annotated
+    annotated: np.ndarray            # (J,) int64, 1 = annotated
+    visible: np.ndarray              # (J,) int64, 1 = annotated and not occluded
     head_box: np.ndarray | None = None  # (4,) x1, y1, x2, y2, None when the source has none
     duplicate_of: int | None = None  # dataset_index of an identical earlier record (set by the converter)
+    # (4,) x1, y1, x2, y2: the annotated person box of data sets that give one (COCO), already clipped to the image;
+    # None for MPII, whose people have a rough centre and scale instead (objpos/scale)
+    box: np.ndarray | None = None
+    # why the source itself says this person is not for training (COCO: a crowd region), else None
+    source_skip: str | None = None
+
+
+def person_box(person: PersonAnnotation) -> tuple[np.ndarray, float]:
+    """(centre, scale) of the square person box a crop is built around (the crop convention, CONVENTIONS.md):
+    from the annotated box where the data set gives one (geometry.box_center_scale: the longer side x 1.25, as
+    HRNet and mmpose make COCO's crops at aspect ratio 1), else MPII's objpos/scale adjustment."""
+    from kpt_tf import geometry
+
+    if person.box is not None:
+        center, scale = geometry.box_center_scale(np.asarray(person.box, np.float64))
+    else:
+        center, scale = geometry.adjust_person_box(person.objpos, person.scale)
+    return np.asarray(center, np.float64), float(scale)
 
 
 def empty_joints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -361,7 +361,8 @@ def test_rerun_of_one_shard_decodes_a_shared_image_as_the_full_run_did(tmp_path)
     the image at the large person's reduction (8) instead of the pair's (2)."""
     annotations, images, _ = make_straddling_dataset(tmp_path / "data", num_images=5)
     settings = crops.CropSettings(64, 1.5, 95, True)
-    big, small = (crops.CropJob(("train", 0), "x", 0, (600.0, 400.0), s, (), (), (), None) for s in (3.0, 0.6))
+    # person boxes of MPII scale 3.0 and 0.6 (x 1.25, the crop's box: kpt_tf.mpii.person.person_box)
+    big, small = (crops.CropJob(("train", 0), "x", 0, (600.0, 400.0), 1.25 * s, (), (), (), None) for s in (3.0, 0.6))
     assert crops.decode_factor([big], settings) == 8 and crops.decode_factor([big, small], settings) == 2
     shards = {"train": 3}
     _convert(annotations, images, tmp_path / "reference", splits="train", num_shards=shards)
