@@ -122,6 +122,19 @@ class JointSubset:
         return cls(_resolve_list(expression, spec, subset_layout), text, subset_layout)
 
     @classmethod
+    def from_names(cls, names: Sequence[str], layout: "KeypointLayout | str | None" = None) -> "JointSubset":
+        """The subset a file saved as its canonical joint names (an export's `joints`, a run's summary), in their
+        order, of `layout` (mpii16 when not given: files from before layouts were recorded are MPII's)."""
+        wanted = _as_layout(layout) or MPII16
+        if isinstance(names, str):
+            raise TypeError(f"joint names must be a list of names, got the string {names!r}")
+        unknown = [n for n in names if n not in wanted.joints]
+        if unknown:
+            raise ValueError(f"saved joints {', '.join(map(repr, unknown))} are not joints of layout {wanted.name} "
+                             f"({', '.join(wanted.joints)})")
+        return cls(tuple(wanted.joints.index(n) for n in names), layout=wanted)
+
+    @classmethod
     def _parse_expression(cls, expression: str, text: str, layout: KeypointLayout) -> "JointSubset":
         # Tokens separated by + (union) and - (difference), left to right; result kept in the layout's order.
         tokens = re.split(r"([+-])", expression)

@@ -100,7 +100,7 @@ class Predictor:
         from kpt_tf.tflite import TFLiteNetwork
 
         network = TFLiteNetwork(path, num_threads)
-        joints = JointSubset.parse(network.metadata.joints)
+        joints = network.metadata.joint_subset()
         permutation = flip_permutation_or_none(joints, flip_test)
 
         def heatmaps(crops):

@@ -14,14 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from kpt_tf import workdir
-from kpt_tf.joints import JointSubset
 from kpt_tf.visualize import draw_skeleton
 
 
 def load_savedmodel(path):
-    """(loaded SavedModel, its joint subset, its ExportMetadata) for a directory written by kpt_tf.export."""
+    """(loaded SavedModel, its joint subset (in the keypoint layout the export records), its ExportMetadata) for a
+    directory written by kpt_tf.export."""
     metadata = workdir.ExportMetadata.read(path)
-    return tf.saved_model.load(str(path)), JointSubset.parse(metadata.joints), metadata
+    return tf.saved_model.load(str(path)), metadata.joint_subset(), metadata
 
 
 def serve_people(savedmodel_dir, rgb_image: np.ndarray, centers, scales) -> dict:

@@ -35,11 +35,13 @@ class TrainedModel:
 
     @property
     def joints(self):
-        """The JointSubset of the network's heads, or None when nothing records it."""
+        """The JointSubset of the network's heads, or None when nothing records it: an export's, in the layout it
+        records; a training config's `joints` (kpt_tf.training.loop saves them with their layout's prefix unless
+        they are mpii16's)."""
         from kpt_tf.joints import JointSubset
 
         if self.metadata is not None:
-            return JointSubset.parse(self.metadata.joints)
+            return self.metadata.joint_subset()
         if self.config is not None:
             return JointSubset.parse(self.config.joints)
         return None
@@ -114,14 +116,12 @@ def read_weights(path, which: str = "best") -> StoredWeights:
     training workdir (its `which` model) or a `.keras` file (safe mode), with the joints the file records.
 
     Raises FileNotFoundError / ValueError naming the path when it cannot be read."""
-    from kpt_tf.joints import JointSubset
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: does not exist")
     if wd.is_savedmodel(path):
         metadata = wd.ExportMetadata.read(path)
-        return StoredWeights(read_savedmodel_variables(path), JointSubset.parse(metadata.joints), f"SavedModel {path}")
+        return StoredWeights(read_savedmodel_variables(path), metadata.joint_subset(), f"SavedModel {path}")
     trained = load_trained(path, which)    # a workdir or a .keras file: safe mode
     return StoredWeights(trained.weights(), trained.joints, f"{trained.kind} {path}")
 

@@ -13,7 +13,8 @@ A training workdir (kpt_tf.train, kpt_tf.transfer):
     metrics.csv, tensorboard/, train_summary.json
 
 An exported SavedModel (kpt_tf.export) carries `assets.extra/kpt_tf.json` (TF Serving's convention for extra
-files): the joints, input and heatmap size, sigma, flip test and architecture of the exported network.
+files): the joints and their keypoint layout, input and heatmap size, sigma, flip test and architecture of the
+exported network.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from kpt_tf.joints import JointSubset
+from kpt_tf.layouts import DEFAULT_LAYOUT
 from kpt_tf.models.registry import DEFAULT_ARCHITECTURE
 
 CONFIG = "config.json"
@@ -203,18 +206,19 @@ class ExportOptions:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExportMetadata(ExportOptions):
     """What a served network is: the options it was exported with (`flip_test`: whether the graph flips, False when
-    the joints do not allow it) and the network's joints, sizes, sigma and architecture. Read by evaluation,
-    transfer and clients without loading the graph."""
+    the joints do not allow it) and the network's joints (canonical names of keypoint layout `layout`), sizes,
+    sigma and architecture. Read by evaluation, transfer and clients without loading the graph."""
 
     joints: list
     input_size: int
     heatmap_size: int
     sigma: float
     architecture: str = DEFAULT_ARCHITECTURE
+    layout: str = DEFAULT_LAYOUT     # an export written before layouts were recorded is MPII's
 
     @classmethod
     def of(cls, options: ExportOptions, **network) -> "ExportMetadata":
-        """`options` and the network's fields (joints, input_size, heatmap_size, sigma, architecture)."""
+        """`options` and the network's fields (joints, layout, input_size, heatmap_size, sigma, architecture)."""
         return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(ExportOptions)}, **network)
 
     def to_json(self) -> str:
@@ -239,6 +243,10 @@ class ExportMetadata(ExportOptions):
         if not path.is_file():
             raise FileNotFoundError(f"{savedmodel_dir}: not a kpt_tf export (no {EXPORT_METADATA})")
         return cls.from_json(path.read_text())
+
+    def joint_subset(self) -> JointSubset:
+        """The JointSubset of the network's heads, rebuilt in its layout."""
+        return JointSubset.from_names(self.joints, self.layout)
 
     def codec(self):
         from kpt_tf.codec import HeatmapCodec

@@ -1,9 +1,11 @@
-"""The converter's `manifest.json`: its name, its keys, how it is built and how a split's count is read from it.
+"""The converter's `manifest.json`: its name, its keys, how it is built, how a split's count and the records'
+keypoint layout are read from it.
 
 TF-free at import, shared by the writer (data_prep.mpii_to_tfrecord, whose workers must not import TensorFlow) and
-the readers (kpt_tf.data.splits.count_records, kpt_tf.data.damaged). Layout:
+the readers (kpt_tf.data.splits.count_records, kpt_tf.data.damaged, `records_layout`). Layout:
 
     {"complete": bool,                         # false while shards are still being written
+     "layout": name,                           # the records' keypoint layout (kpt_tf.layouts); absent: mpii16
      "splits": {split: {"read", "written", "skipped", "num_shards"}},
      "skipped": [{"split", "dataset_index", "image", "person", "reason"}, ...],
      "shards": [{"file", "split", "records", "sha256", "read", "people": [first, end)}, ...],
@@ -17,10 +19,14 @@ import json
 import os
 from typing import Sequence
 
+from kpt_tf import layouts
+from kpt_tf.layouts import KeypointLayout
+
 MANIFEST_NAME = "manifest.json"
 
 # Top-level keys.
 COMPLETE, SPLITS, SKIPPED, SHARDS, FLAGS, CONTENT = "complete", "splits", "skipped", "shards", "flags", "content"
+LAYOUT = "layout"
 # Keys of a shard entry.
 SHARD_FILE, SHARD_SPLIT, SHARD_RECORDS, SHARD_SHA256, SHARD_READ, SHARD_PEOPLE = (
     "file", "split", "records", "sha256", "read", "people")
@@ -66,8 +72,12 @@ def read_manifest(data_dir) -> dict | None:
 
 
 def build_manifest(shard_entries: dict[str, dict], num_shards: dict[str, int], flag_values: dict, content: dict,
-                   complete: bool, split_order: Sequence[str] = ()) -> dict:
-    """The public manifest from the shard entries (each with its skip list); splits sorted by `split_order`."""
+                   complete: bool, split_order: Sequence[str] = (), layout: str | None = None) -> dict:
+    """The public manifest from the shard entries (each with its skip list); splits sorted by `split_order`.
+    `layout`: the records' keypoint layout, written when given; MPII's converter gives none (a manifest without
+    one is mpii16's, so its manifests are what they were before layouts existed)."""
+    if layout is not None and layout not in layouts.LAYOUTS:
+        raise ValueError(f"manifest layout {layout!r} is not a keypoint layout ({', '.join(layouts.LAYOUTS)})")
     order = list(split_order)
     entries = sorted(shard_entries.values(),
                      key=lambda e: (order.index(e[SHARD_SPLIT]) if e[SHARD_SPLIT] in order else len(order),
@@ -83,12 +93,25 @@ def build_manifest(shard_entries: dict[str, dict], num_shards: dict[str, int], f
         skipped.extend(e[ENTRY_SKIPPED])
     return {
         COMPLETE: complete,
+        **({LAYOUT: layout} if layout is not None else {}),
         SPLITS: splits,
         SKIPPED: skipped,
         SHARDS: [{k: e[k] for k in SHARD_KEYS} for e in entries],
         FLAGS: flag_values,
         CONTENT: content,
     }
+
+
+def records_layout(data_dir) -> KeypointLayout:
+    """The keypoint layout of the records in `data_dir`: its manifest's `layout`, mpii16 when the manifest names
+    none or there is no readable manifest (every record directory written before layouts holds MPII's 16 joints).
+    The one place the pipeline, the training loop and evaluation learn which joints the records hold."""
+    content = read_manifest(data_dir) if os.fspath(data_dir) else None    # "": no directory given yet
+    name = content.get(LAYOUT, layouts.DEFAULT_LAYOUT) if isinstance(content, dict) else layouts.DEFAULT_LAYOUT
+    if name not in layouts.LAYOUTS:
+        raise ValueError(f"{os.path.join(os.fspath(data_dir), MANIFEST_NAME)}: {LAYOUT} {name!r} is not a keypoint "
+                         f"layout ({', '.join(layouts.LAYOUTS)})")
+    return layouts.layout(name)
 
 
 def entries_from_manifest(manifest: dict) -> dict[str, dict]:

@@ -6,8 +6,13 @@ horizontal flip about the input centre. The image is resampled once with that ma
 an XLA-compiled sampler equal to ImageProjectiveTransformV3, see `augment.warp_image`) and the joints are moved
 with the same matrix, so image and labels cannot drift apart.
 
-Flip: the 16 stored joints are mirrored and ALL 16 flip pairs swapped before the model's joint subset is
-selected, so every subset (even `left`) trains with flip augmentation.
+Flip: all the stored joints (every joint of the records' keypoint layout) are mirrored and all the layout's flip
+pairs swapped before the model's joint subset is selected, so every subset (even `left`) trains with flip
+augmentation.
+
+Layout: the subset is read against the keypoint layout the records' manifest names (`records.records_subset`): on
+COCO records `all-head` is COCO's 12 limb joints, and a subset of another layout (`coco17:all` on MPII records) is
+refused naming the data dir and both layouts.
 
 Weights = "annotated" (CONVENTIONS.md: occluded joints train too). Joints that leave the input after
 augmentation keep weight 1 here: the one rule for them is the codec's (HeatmapCodec.encode zeroes a joint
@@ -34,7 +39,7 @@ import tensorflow as tf
 
 from kpt_tf.data import schema
 from kpt_tf.data.augment import AugmentConfig
-from kpt_tf.data.records import person_transform, shard_files
+from kpt_tf.data.records import person_transform, records_subset, shard_files
 from kpt_tf.joints import JointSubset
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -100,8 +105,9 @@ def make_dataset(data_dir: str, split: str, subset, options: StreamOptions,
     dataset_index, image_id, annotated [B,J], visible [B,J].
     Under tf.distribute the dataset is auto-sharded by DATA; with `input_context` (distribute_datasets_from_function,
     used under several workers) it shards itself and `options.batch_size` is the global batch.
+    `subset` (a spec or a JointSubset) is read against the records' keypoint layout (`records.records_subset`).
     """
-    subset = JointSubset.parse(subset)
+    subset = records_subset(subset, data_dir)
     files = shard_files(data_dir, split)
     ds = _with_augmentation_keys(_serialized_records(data_dir, split, len(files), options), options)
     batch_size = options.batch_size

@@ -1,5 +1,6 @@
-"""Reading person-crop records: a split's shard files, and one record decoded into a model input (kpt_tf.data.pipeline
-streams them; its docstring states the rules of the transform: one affine, flip pairs swapped, weights)."""
+"""Reading person-crop records: a split's shard files, a joint subset read against the records' keypoint layout, and
+one record decoded into a model input (kpt_tf.data.pipeline streams them; its docstring states the rules of the
+transform: one affine, flip pairs swapped, weights)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import tensorflow as tf
 from kpt_tf import geometry
 from kpt_tf.data import schema
 from kpt_tf.data.augment import AugmentConfig, make_renderer, sample_augmentation
-from kpt_tf.joints import JointSubset, full_flip_permutation
-
-_FULL_FLIP = tuple(full_flip_permutation())
+from kpt_tf.data.manifest import records_layout
+from kpt_tf.joints import JointSubset
 
 
 def shard_files(data_dir: str, split: str) -> list[str]:
@@ -30,16 +30,31 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     return files
 
 
+def records_subset(spec, data_dir) -> JointSubset:
+    """A joint subset (a spec such as `all-head`, or a JointSubset) read against the keypoint layout of the records
+    in `data_dir` (`manifest.records_layout`); a subset of another layout, or an unknown joint, is refused naming
+    the directory and its layout."""
+    layout = records_layout(data_dir)
+    try:
+        return JointSubset.parse(spec, layout)
+    except ValueError as e:
+        if not os.fspath(data_dir):      # no data directory given yet: the joints' own error
+            raise
+        raise ValueError(f"data dir {os.fspath(data_dir)} holds {layout.name} records ({len(layout.joints)} "
+                         f"joints): {e}") from None
+
+
 def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool,
                      warp: str = "xla"):
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
-    element fields); augment None: the un-augmented crop."""
+    element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
+    (`records_subset` reads a subset against them)."""
     render = make_renderer(input_size, warp)
     indices = tf.constant(subset.indices, tf.int32)
-    full_flip = tf.constant(_FULL_FLIP, tf.int32)
+    full_flip = tf.constant(subset.layout.flip_partners, tf.int32)     # out[i] = in[partner[i]]
 
     def transform(serialized, key):
-        record = schema.parse_example(serialized, decode_image=False)
+        record = schema.parse_example(serialized, decode_image=False, layout=subset.layout)
         image = tf.io.decode_jpeg(record["image/encoded"], channels=3)
         crop_size = record["image/crop_size"]
         margin = record["person/crop_margin"]
@@ -53,8 +68,8 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
 
         pixels = render(image, input_to_crop, tf.ones([3]) if colour is None else colour)
 
-        joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [16, 2]
-        annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [16]
+        joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [layout's J, 2]
+        annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [layout's J]
         # A mirrored right wrist is where the left wrist channel must point: swap every pair, then select.
         joints = tf.where(flip, tf.gather(joints, full_flip), joints)
         annotated = tf.where(flip, tf.gather(annotated, full_flip), annotated)

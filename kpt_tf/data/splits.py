@@ -12,8 +12,7 @@ import tensorflow as tf
 from kpt_tf import geometry
 from kpt_tf.data import manifest, schema
 from kpt_tf.data.damaged import naming_damaged_shards
-from kpt_tf.data.records import shard_files
-from kpt_tf.joints import NUM_JOINTS, JointSubset
+from kpt_tf.data.records import records_subset, shard_files
 
 
 def count_records(data_dir: str, split: str) -> int:
@@ -46,7 +45,8 @@ def record_people(data_dir, split: str, batch_size: int = 1024) -> dict[str, np.
     """The person fields of every record of a split, file order, images left undecoded: `dataset_index` [N],
     `image_id` [N] (str), `center` [N, 2] and `scale` [N] (adjusted, 0-based source pixels), `person_index` [N]."""
     files = shard_files(data_dir, split)
-    ds = tf.data.TFRecordDataset(files).map(lambda s: schema.parse_example(s, decode_image=False),
+    layout = manifest.records_layout(data_dir)
+    ds = tf.data.TFRecordDataset(files).map(lambda s: schema.parse_example(s, decode_image=False, layout=layout),
                                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
     keys = {"dataset_index": "person/dataset_index", "image_id": "image/id", "center": "person/center",
             "scale": "person/scale", "person_index": "person/index"}
@@ -63,13 +63,15 @@ def record_people(data_dir, split: str, batch_size: int = 1024) -> dict[str, np.
 def mean_training_pose(data_dir: str, subset, input_size: int = 256, split: str = "train") -> np.ndarray:
     """Mean [J, 2] position (model-input pixels) of annotated joints over the un-augmented training crops.
 
-    The predict-the-mean-pose baseline. A joint annotated in no record gets the input centre.
+    The predict-the-mean-pose baseline. A joint annotated in no record gets the input centre. `subset` is read
+    against the records' keypoint layout (`records.records_subset`).
     """
-    subset = JointSubset.parse(subset)
+    subset = records_subset(subset, data_dir)
     indices = list(subset.indices)
+    num_joints = len(subset.layout.joints)
 
     def joints_in_input(serialized):
-        record = schema.parse_example(serialized, decode_image=False)
+        record = schema.parse_example(serialized, decode_image=False, layout=subset.layout)
         m = geometry.crop_to_input_affine(record["image/crop_size"], record["person/crop_margin"], input_size,
                                           backend="tf")
         return (geometry.apply_affine(m, record["joints/xy"], backend="tf"),
@@ -77,8 +79,8 @@ def mean_training_pose(data_dir: str, subset, input_size: int = 256, split: str 
 
     ds = (tf.data.TFRecordDataset(shard_files(data_dir, split))
           .map(joints_in_input, num_parallel_calls=tf.data.AUTOTUNE).batch(1024))
-    sums = np.zeros([NUM_JOINTS, 2], np.float64)
-    counts = np.zeros([NUM_JOINTS], np.float64)
+    sums = np.zeros([num_joints, 2], np.float64)
+    counts = np.zeros([num_joints], np.float64)
     for joints, annotated in ds.as_numpy_iterator():
         sums += np.einsum("bj,bjk->jk", annotated, joints.astype(np.float64))
         counts += annotated.sum(axis=0)

@@ -19,9 +19,10 @@ from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
 from kpt_tf.data.augment import AugmentConfig
 from kpt_tf.data.damaged import damaged_records, damaged_totals, describe_damaged, naming_damaged_shards
-from kpt_tf.data.records import shard_files
+from kpt_tf.data.records import records_subset, shard_files
 from kpt_tf.data.splits import count_records
 from kpt_tf.joints import JointSubset
+from kpt_tf.layouts import DEFAULT_LAYOUT
 from kpt_tf.models import build_net, codec_from_config, resolve_config
 from kpt_tf.models.flops import flops_per_image
 from kpt_tf.models.weights import trainable_parameter_count, weights_digest
@@ -58,9 +59,22 @@ def training_dataset(config, subset, input_context=None, skip_damaged: bool = Fa
         shuffle_buffer=int(config.data.shuffle_buffer), skip_damaged=skip_damaged), input_context=input_context)
 
 
+def config_subset(config) -> JointSubset:
+    """The config's `joints` read against the keypoint layout of its records (`records.records_subset`): `all-head`
+    on COCO records is COCO's limbs; `coco17:all` on MPII records is refused naming the data dir and both layouts."""
+    return records_subset(config.joints, config.data.dir)
+
+
+def recorded_joints(spec: str, subset: JointSubset) -> str:
+    """The `joints` a run's config.json keeps for the config's `spec`, which names `subset`: with its layout's
+    prefix (`coco17:all-head`), so the saved config rebuilds the network without its records; an mpii16 spec stays
+    as written (a spec without a prefix is mpii16's, and MPII runs' config.json is what it was before layouts)."""
+    return spec if subset.layout.name == DEFAULT_LAYOUT else subset.qualified_name
+
+
 def dry_run(config) -> dict:
     resolve_config(config)
-    subset = JointSubset.parse(config.joints)
+    subset = config_subset(config)
     net = build_net(config, subset)
     net.summary(line_length=110)
     return {"params": trainable_parameter_count(net),
@@ -152,11 +166,16 @@ def check_prepared_network(config, workdir: Path, prepared_by: str) -> None:
     prepared = json.loads((workdir / wd.CONFIG).read_text())
     now = json.loads(config.to_json_best_effort())       # both as JSON: tuples and lists compare alike
     # model sections completed from their architecture's declaration (a workdir prepared before a key was declared
-    # holds that key's default), joints compared as the subsets they name ("all" and its 16 names are one subset)
+    # holds that key's default), joints compared as the subsets they name in the records' layout ("all" and its 16
+    # names are one subset; another layout's are refused)
+    try:
+        prepared_joints = records_subset(prepared["joints"], config.data.dir)
+    except ValueError as e:
+        raise ValueError(f"{workdir} was prepared by {prepared_by} for another network: {e}") from None
     flat_prepared = {**resume.comparable_config({"model": prepared["model"]}),
-                     **resume.flat_config({"joints": list(JointSubset.parse(prepared["joints"]).names)})}
+                     **resume.flat_config({"joints": list(prepared_joints.names)})}
     flat_now = {**resume.comparable_config({"model": now["model"]}),
-                **resume.flat_config({"joints": list(JointSubset.parse(config.joints).names)})}
+                **resume.flat_config({"joints": list(config_subset(config).names)})}
     changed = sorted(k for k in flat_prepared.keys() | flat_now.keys() if flat_prepared.get(k) != flat_now.get(k))
     if changed:
         raise ValueError(f"{workdir} was prepared by {prepared_by} for another network: the config differs in "
@@ -188,13 +207,15 @@ def train(config, workdir, extra_callbacks=(), verbose: int = 1) -> dict:
     workdir = Path(workdir)
     wd.check_training_workdir(workdir)  # before anything is written into it
     t = config.train
-    JointSubset.parse(config.joints)    # an unknown joint is refused before anything else
+    subset = config_subset(config)      # an unknown joint, or another layout's, is refused before anything else
     check_training_config(config)
     require_data_dir(config)
     workdir.mkdir(parents=True, exist_ok=True)
-    # Files the config refers to (a PBN's groups_file) become inline first: the saved config.json must rebuild
-    # the network on its own, and a rerun compares configs in that form.
-    config = resolve_config(copy.deepcopy(config))
+    # The joints keep their layout, and files the config refers to (a PBN's groups_file) become inline, first: the
+    # saved config.json must rebuild the network on its own, and a rerun compares configs in that form.
+    config = copy.deepcopy(config)
+    config.joints = recorded_joints(config.joints, subset)
+    config = resolve_config(config)
     # Before any TF op: logical CPUs and the multi-worker collectives are configured at process start.
     strategy = make_strategy(int(t.num_cpu_replicas), str(t.strategy))
     # One writer per workdir; under several workers the chief alone writes it (the others write scratch copies).
@@ -262,7 +283,7 @@ def _plan(config, workdir: Path, out: Path, strategy) -> tuple[_Run, dict | None
     if xla and bool(t.deterministic):
         raise ValueError(f"config train.deterministic=True with XLA (train.xla={t.xla!r}): XLA has no deterministic "
                          "MaxPool gradient (TF refuses the step); set train.xla=off or train.deterministic=False")
-    subset = JointSubset.parse(config.joints)
+    subset = config_subset(config)
     codec = codec_from_config(config)
     skip_damaged = bool(config.data.skip_damaged_records)
     damaged = _damaged_records(config) if skip_damaged else None

@@ -308,3 +308,39 @@ def test_black_and_dark_frames_are_ordinary_input(exported):
             serve(images=tf.constant(alone), boxes=tf.constant(np.float32(box)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="scale makes the person box more than 4 times"):
         by_centre(images=tf.constant(bright), centers=tf.constant([[50.0, 50.0]]), scales=tf.constant([1e30]))
+
+
+def test_a_coco17_network_trained_on_coco_records_exports_its_layout_and_is_rebuilt_in_it(tmp_path):
+    """The layout travels from the records (their manifest) through training (config.json) into the export's
+    metadata, and serving, `load_trained` and `read_weights` rebuild the heads' joints in it."""
+    from kpt_tf import layouts
+    from kpt_tf import workdir as wd
+    from kpt_tf.data import manifest as mf
+    from kpt_tf.export import export_workdir
+    from kpt_tf.serving import load_savedmodel, serve_people
+    from kpt_tf.trained import load_trained, read_weights
+    from kpt_tf.training import loop
+    from tests.conftest import tiny_train_config
+    from tests.kpt_tf.data.test_pipeline import write_records
+
+    coco17 = layouts.layout("coco17")
+    records = tmp_path / "records"
+    records.mkdir()
+    write_records(records, "train", 8, 1, seed=0, layout=coco17)
+    write_records(records, "val", 4, 1, seed=1, layout=coco17)
+    (records / mf.MANIFEST_NAME).write_text(json.dumps(mf.build_manifest({}, {}, {}, {}, True, layout="coco17")))
+    run = tmp_path / "run"
+    loop.train(tiny_train_config(records, joints="all-head", epochs=1, steps=2, stacks=1), run, verbose=0)
+    assert json.loads((run / wd.CONFIG).read_text())["joints"] == "coco17:all-head"
+    limbs = load_trained(run).joints
+    assert limbs.layout is coco17 and limbs.names == coco17.joints[5:]
+
+    out = export_workdir(run, tmp_path / "export", options=ExportOptions(flip_test=True))
+    metadata = json.loads((out / wd.EXPORT_METADATA).read_text())
+    assert metadata["layout"] == "coco17" and metadata["joints"] == list(coco17.joints[5:])
+    assert metadata["flip_test"] is True                   # COCO's flip pairs close the limbs
+    _, served_joints, _ = load_savedmodel(out)
+    for joints in (served_joints, load_trained(out).joints, read_weights(out).joints):
+        assert joints.layout is coco17 and joints.names == limbs.names
+    served = serve_people(out, _image(96)[0], [[48.0, 48.0]], [0.3])
+    assert served["keypoints"].shape == (1, 12, 2) and served["subset"].layout is coco17

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -63,3 +65,19 @@ def _tiny(stacks=2):
     c = base_config()
     c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 2, 64
     return c
+
+
+def test_export_metadata_rebuilds_the_joints_in_its_layout_and_an_older_export_is_mpii16():
+    from kpt_tf import layouts
+
+    upper = JointSubset.parse("upper")
+    older = {"format": "savedmodel", "flip_test": True, "joints": list(upper.names), "input_size": 64,
+             "heatmap_size": 16, "sigma": 2.0, "architecture": "hourglass"}     # written before layouts
+    metadata = wd.ExportMetadata.from_json(json.dumps(older))
+    assert metadata.layout == "mpii16" and metadata.joint_subset().indices == upper.indices
+    coco = wd.ExportMetadata.from_json(json.dumps(dict(older, joints=["nose", "left_eye"], layout="coco17")))
+    assert coco.joint_subset() == JointSubset.from_names(["nose", "left_eye"], layouts.layout("coco17"))
+    assert json.loads(coco.to_json())["layout"] == "coco17"
+    # The names are read in the recorded layout only: COCO's nose is no MPII joint.
+    with pytest.raises(ValueError, match="saved joints 'nose' are not joints of layout mpii16"):
+        wd.ExportMetadata.from_json(json.dumps(dict(older, joints=["nose"]))).joint_subset()

@@ -1,8 +1,13 @@
-"""The converter's manifest (kpt_tf.data.manifest): built by the converter, read by the pipeline, no TensorFlow."""
+"""The converter's manifest (kpt_tf.data.manifest): built by the converter, read by the pipeline (record counts, the
+records' keypoint layout), no TensorFlow."""
 
+import json
 import subprocess
 import sys
 
+import pytest
+
+from kpt_tf import layouts
 from kpt_tf.data import manifest as mf
 from tests.conftest import REPO
 
@@ -68,3 +73,28 @@ def test_sha256_of_a_remote_path_reads_through_gfile(tmp_path):
     assert sha256_of_file("ram://kpt_tf_test/shard.tfrecord") == hashlib.sha256(data).hexdigest()
     (tmp_path / "local").write_bytes(data)
     assert sha256_of_file(tmp_path / "local") == hashlib.sha256(data).hexdigest()
+
+
+def _write_manifest(directory, manifest: dict):
+    (directory / mf.MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def test_the_manifest_names_the_records_layout_and_older_ones_are_mpii16(tmp_path):
+    entries = _entries()
+    coco = mf.build_manifest(entries, {"train": 2, "val": 1}, {}, {}, True, ("train", "val"), layout="coco17")
+    assert list(coco)[:2] == ["complete", "layout"] and coco["layout"] == "coco17"
+    # MPII's converter names no layout: its manifests keep the keys they had before layouts existed.
+    mpii = mf.build_manifest(entries, {"train": 2, "val": 1}, {}, {}, True, ("train", "val"))
+    assert "layout" not in mpii and {k: v for k, v in coco.items() if k != "layout"} == mpii
+    with pytest.raises(ValueError, match="'coco18' is not a keypoint layout"):
+        mf.build_manifest(entries, {}, {}, {}, True, layout="coco18")
+
+    assert mf.records_layout(tmp_path).name == "mpii16"                  # no manifest: MPII records
+    _write_manifest(tmp_path, mpii)
+    assert mf.records_layout(tmp_path).name == "mpii16"                  # a manifest without a layout
+    _write_manifest(tmp_path, coco)
+    assert mf.records_layout(str(tmp_path)) is layouts.layout("coco17")
+    _write_manifest(tmp_path, dict(coco, layout="coco18"))
+    with pytest.raises(ValueError, match=r"manifest.json: layout 'coco18' is not a keypoint layout \(mpii16, coco17"):
+        mf.records_layout(tmp_path)
+    assert mf.records_layout("").name == "mpii16"                          # no directory given yet

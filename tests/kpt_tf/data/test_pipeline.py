@@ -1,4 +1,5 @@
-"""tf.data pipeline: geometry of augmentation, flip pair swap, subsets, determinism, eval mapping, sharding.
+"""tf.data pipeline: geometry of augmentation, flip pair swap, subsets, determinism, eval mapping, sharding, and the
+keypoint layout taken from the records (COCO's 17 joints and flip pairs; another layout's subset refused).
 
 The records are drawn here: each joint is a dot of its own colour on a grey crop, so the image can be
 checked at every transformed joint position.
@@ -14,11 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpt_tf import geometry
+from kpt_tf import geometry, layouts
 from kpt_tf.data import augment, pipeline, schema, splits
+from kpt_tf.data import manifest as mf
 from kpt_tf.data.augment import AugmentConfig
 from kpt_tf.data.pipeline import StreamOptions
-from kpt_tf.joints import NUM_JOINTS, JointSubset, flip_partner
+from kpt_tf.joints import MPII16, NUM_JOINTS, JointSubset, flip_partner
 from tests.conftest import REPO
 
 CROP_SIZE = 384
@@ -26,26 +28,29 @@ MARGIN = 1.5
 INPUT_SIZE = 256
 BACKGROUND = 100
 DOT_RADIUS = 8
-# 16 distinct colours from {0, 128, 255}^3, none close to the grey background.
-PALETTE = np.array([c for c in np.ndindex(3, 3, 3) if len(set(c)) > 1][:NUM_JOINTS]) * 127.5
+# 17 distinct colours (COCO's joint count; MPII uses the first 16) from {0, 128, 255}^3, none close to the grey
+# background.
+PALETTE = np.array([c for c in np.ndindex(3, 3, 3) if len(set(c)) > 1][:17]) * 127.5
 PALETTE = np.round(PALETTE).astype(np.uint8)
 NO_AUGMENT_COLOUR = dict(color_min=1.0, color_max=1.0)
 
 
-def _joint_positions(rng):
-    """16 crop positions, apart from each other and from the crop centre (kept as background)."""
+def _joint_positions(rng, num_joints):
+    """Crop positions, apart from each other and from the crop centre (kept as background)."""
     centre = (CROP_SIZE - 1) / 2
     points = []
-    while len(points) < NUM_JOINTS:
+    while len(points) < num_joints:
         p = rng.uniform(centre - 110, centre + 110, size=2)
         if np.linalg.norm(p - centre) > 30 and all(np.linalg.norm(p - q) > 2 * DOT_RADIUS + 10 for q in points):
             points.append(p)
     return np.array(points)
 
 
-def write_records(directory, split, num_records, num_shards, seed):
-    """Dot-drawn person-crop records; returns {dataset_index: truth dict} for the checks."""
+def write_records(directory, split, num_records, num_shards, seed, layout=MPII16):
+    """Dot-drawn person-crop records of a keypoint layout's joints; returns {dataset_index: truth dict} for the
+    checks. (The manifest naming a layout other than MPII's is the caller's.)"""
     rng = np.random.default_rng(seed)
+    num_joints = len(layout.joints)
     truth = {}
     writers = [tf.io.TFRecordWriter(os.path.join(directory, schema.shard_name(split, k, num_shards)))
                for k in range(num_shards)]
@@ -56,10 +61,10 @@ def write_records(directory, split, num_records, num_shards, seed):
         scale = rng.uniform(1.0, 2.0)
         image_to_crop = geometry.crop_affine(center, scale, CROP_SIZE, margin=MARGIN)
         crop_to_image = geometry.invert_affine(image_to_crop)
-        joints_crop = _joint_positions(rng)
-        annotated = np.ones(NUM_JOINTS, np.int64)
-        annotated[rng.choice(NUM_JOINTS, 2, replace=False)] = 0
-        visible = annotated * (rng.uniform(size=NUM_JOINTS) > 0.5)
+        joints_crop = _joint_positions(rng, num_joints)
+        annotated = np.ones(num_joints, np.int64)
+        annotated[rng.choice(num_joints, 2, replace=False)] = 0
+        visible = annotated * (rng.uniform(size=num_joints) > 0.5)
         crop = np.full([CROP_SIZE, CROP_SIZE, 3], BACKGROUND, np.uint8)
         for j, (x, y) in enumerate(joints_crop):
             crop[(xx - x) ** 2 + (yy - y) ** 2 <= DOT_RADIUS ** 2] = PALETTE[j]
@@ -74,7 +79,7 @@ def write_records(directory, split, num_records, num_shards, seed):
                                                           center[1] - 50],
             "head/has_box": 1,
         }
-        writers[index // per_shard].write(schema.encode_example(record))
+        writers[index // per_shard].write(schema.encode_example(record, layout))
         truth[index] = dict(joints_image=geometry.apply_affine(crop_to_image, joints_crop),
                             joints_crop=joints_crop, annotated=annotated, visible=visible,
                             scale=scale)
@@ -349,3 +354,76 @@ def test_data_auto_shard_under_a_two_replica_strategy(records):
     assert result["function_sizes"] == [[2, 2], [2, 0]]        # 6 records: the last step is partial
     assert sorted(result["workers"][0] + result["workers"][1]) == list(range(6))
     assert result["workers"][0] and result["workers"][1]
+
+
+COCO17 = layouts.layout("coco17")
+
+
+@pytest.fixture(scope="module")
+def coco_records(tmp_path_factory):
+    """COCO-layout records written directly with the schema's writer, and a manifest naming their layout."""
+    directory = tmp_path_factory.mktemp("coco_records")
+    train = write_records(directory, "train", 8, 1, seed=10, layout=COCO17)
+    write_records(directory, "val", 4, 1, seed=11, layout=COCO17)
+    (directory / mf.MANIFEST_NAME).write_text(json.dumps(mf.build_manifest({}, {}, {}, {}, True, layout="coco17")))
+    return str(directory), train
+
+
+def test_coco17_records_stream_17_joints_with_cocos_flip_pairs_swapped(coco_records):
+    directory, train = coco_records
+    flip_only = AugmentConfig(rotation_prob=0.0, scale_min=1.0, scale_max=1.0, flip_prob=1.0, **NO_AUGMENT_COLOUR)
+    plain = _concat(_batches(make_dataset(directory, "train", "all", 8, training=False, with_meta=True), 1))
+    flipped = _concat(_batches(make_dataset(directory, "train", "all", 8, training=True, augment=flip_only, seed=0,
+                                            deterministic=True, with_meta=True), 1))
+    assert plain["joints"].shape == flipped["joints"].shape == (8, 17, 2) and plain["visible"].shape == (8, 17)
+    partner = COCO17.flip_partners
+    assert partner[COCO17.index("left_eye")] == COCO17.index("right_eye") and partner[0] == 0     # nose: midline
+    order = {int(d): k for k, d in enumerate(plain["dataset_index"])}
+    checked = 0
+    for k, index in enumerate(flipped["dataset_index"]):
+        source = order[int(index)]
+        np.testing.assert_array_equal(plain["weights"][source], train[int(index)]["annotated"])
+        for j in range(17):
+            # the left-eye channel of a mirrored crop holds the right eye, where that eye's dot is now drawn
+            x, y = plain["joints"][source, partner[j]]
+            np.testing.assert_allclose(flipped["joints"][k, j], [INPUT_SIZE - 1 - x, y], atol=1e-3)
+            assert flipped["weights"][k, j] == plain["weights"][source, partner[j]]
+            fx, fy = np.round(flipped["joints"][k, j]).astype(int)
+            if flipped["weights"][k, j] and 0 <= min(fx, fy) and max(fx, fy) < INPUT_SIZE:
+                assert np.abs(flipped["image"][k, fy, fx].astype(float) - PALETTE[partner[j]]).max() < 20
+                checked += 1
+        np.testing.assert_array_equal(flipped["image"][k], plain["image"][source, :, ::-1])
+    assert checked > 60
+    limbs = _batches(make_dataset(directory, "val", "all-head", 4, training=False), 1)[0]
+    everything = _batches(make_dataset(directory, "val", "all", 4, training=False), 1)[0]
+    np.testing.assert_array_equal(limbs[1]["joints"], everything[1]["joints"][:, 5:])    # COCO's 12 limb joints
+    assert splits.mean_training_pose(directory, "nose,left_eye", INPUT_SIZE).shape == (2, 2)
+    np.testing.assert_array_equal(splits.record_people(directory, "train")["dataset_index"], np.arange(8))
+
+
+def test_a_subset_of_another_layout_is_refused_naming_the_data_dir_and_both_layouts(records, coco_records):
+    mpii_dir, coco_dir = records[0], coco_records[0]
+    for directory, subset, ours, theirs in [(coco_dir, "mpii16:all", "coco17", "mpii16"),
+                                            (mpii_dir, "coco17:all-head", "mpii16", "coco17"),
+                                            (mpii_dir, JointSubset.parse("coco17:all"), "mpii16", "coco17")]:
+        with pytest.raises(ValueError, match=rf"data dir {directory} holds {ours} records .* is of layout "
+                                             rf"{theirs}, but is read against layout {ours}"):
+            make_dataset(directory, "val", subset, 4, training=False)
+    with pytest.raises(ValueError, match=rf"data dir {coco_dir} holds coco17 records \(17 joints\).* unknown joint "
+                                         "'head_top'"):
+        make_dataset(coco_dir, "val", "head_top,nose", 4, training=False)
+
+
+def test_training_reads_the_joints_against_the_records_layout(records, coco_records, tmp_path):
+    from kpt_tf.training import loop
+    from tests.conftest import tiny_train_config
+
+    mpii_dir, coco_dir = records[0], coco_records[0]
+    with pytest.raises(ValueError, match=f"data dir {mpii_dir} holds mpii16 records.*'coco17:all' is of layout coco17"):
+        loop.train(tiny_train_config(mpii_dir, joints="coco17:all"), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()               # refused before anything is written
+    on_coco = loop.config_subset(tiny_train_config(coco_dir, joints="all-head"))
+    assert on_coco.layout is COCO17 and on_coco.names[0] == "left_shoulder" and len(on_coco) == 12
+    # The saved config keeps the layout with the joints; MPII's stay as written.
+    assert loop.recorded_joints("all-head", on_coco) == "coco17:all-head"
+    assert loop.recorded_joints("Upper", loop.config_subset(tiny_train_config(mpii_dir, joints="Upper"))) == "Upper"
