@@ -24,6 +24,13 @@ continues from; `--freeze` marks every copied body layer non-trainable (frozen w
 trained on its group's joints; the architecture says which source layers become which branch layers (the PBN:
 the source's last stacks become the branch's stacks, `hg1_*` -> `branch_<group>_hg0_*`), and the report lists the
 renaming. Combined with `--source`, the trunk comes from the source by name and each branch from its own.
+
+Across keypoint layouts (an MPII-trained source into a COCO target and back): the trunk copies by layer name as
+above, and with `--map_heads` the heads take the channels of the joints both layouts name alike (MPII and COCO share
+the 12 limb joints); the target's other joints keep their fresh initialisation. The source's layout is what its file
+records (an export's metadata, a workdir's config.json), the target's what its config's joints and records name
+(`coco17:all`, as kpt_tf.train reads them); the report lists the mapped, new and dropped joints. A transfer
+between layouts whose joint subsets share no joint is refused.
 """
 
 from __future__ import annotations
@@ -50,8 +57,10 @@ class TransferError(ValueError):
 def read_source(path, joints: str | None = None) -> StoredWeights:
     """Weights by layer-path name from an exported SavedModel, a training workdir or a `.keras` file.
 
-    The source's joint subset comes from `joints`, else from what the source records (the export's
-    metadata, or the config beside the `.keras` file).
+    The source's joint subset comes from `joints`, else from what the source records (the export's metadata: its
+    joint names in its `layout`; or the config beside the `.keras` file: its `joints`, prefixed with the layout
+    unless MPII's). `joints` is read against the layout the source records (mpii16 when it records none, unless
+    prefixed: `coco17:all`).
     """
     path = Path(path)
     if not path.exists():
@@ -64,8 +73,23 @@ def read_source(path, joints: str | None = None) -> StoredWeights:
     if not source.weights:
         raise TransferError(f"source {path}: holds no variables")
     if joints:
-        source.joints = JointSubset.parse(joints)
+        try:
+            source.joints = JointSubset.parse(joints, None if source.joints is None else source.joints.layout)
+        except ValueError as e:
+            raise TransferError(f"source {path}: --source_joints {joints!r}: {e}") from None
     return source
+
+
+def target_joints_of(config) -> JointSubset:
+    """The joints of the network `config` trains, as kpt_tf.train reads them (`config_subset`): its `joints`
+    against the keypoint layout of its records, so the transferred heads are the ones training builds. A config
+    without a data directory yet: its `joints` alone (a `coco17:` prefix names the layout, else mpii16)."""
+    from kpt_tf.training.loop import config_subset
+
+    try:   # `config_subset` reads a spec without records against mpii16, which refuses a `coco17:` prefix
+        return config_subset(config) if config.data.get("dir") else JointSubset.parse(config.joints)
+    except ValueError as e:
+        raise TransferError(f"target config joints {config.joints!r}: {e}") from None
 
 
 @dataclasses.dataclass
@@ -79,6 +103,29 @@ class TransferReport:
     shared_joints: list = dataclasses.field(default_factory=list)
     frozen_layers: list = dataclasses.field(default_factory=list)
     renamed_layers: dict = dataclasses.field(default_factory=dict)    # source layer -> target layer (branches)
+    # The heads by joint name (`JointSubset.name_mapping`), in the target's order: the joints whose channels were
+    # carried over, the target's joints whose channels start fresh, the source's joints not carried over. Without
+    # head mapping nothing is carried: every target joint is new, every source joint dropped.
+    source_layout: str | None = None      # None: the source records no joints
+    target_layout: str | None = None
+    mapped_joints: list = dataclasses.field(default_factory=list)
+    new_joints: list = dataclasses.field(default_factory=list)
+    dropped_joints: list = dataclasses.field(default_factory=list)
+
+    def note_joints(self, source_joints: JointSubset | None, target_joints: JointSubset, carried: bool) -> None:
+        """Records the layouts and which joints' head channels the transfer carries over (`carried`), starts
+        fresh and drops."""
+        self.target_layout = target_joints.layout.name
+        if source_joints is None:
+            self.new_joints = list(target_joints.names)
+            return
+        self.source_layout = source_joints.layout.name
+        if not carried:
+            self.new_joints, self.dropped_joints = list(target_joints.names), list(source_joints.names)
+            return
+        mapping = source_joints.name_mapping(target_joints)
+        self.mapped_joints, self.new_joints, self.dropped_joints = (
+            list(mapping.mapped), list(mapping.new), list(mapping.dropped))
 
     def params(self, field: str) -> int:
         rows = getattr(self, field)
@@ -97,8 +144,13 @@ class TransferReport:
         for f in ("copied", "copied_in_part", "shape_mismatched", "heads_not_mapped", "only_in_source",
                   "only_in_target"):
             lines.append(f"  {f:<18}{len(getattr(self, f)):>9}{self.params(f):>14,}")
-        if self.shared_joints:
-            lines.append(f"  head channels carried over for: {', '.join(self.shared_joints)}")
+        if self.source_layout is not None:
+            lines.append(f"  keypoint layouts: {self.source_layout} -> {self.target_layout}")
+        for label, joints in (("head channels carried over by joint name", self.mapped_joints),
+                              ("new joints (fresh head channels)", self.new_joints),
+                              ("dropped joints (source only)", self.dropped_joints)):
+            if joints:
+                lines.append(f"  {label} ({len(joints)}): {', '.join(joints)}")
         for f in ("shape_mismatched", "only_in_source", "only_in_target"):
             for row in getattr(self, f)[:8]:
                 lines.append(f"    {f}: {row[0]} {row[1:] if f == 'shape_mismatched' else ''}".rstrip())
@@ -125,6 +177,7 @@ def transfer_into(net, source: StoredWeights, target_joints: JointSubset, map_he
     if map_heads and source.joints is None:
         raise TransferError(f"--map_heads needs the source's joints: {source.description} does not record "
                             "them; pass --source_joints")
+    _check_layouts_meet(source, target_joints)
     try:   # the body; the heads are set aside (`skip`) and take their channels by joint name below
         body = copy_by_name(net, source.weights, source.description, refuse=() if allow_partial else EVERY_DIFFERENCE,
                             skip=lambda layer_name: layout_of(layer_name) is not None,
@@ -139,7 +192,8 @@ def transfer_into(net, source: StoredWeights, target_joints: JointSubset, map_he
                             only_in_target=list(body.only_in_target), only_in_source=list(body.only_in_source))
     assignments = list(body.assignments)
     if map_heads:
-        report.shared_joints = [n for n in target_joints.names if n in source.joints.names]
+        report.shared_joints = list(source.joints.name_mapping(target_joints).mapped)
+    report.note_joints(source.joints, target_joints, carried=map_heads)
     assignments += _head_assignments(body.skipped, source.weights, net, layout_of, source.joints, target_joints,
                                      report, map_channels=map_heads, group_heads=False)
 
@@ -158,10 +212,11 @@ def transfer_into(net, source: StoredWeights, target_joints: JointSubset, map_he
 
 
 def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool = False,
-                         architecture_of_net: str = DEFAULT_ARCHITECTURE) -> TransferReport:
+                         architecture_of_net: str = DEFAULT_ARCHITECTURE, layout=None) -> TransferReport:
     """Initialise one branch of a part-based `net` (a `registry.Branch`) from a network trained on the branch's
     joints: the architecture's `branch.rename` says which source layer becomes which branch layer; weights then
     copy by the new name and shape, and the branch's heads take the channels of the joints both have, by name.
+    `layout`: the keypoint layout of `net`'s joints (mpii16 when None), which the branch's joints are names of.
 
     Only the branch's layers are touched. Refused (TransferError, `net` untouched): a source without recorded
     joints or that the branch cannot take; nothing copied; shape mismatches or renamed layers the branch lacks
@@ -169,6 +224,8 @@ def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool
     layout_of = architecture(architecture_of_net).joint_layout
     if source.joints is None:
         raise TransferError(f"branch {branch.name}: {source.description} does not record its joints")
+    group_joints = JointSubset.parse(",".join(branch.joints), layout)
+    _check_layouts_meet(source, group_joints)
     source_layers = {name.split("/")[0] for name in source.weights}
     try:
         renaming = branch.rename(source_layers)
@@ -179,7 +236,6 @@ def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool
         layer = name.split("/")[0]
         if layer in renaming:
             renamed[renaming[layer] + name[len(layer):]] = value
-    group_joints = JointSubset.parse(",".join(branch.joints))
     try:   # the branch's layers only (its heads set aside, as in `transfer_into`); what it lacks stays fresh
         plan = copy_by_name(net, renamed, source.description, refuse=() if allow_partial else (SHAPE, EXTRA),
                             skip=lambda layer: (not layer.startswith(branch.layer_prefix)
@@ -196,6 +252,7 @@ def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool
     report = TransferReport(shared_joints=[j for j in branch.joints if j in source.joints.names],
                             copied=list(plan.copied), shape_mismatched=list(plan.shape_mismatched),
                             only_in_target=list(plan.only_in_target), only_in_source=list(plan.only_in_source))
+    report.note_joints(source.joints, group_joints, carried=True)
     heads = [row for row in plan.skipped if row[0].startswith(branch.layer_prefix)]
     assignments = list(plan.assignments) + _head_assignments(
         heads, renamed, net, layout_of, source.joints, group_joints, report, map_channels=True, group_heads=True)
@@ -203,6 +260,19 @@ def transfer_into_branch(net, source: StoredWeights, branch, allow_partial: bool
         variable.assign(value)
     report.renamed_layers = dict(sorted(renaming.items()))
     return report
+
+
+def _check_layouts_meet(source: StoredWeights, target_joints: JointSubset) -> None:
+    """Refuses a transfer between keypoint layouts whose subsets share no joint: no head channel could be carried
+    over, which between data sets means the joints were written for the wrong one. (Within one layout, disjoint
+    subsets such as `left` -> `right` are a plain body transfer and stay allowed.)"""
+    if source.joints is None or source.joints.layout == target_joints.layout:
+        return
+    if not source.joints.name_mapping(target_joints).mapped:
+        raise TransferError(
+            f"the source's joints {source.joints.qualified_name} (layout {source.joints.layout.name}, "
+            f"{source.description}) and the target's {target_joints.qualified_name} (layout "
+            f"{target_joints.layout.name}) share no joint: nothing of the heads could move between the layouts")
 
 
 def _head_assignments(rows, values, net, layout_of, source_joints, target_joints, report, map_channels: bool,
@@ -247,11 +317,11 @@ def _map_joint_channels(source_value, target_value, axis, source_joints, target_
             or [d for i, d in enumerate(source_value.shape) if i != axis] != other_axes):
         return None
     out = np.array(target_value, copy=True)
-    pairs = [(target_joints.position(j), source_joints.position(j))
-             for j in target_joints.names if j in source_joints.names]
-    for t, s in pairs:
+    # By canonical joint name, so the channels meet across layouts too (an MPII head's wrists -> a COCO head's).
+    mapping = source_joints.name_mapping(target_joints)
+    for t, s in zip(mapping.target_channels, mapping.source_channels):
         np.moveaxis(out, axis, 0)[t] = np.moveaxis(source_value, axis, 0)[s]
-    return out, int(np.prod(other_axes)) * len(pairs)
+    return out, int(np.prod(other_axes)) * len(mapping.mapped)
 
 
 def transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, freeze=False,
@@ -281,7 +351,7 @@ def _transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, f
     branch_sources = dict(branch_sources or {})
     if source_path is None and not branch_sources:
         raise TransferError("nothing to transfer from: give a source or branch sources")
-    target_joints = JointSubset.parse(target_config.joints)
+    target_joints = target_joints_of(target_config)
     arch = architecture_name(target_config)
     branches = {b.name: b for b in architecture(arch).branches(target_config.model, target_joints)}
     unknown = [g for g in branch_sources if g not in branches]
@@ -297,7 +367,8 @@ def _transfer_to_workdir(source_path, target_config, out_dir, map_heads=False, f
     branch_reports = {}
     for group, path in branch_sources.items():
         branch_reports[group] = (str(path), transfer_into_branch(
-            net, read_source(path), branches[group], allow_partial=allow_partial, architecture_of_net=arch))
+            net, read_source(path), branches[group], allow_partial=allow_partial, architecture_of_net=arch,
+            layout=target_joints.layout))
     with wd.staged(out_dir, ".transfer-") as staging:
         net.save(staging / wd.INIT_MODEL)
         wd.save_config(target_config, staging)
@@ -324,7 +395,8 @@ def define_flags():
     flags.DEFINE_bool("freeze", False, "Make every copied layer non-trainable (frozen weight extraction).")
     flags.DEFINE_bool("map_heads", False, "Carry shared joints' head channels over by joint name.")
     flags.DEFINE_bool("allow_partial", False, "Copy what matches even if the bodies differ.")
-    flags.DEFINE_string("source_joints", None, "The source's joint subset, if not recorded.")
+    flags.DEFINE_string("source_joints", None, "The source's joint subset, if not recorded (a `coco17:` prefix "
+                        "names its keypoint layout; read against the layout the source records, else mpii16).")
     flags.DEFINE_multi_string("branch_source", [], "BRANCH=PATH: initialise a part-based target's branch from a "
                               "network trained on its joints (repeatable; see the PBN's branch names in its config).")
 
