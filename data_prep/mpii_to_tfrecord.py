@@ -30,8 +30,6 @@ what a rerun keeps, and is the CLI.
 
 from __future__ import annotations
 
-import json
-import math
 import signal
 import sys
 from pathlib import Path
@@ -40,11 +38,19 @@ from typing import Sequence
 from absl import app, flags
 
 from data_prep import workers
+from data_prep.conversion import (  # noqa: F401  (ConversionError, skip_summary: this CLI's names too)
+    DEFAULT_NUM_SHARDS,
+    ConversionError,
+    check_images_present,
+    check_settings,
+    parse_num_shards,
+    print_summary,
+    skip_summary,
+    write_records,
+)
 from data_prep.crops import CropSettings, mark_duplicates
-from data_prep.shards import plan_shards, write_json_atomic, write_shards
 from kpt_tf import ownership
 from kpt_tf.data import manifest as mf
-from kpt_tf.data.manifest import MANIFEST_NAME
 from kpt_tf.mpii.annotations import (
     SPLITS,
     AnnotationError,
@@ -53,42 +59,13 @@ from kpt_tf.mpii.annotations import (
     split_people,
 )
 
-DEFAULT_NUM_SHARDS = {"train": 8, "val": 2, "test": 4}
 # Written by default even when empty (as before the test split existed); 'test' when the file holds test people.
 ALWAYS_WRITTEN_SPLITS = ("train", "val")
-
-
-class ConversionError(ValueError):
-    """A fatal problem with the converter's inputs or flags (reported without a traceback)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # The conversion
 # --------------------------------------------------------------------------------------------------
-
-def parse_num_shards(value, splits: Sequence[str]) -> dict[str, int]:
-    """'8' (every split), 'train=8,val=2', an int or a dict -> {split: count >= 1} for `splits`."""
-    if isinstance(value, dict):
-        table = dict(value)
-    elif isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        table = {s: int(value) for s in splits}
-    else:
-        table = {}
-        for item in str(value).split(","):
-            if not item.strip():
-                continue
-            name, sep, count = item.partition("=")
-            if not sep or not count.strip().lstrip("-").isdigit():
-                raise ConversionError(f"--num_shards {value!r}: expected an integer or 'split=count,...'")
-            table[name.strip()] = int(count)
-    for split in splits:
-        table.setdefault(split, DEFAULT_NUM_SHARDS.get(split, 1))
-    if bad := {s: n for s, n in table.items() if n < 1}:
-        raise ConversionError(f"--num_shards: shard counts must be >= 1, got {bad}")
-    if unknown := sorted(set(table) - set(SPLITS)):
-        raise ConversionError(f"--num_shards names unknown splits {unknown} (known: {', '.join(SPLITS)})")
-    return {s: table[s] for s in splits}
-
 
 def parse_splits(value) -> list[str]:
     splits = [s.strip() for s in (value.split(",") if isinstance(value, str) else value) if s.strip()]
@@ -97,20 +74,6 @@ def parse_splits(value) -> list[str]:
     if unknown := [s for s in splits if s not in SPLITS]:
         raise ConversionError(f"--splits: unknown split(s) {unknown}; known: {', '.join(SPLITS)}")
     return list(dict.fromkeys(splits))
-
-
-def _check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_quality):
-    if not 8 <= crop_size <= 4096:
-        raise ConversionError(f"--crop_size {crop_size}: expected 8..4096 pixels")
-    if not (math.isfinite(crop_margin) and 1.0 <= crop_margin <= 4.0):
-        raise ConversionError(f"--crop_margin {crop_margin}: expected 1.0..4.0 person boxes "
-                              "(the crop must contain the person box)")
-    if max_people < 0:
-        raise ConversionError(f"--max_people {max_people}: expected >= 0 (0 = all)")
-    if num_workers < 1:
-        raise ConversionError(f"--num_workers {num_workers}: expected >= 1")
-    if not 1 <= jpeg_quality <= 100:
-        raise ConversionError(f"--jpeg_quality {jpeg_quality}: expected 1..100")
 
 
 def convert(annotations, images_dir, output_dir, *args, **kwargs) -> dict:
@@ -128,7 +91,7 @@ def _convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | 
     splits None: train and val, and test when the annotations hold test people."""
     if splits is not None:
         splits = parse_splits(splits)
-    _check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_quality)
+    check_settings(crop_size, crop_margin, max_people, num_workers, jpeg_quality)
     annotations, images_dir, output_dir = Path(annotations), Path(images_dir), Path(output_dir)
     if not images_dir.is_dir():
         raise ConversionError(f"--images_dir {images_dir} is not a directory")
@@ -148,10 +111,7 @@ def _convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | 
     selected = {s: by_split.get(s, [])[:max_people or None] for s in splits}
     if not any(selected.values()):
         raise ConversionError(f"--annotations {annotations}: no people in split(s) {', '.join(splits)}")
-    images = list(dict.fromkeys(p.image for group in selected.values() for p in group))
-    if not any((images_dir / image).is_file() for image in images):
-        raise ConversionError(f"--images_dir {images_dir}: none of the {len(images)} images the annotations name "
-                              f"is there (e.g. {images[0]}); is it the right directory?")
+    check_images_present(selected, images_dir, annotations)
     for split in splits:
         if not selected[split]:
             print(f"mpii_to_tfrecord: warning: split {split!r} has no people in {annotations}; its "
@@ -172,60 +132,10 @@ def _convert(annotations, images_dir, output_dir, splits: Sequence[str] | str | 
     if json_split:   # only when given, so that directories converted before the flag existed stay reusable
         content["json_split"] = json_split
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = output_dir / MANIFEST_NAME
-    entries, all_num_shards = _previous_entries(manifest_path, content, num_shards)
-    all_num_shards.update(num_shards)
-    plans = plan_shards(selected, num_shards)
-    reusable = set()
-    for plan in plans:
-        entry = entries.get(plan.file)
-        if (entry and entry[mf.SHARD_READ] == len(plan.people) and (output_dir / plan.file).is_file()
-                and mf.sha256_of_file(output_dir / plan.file) == entry[mf.SHARD_SHA256]):
-            reusable.add(plan.file)
-        else:
-            entries.pop(plan.file, None)
-    pending = [p for p in plans if p.file not in reusable]
-    if reusable:
-        print(f"mpii_to_tfrecord: {len(reusable)} complete shard(s) kept from a previous run, "
-              f"{len(pending)} to write", file=sys.stderr)
-
-    def save(complete: bool) -> dict:
-        manifest = mf.build_manifest(entries, all_num_shards, flag_values, content, complete, SPLITS)
-        write_json_atomic(manifest_path, manifest)
-        return manifest
-
-    save(complete=not pending)
-    if pending:
-        write_shards(pending, plans, output_dir, images_dir,
-                     CropSettings(crop_size, float(crop_margin), jpeg_quality, bool(reduced_decode)),
-                     num_workers, progress, entries, save)
-    return save(complete=True)
-
-
-def _previous_entries(manifest_path: Path, content: dict, num_shards: dict[str, int]):
-    """Shard entries of a previous run in the same output_dir, refusing one made from other inputs."""
-    if not manifest_path.is_file():
-        return {}, {}
-    try:
-        previous = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = mf.entries_from_manifest(previous)
-        previous_content = previous[mf.CONTENT]
-        previous_shards = {s: v.get(mf.SPLIT_NUM_SHARDS) for s, v in previous.get(mf.SPLITS, {}).items()}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConversionError(f"{manifest_path} exists but is not a manifest of this converter ({e!r}); "
-                              "use an empty --output_dir") from e
-    if previous_content != content:
-        changed = sorted(k for k in set(content) | set(previous_content)
-                         if content.get(k) != previous_content.get(k))
-        raise ConversionError(f"--output_dir {manifest_path.parent} holds records made with other inputs or "
-                              f"settings (differs in: {', '.join(changed)}); use a new --output_dir or "
-                              "empty this one")
-    for split, count in num_shards.items():
-        if previous_shards.get(split) not in (None, count):
-            raise ConversionError(f"--output_dir {manifest_path.parent} holds split {split!r} in "
-                                  f"{previous_shards[split]} shards, not {count}; use a new --output_dir")
-    return entries, {s: n for s, n in previous_shards.items() if n is not None}
+    return write_records(selected, images_dir, output_dir,
+                         CropSettings(crop_size, float(crop_margin), jpeg_quality, bool(reduced_decode)),
+                         num_shards, flag_values, content, num_workers=num_workers, progress=progress,
+                         program="mpii_to_tfrecord")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,47 +183,7 @@ def main(argv):
                        FLAGS.num_shards, FLAGS.crop_size, FLAGS.crop_margin, FLAGS.max_people,
                        FLAGS.num_workers, FLAGS.jpeg_quality, FLAGS.val_gt, FLAGS.val_list,
                        FLAGS.reduced_decode, FLAGS.progress, FLAGS.json_split)
-    for split, counts in manifest[mf.SPLITS].items():
-        print(f"{split}: read {counts[mf.SPLIT_READ]}, written {counts[mf.SPLIT_WRITTEN]}, skipped "
-              f"{counts[mf.SPLIT_SKIPPED]} ({counts[mf.SPLIT_NUM_SHARDS]} shards)")
-    for line in skip_summary(manifest[mf.SKIPPED]):
-        print(line)
-    for line in empty_split_warnings(manifest):
-        print(line, file=sys.stderr)
-    print(f"manifest: {Path(FLAGS.output_dir) / MANIFEST_NAME} (every skipped person, with the reason)")
-    if not any(c[mf.SPLIT_WRITTEN] for c in manifest[mf.SPLITS].values()):
-        raise ConversionError("no person could be converted (see the reasons above)")
-
-
-def skip_summary(skipped: Sequence[dict], examples: int = 3) -> list[str]:
-    """One line per skip reason, however many people it holds: how many people of how many images, and the
-    first few (25,199 people of images absent from --images_dir are one line, not 25,199)."""
-    reasons: dict[str, list] = {}
-    for s in skipped:
-        reasons.setdefault(s[mf.SKIP_REASON], []).append(s)
-    lines = []
-    for reason, who in sorted(reasons.items()):
-        images = list(dict.fromkeys(s[mf.SKIP_IMAGE] for s in who))
-        shown = ", ".join(f"{s[mf.SKIP_IMAGE]} person {s[mf.SKIP_PERSON]}" for s in who[:examples])
-        lines.append(f"  skipped, {reason}: {len(who)} people of {len(images)} images "
-                     f"({shown}{', ...' if len(who) > examples else ''})")
-    return lines
-
-
-def empty_split_warnings(manifest: dict) -> list[str]:
-    """A line for each split that read people but wrote none, with the reason most of them were skipped (training
-    on such a split would run on nothing; kpt_tf.train refuses it)."""
-    lines = []
-    for split, counts in manifest[mf.SPLITS].items():
-        if counts[mf.SPLIT_READ] and not counts[mf.SPLIT_WRITTEN]:
-            reasons: dict[str, int] = {}
-            for s in manifest[mf.SKIPPED]:
-                if s[mf.SKIP_SPLIT] == split:
-                    reasons[s[mf.SKIP_REASON]] = reasons.get(s[mf.SKIP_REASON], 0) + 1
-            reason, count = max(reasons.items(), key=lambda item: item[1]) if reasons else ("unknown", 0)
-            lines.append(f"warning: split {split!r} wrote no person: {reason} for {count:,} of its "
-                         f"{counts[mf.SPLIT_READ]:,} people")
-    return lines
+    print_summary(manifest, FLAGS.output_dir)
 
 
 def _exit_on_sigterm(signum, frame):

@@ -176,7 +176,9 @@ def write_json_atomic(path: Path, payload: dict):
 
 
 def write_shards(pending: list[ShardPlan], all_shards: list[ShardPlan], output_dir: Path, images_dir: Path,
-                 settings: CropSettings, num_workers: int, progress: bool, entries: dict, save):
+                 settings: CropSettings, num_workers: int, progress: bool, entries: dict, save, layout):
+    """Crop and write the `pending` shards (records of `layout`'s joints), publishing each shard's manifest entry
+    through `save` as it completes."""
     from tqdm import tqdm
 
     from kpt_tf.data.schema import encode_example
@@ -217,7 +219,7 @@ def write_shards(pending: list[ShardPlan], all_shards: list[ShardPlan], output_d
             for task_results in results:
                 for key, record, reason in task_results:
                     writer = shard_of[key]
-                    writer.add(key[1], encode_example(record) if record is not None else None, reason)
+                    writer.add(key[1], encode_example(record, layout) if record is not None else None, reason)
                     finish_ready(writer)
                 bar.update(len(task_results))
     except BaseException as error:
