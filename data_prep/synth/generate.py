@@ -1,4 +1,5 @@
-"""The generated data set on disk: images/, annotations.json and gt_val.mat in MPII's own formats.
+"""The generated data set on disk: images/, annotations.json and gt_val.mat in MPII's own formats, and the same
+people in COCO's (person_keypoints_{train,val}.json, data_prep.synth.coco_people).
 
 `generate` plans the images (people per image, train then val), renders them in worker processes
 (data_prep.workers; each image has its own generator seeded by (seed, image index), so the bytes do not depend
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from data_prep import workers
+from data_prep.synth.coco_people import coco_person, write_coco_files
 from data_prep.synth.scene import PEOPLE_PER_IMAGE, PEOPLE_PER_IMAGE_WEIGHTS, render_synthetic_image
 from kpt_tf.mpii.annotations import write_json_annotations
 from kpt_tf.mpii.coords import joint_self_rows, to_one_based
@@ -68,6 +70,8 @@ def _synthetic_task(task):
                  objpos=[float(v) for v in to_one_based(p["objpos"])],
                  scale_provided=float(p["scale"]),
                  headbox=np.round(to_one_based(p["headbox"]), 3).tolist()) for p in people]
+    for row, person in zip(rows, people):
+        row["coco"] = coco_person(row["joint_self"], person)
     return name, image.shape[1], image.shape[0], rows
 
 
@@ -124,6 +128,8 @@ def generate(output_dir, num_train: int, num_val: int, seed: int = 0, num_worker
                 "numOtherPeople": float(len(rows) - 1), "headbox": row["headbox"]})
     write_json_annotations(out / "annotations.json", records)
     write_ground_truth(out / "gt_val.mat", [r for r in records if r["isValidation"] == 1.0])
+    write_coco_files(out, [(name, width, height, [row["coco"] for row in rows])
+                           for name, width, height, rows in results], [is_val == 1.0 for _, is_val in plan])
     seconds = time.perf_counter() - start
     return dict(people=len(records), train=num_train, val=num_val, images=len(plan), seconds=seconds,
                 people_per_second=len(records) / max(seconds, 1e-9), output_dir=str(out))

@@ -35,6 +35,7 @@ from data_prep.synth.figure import (
     THORAX,
     Body,
     Frame2D,
+    Skeleton3D,
     View,
     skeleton_3d,
     torso_points,
@@ -91,6 +92,69 @@ def unit_vector(v):
     return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
+# Where head_part paints the face (unit-sphere directions, scaled onto the head ellipsoid; +x is the person's left)
+# and how far a feature's surface must face the camera to be painted. The COCO face keypoints
+# (`face_keypoints`) are read from the same numbers, so they sit on the painted pixels.
+EYE_DIRECTIONS = {"right_eye": (-0.4, 0.12, 0.9), "left_eye": (0.4, 0.12, 0.9)}
+NOSE_DIRECTION = (0.0, -0.1, 1.0)
+EYE_SHOWN_FACING = 0.15
+NOSE_SHOWN_FACING = -0.4          # the nose sticks out of a profile's silhouette
+# Ears are not painted; real ones stick out of the head's sides, so they still show while the head turns a
+# little away (facing slightly below 0) and are hidden once the side turns further from the camera.
+EAR_SHOWN_FACING = -0.2
+FACE_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")   # COCO's names and order
+HEAD_JOINTS = frozenset((NECK, HEAD_TOP))      # the MPII joints the head part shows
+
+
+def head_surface(frame: Frame2D, radii: np.ndarray, direction) -> tuple[np.ndarray, float]:
+    """The head ellipsoid's point in `direction` (head frame) and how much its surface faces the camera."""
+    d = unit_vector(direction)
+    point = d * radii
+    normal = unit_vector(d / radii)
+    return point, float(frame.facing(normal))
+
+
+def head_geometry(body: Body, skel: Skeleton3D, view: View) -> tuple[Frame2D, tuple[float, float, float]]:
+    """The head's frame (centre and rotation into the image) and the head ellipsoid's radii."""
+    frame = view.frame(skel.head_centre, skel.head_rotation)
+    return frame, (0.5 * body.head_width, HEAD_HALF_HEIGHT * body.head_len, 0.5 * body.head_depth)
+
+
+def nose_outline(radii: np.ndarray) -> np.ndarray:
+    """The painted nose (head frame): a wedge from the bridge to a tip that sticks out of the head."""
+    rx, ry, rz = radii
+    return np.array([[-0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, 0.12 * ry, 0.98 * rz],
+                     [0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, -0.22 * ry, 1.28 * rz]])
+
+
+def face_keypoints(frame: Frame2D, radii) -> tuple[np.ndarray, np.ndarray]:
+    """COCO's face keypoints (FACE_KEYPOINTS order) in image pixels, and whether the camera sees each one.
+
+    Nose and eyes are the surface points head_part paints them at, seen by its own facing tests; an eye the
+    painted nose covers (the far eye of a near profile: the nose is painted after the eyes) is not seen. The
+    ears are the ellipsoid's sides (+-x) at eye height."""
+    radii = np.asarray(radii, np.float64)
+    eye_height = unit_vector(EYE_DIRECTIONS["left_eye"])[1]
+    ear_side = math.sqrt(1.0 - eye_height ** 2)
+    where = {"nose": (NOSE_DIRECTION, NOSE_SHOWN_FACING),
+             "left_eye": (EYE_DIRECTIONS["left_eye"], EYE_SHOWN_FACING),
+             "right_eye": (EYE_DIRECTIONS["right_eye"], EYE_SHOWN_FACING),
+             "left_ear": ((ear_side, eye_height, 0.0), EAR_SHOWN_FACING),
+             "right_ear": ((-ear_side, eye_height, 0.0), EAR_SHOWN_FACING)}
+    points, shown = np.zeros((len(FACE_KEYPOINTS), 3)), np.zeros(len(FACE_KEYPOINTS), bool)
+    for k, name in enumerate(FACE_KEYPOINTS):
+        direction, threshold = where[name]
+        points[k], facing = head_surface(frame, radii, direction)
+        shown[k] = facing > threshold
+    pixels = frame.project(points)
+    if shown[FACE_KEYPOINTS.index("nose")]:
+        nose = hull(frame.project(nose_outline(radii))).astype(np.float32)
+        for eye in ("left_eye", "right_eye"):
+            k = FACE_KEYPOINTS.index(eye)
+            shown[k] &= cv2.pointPolygonTest(nose, tuple(float(v) for v in pixels[k]), False) < 0
+    return pixels, shown
+
+
 def head_part(frame: Frame2D, radii, palette: dict, depth: float, person: int) -> Part:
     """Head: hair-coloured ellipsoid, skin face on its front side with eyes, nose and mouth.
 
@@ -101,10 +165,7 @@ def head_part(frame: Frame2D, radii, palette: dict, depth: float, person: int) -
     extras = []
 
     def surface(direction):
-        d = unit_vector(direction)
-        point = d * radii
-        normal = unit_vector(d / radii)
-        return point, float(frame.facing(normal))
+        return head_surface(frame, radii, direction)
 
     face_points = _FACE_DIRS * radii
     face_normals = _FACE_DIRS / radii
@@ -116,20 +177,18 @@ def head_part(frame: Frame2D, radii, palette: dict, depth: float, person: int) -
         extras.append(("poly", hull(frame.project(_CAP_DIRS * radii * 1.06)), palette["hat"], 0))
     rx, ry, rz = radii
     eye_size = 0.14 * rx
-    for sx in (-1.0, 1.0):
-        point, facing = surface([sx * 0.4, 0.12, 0.9])
-        if facing > 0.15:
+    for eye in ("right_eye", "left_eye"):
+        point, facing = surface(EYE_DIRECTIONS[eye])
+        if facing > EYE_SHOWN_FACING:
             extras.append(("dot", frame.project(point[None])[0:1], palette["eyes"], eye_size * frame_scale(frame)))
-    _, facing = surface([0.0, -0.1, 1.0])
-    if facing > -0.4:                 # the nose sticks out of a profile's silhouette
-        nose = np.array([[-0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, 0.12 * ry, 0.98 * rz],
-                         [0.2 * rx, -0.3 * ry, 0.92 * rz], [0.0, -0.22 * ry, 1.28 * rz]])
-        extras.append(("poly", hull(frame.project(nose)), palette["nose"], 0))
+    _, facing = surface(NOSE_DIRECTION)
+    if facing > NOSE_SHOWN_FACING:
+        extras.append(("poly", hull(frame.project(nose_outline(radii))), palette["nose"], 0))
     _, facing = surface([0.0, -0.55, 0.83])
     if facing > 0.1:
         mouth = np.array([[-0.3 * rx, -0.56 * ry, 0.8 * rz], [0.3 * rx, -0.56 * ry, 0.8 * rz]])
         extras.append(("line", frame.project(mouth), palette["mouth"], max(1.0, 0.05 * rx * frame_scale(frame))))
-    return Part(silhouette, palette["hair"], depth, frozenset((NECK, HEAD_TOP)), person, extras)
+    return Part(silhouette, palette["hair"], depth, HEAD_JOINTS, person, extras)
 
 
 def frame_scale(frame: Frame2D) -> float:
@@ -184,9 +243,12 @@ def _endpoint(name_or_index, joints, tips, toes):
     return (tips if kind == "tip" else toes)[0 if side == "R" else 1]
 
 
-def figure_parts_3d(body: Body, pose: dict, view: View, palette: dict, person: int):
-    """Drawable parts of a posed figure and its 16 joints in image pixels (0-based)."""
-    skel = skeleton_3d(body, pose)
+def figure_parts_3d(body: Body, pose: dict, view: View, palette: dict, person: int,
+                    skel: Skeleton3D | None = None):
+    """Drawable parts of a posed figure and its 16 joints in image pixels (0-based).
+
+    `skel`: the figure's skeleton_3d(body, pose) when the caller has it already."""
+    skel = skeleton_3d(body, pose) if skel is None else skel
     m = view.image_matrix()
     cam = view.camera()
 
@@ -217,8 +279,7 @@ def figure_parts_3d(body: Body, pose: dict, view: View, palette: dict, person: i
     parts.append(Part(hull(to_image(torso_3d)), palette["shirt"], float(depth_of(torso_3d).mean()),
                       frozenset((R_HIP, L_HIP, PELVIS, THORAX, R_SHO, L_SHO)), person,
                       torso_decorations(torso_frame, body, palette)))
-    head_frame = view.frame(skel.head_centre, skel.head_rotation)
-    radii = (0.5 * body.head_width, HEAD_HALF_HEIGHT * body.head_len, 0.5 * body.head_depth)
+    head_frame, radii = head_geometry(body, skel, view)
     parts.append(head_part(head_frame, radii, palette, float(depth_of(skel.head_centre)) + 0.06, person))
     return parts, joints2d
 
@@ -298,6 +359,22 @@ def draw_part(image, part: Part, outline: int):
             cv2.circle(image, centre, max(1, int(round(size * _ONE))), colour, -1, cv2.LINE_AA, _SHIFT)
         elif kind == "line":
             cv2.polylines(image, [_fixed(pts)], False, colour, max(1, int(round(size))), cv2.LINE_AA, _SHIFT)
+
+
+def silhouette_box_and_area(parts: list[Part], width: int, height: int) -> tuple[np.ndarray, float]:
+    """A figure's painted silhouette (its parts' outlines and the filled shapes drawn on them, e.g. a profile's
+    nose) within the image: its tight box (x1, y1, x2, y2), 0-based pixel positions clipped to the image, and
+    its area in pixels (occlusion by other figures is not subtracted)."""
+    outlines = [part.polygon for part in parts]
+    outlines += [pts for part in parts for kind, pts, _, _ in part.extras if kind == "poly" and len(pts) >= 3]
+    points = np.concatenate(outlines)
+    limit = np.array([width - 1.0, height - 1.0])
+    low, high = np.clip(points.min(0), 0.0, limit), np.clip(points.max(0), 0.0, limit)
+    origin = np.floor(low)
+    columns, rows = (np.floor(high) - origin).astype(int) + 1
+    mask = np.zeros((rows, columns), np.uint8)    # only the box: pixels outside the image are not counted
+    cv2.fillPoly(mask, [_fixed(outline - origin) for outline in outlines], 1, cv2.LINE_8, _SHIFT)
+    return np.concatenate([low, high]), float(np.count_nonzero(mask))
 
 
 def _stripes(rng, h, w):

@@ -1,5 +1,6 @@
 """One generated image: figures placed in a scene, drawn in painter's order with occluders, and each person's
-MPII annotation (joints, what MPII would annotate, visibility, objpos, scale, head box).
+MPII annotation (joints, what MPII would annotate, visibility, objpos, scale, head box) plus what COCO's adds
+(the face keypoints with their visibility, the silhouette's box and area).
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from data_prep.synth.figure import (
     skeleton_3d,
 )
 from data_prep.synth.painting import (
+    HEAD_JOINTS,
     Part,
     draw_background,
     draw_part,
+    face_keypoints,
     figure_parts_3d,
     finish_image,
+    head_geometry,
     occluder_polygon,
     random_colour,
     sample_palette,
+    silhouette_box_and_area,
 )
 from kpt_tf.joints import NUM_JOINTS
 
@@ -52,22 +57,44 @@ PEOPLE_PER_IMAGE_WEIGHTS = (0.5, 0.32, 0.18)
 # ----------------------------------------------------------------------------------------------
 # Visibility
 # ----------------------------------------------------------------------------------------------
-def visibility(parts_in_draw_order: list[Part], person: int, joints2d, annotated) -> np.ndarray:
-    """is_visible per joint: the topmost drawn shape covering the joint must be one of its own parts."""
+def drawn_shapes(parts_in_draw_order: list[Part]) -> list[tuple]:
+    """(bounding box low, high, contour) per drawn part, for `topmost_shape`: computed once per image."""
+    return [(p.polygon.min(0), p.polygon.max(0), p.polygon.astype(np.float32).reshape(-1, 1, 2))
+            for p in parts_in_draw_order]
+
+
+def topmost_shape(shapes: list[tuple], x: float, y: float) -> int:
+    """Draw-order index of the last drawn shape covering (x, y), -1 when none does."""
+    for k in range(len(shapes) - 1, -1, -1):
+        lo, hi, contour = shapes[k]
+        if x < lo[0] or y < lo[1] or x > hi[0] or y > hi[1]:
+            continue
+        if cv2.pointPolygonTest(contour, (x, y), False) >= 0:
+            return k
+    return -1
+
+
+def visibility(parts_in_draw_order: list[Part], person: int, joints2d, annotated, shapes=None) -> np.ndarray:
+    """is_visible per joint: the topmost drawn shape covering the joint must be one of its own parts.
+
+    `shapes`: drawn_shapes(parts_in_draw_order) when the caller has them already."""
+    shapes = drawn_shapes(parts_in_draw_order) if shapes is None else shapes
     visible = np.zeros(NUM_JOINTS, bool)
-    boxes = [(p.polygon.min(0), p.polygon.max(0)) for p in parts_in_draw_order]
-    contours = [p.polygon.astype(np.float32).reshape(-1, 1, 2) for p in parts_in_draw_order]
     for j in np.flatnonzero(annotated):
-        x, y = float(joints2d[j, 0]), float(joints2d[j, 1])
-        visible[j] = True
-        for k in range(len(parts_in_draw_order) - 1, -1, -1):
-            lo, hi = boxes[k]
-            if x < lo[0] or y < lo[1] or x > hi[0] or y > hi[1]:
-                continue
-            if cv2.pointPolygonTest(contours[k], (x, y), False) >= 0:
-                part = parts_in_draw_order[k]
-                visible[j] = part.person == person and j in part.own
-                break
+        k = topmost_shape(shapes, float(joints2d[j, 0]), float(joints2d[j, 1]))
+        part = parts_in_draw_order[k] if k >= 0 else None
+        visible[j] = part is None or (part.person == person and j in part.own)
+    return visible
+
+
+def face_visibility(shapes: list[tuple], head_index: int, face_points, labelled, shown) -> np.ndarray:
+    """COCO's "visible" for the face keypoints: labelled, on the side of the head the camera sees (`shown`, the
+    painter's facing test) and not covered by a shape drawn after the head (another figure, an occluder, a
+    raised hand). Shapes drawn before the head cannot cover it, which also keeps an ear on the head's outline
+    visible where the drawn outline (a polygon inside the true ellipse) misses it."""
+    visible = np.asarray(labelled, bool) & np.asarray(shown, bool)
+    for k in np.flatnonzero(visible):
+        visible[k] = topmost_shape(shapes, float(face_points[k, 0]), float(face_points[k, 1])) <= head_index
     return visible
 
 
@@ -92,6 +119,22 @@ def joints_inside(joints2d, width: int, height: int) -> np.ndarray:
     j = np.asarray(joints2d)
     return (j[:, 0] >= 0) & (j[:, 1] >= 0) & (j[:, 0] <= width - 1) & (j[:, 1] <= height - 1)
 
+
+def coco_fields(figure: dict, drawn: list[Part], shapes: list[tuple], width: int, height: int) -> dict:
+    """What a COCO annotation adds to a figure's MPII one: the face keypoints (labelled = inside the image, as
+    MPII's joints), their visibility, and the painted silhouette's box and area. The box also holds every
+    labelled keypoint (an ear on the head's true outline can lie a hair outside the drawn polygon)."""
+    face_joints, shown = figure["face"]
+    head = next(part for part in figure["parts"] if part.own == HEAD_JOINTS)
+    head_index = next(k for k, part in enumerate(drawn) if part is head)
+    labelled = joints_inside(face_joints, width, height)
+    box, area = silhouette_box_and_area(figure["parts"], width, height)
+    limbs = figure["joints"][joints_inside(figure["joints"], width, height)]
+    keypoints = np.concatenate([face_joints[labelled], limbs])
+    box = np.concatenate([np.minimum(box[:2], keypoints.min(0, initial=np.inf)),
+                          np.maximum(box[2:], keypoints.max(0, initial=-np.inf))])
+    return dict(face_joints=face_joints, face_labelled=labelled,
+                face_visible=face_visibility(shapes, head_index, face_joints, labelled, shown), box=box, area=area)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,7 +179,8 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
 
     Returns (image BGR uint8, people); with `return_layers` also the background and the image before
     camera effects. Each person is a dict with 0-based `joints` (16, 2, true positions, also outside the
-    image), `annotated`, `visible` (16,) bools, `objpos` (2,), `scale`, `headbox` (2, 2) 0-based.
+    image), `annotated`, `visible` (16,) bools, `objpos` (2,), `scale`, `headbox` (2, 2) 0-based, and for
+    COCO (`coco_fields`) `face_joints` (5, 2) with `face_labelled`, `face_visible`, `box` (x1, y1, x2, y2), `area`.
     """
     if size is None:
         size = IMAGE_SIZES[int(rng.choice(len(IMAGE_SIZES), p=IMAGE_SIZE_WEIGHTS))]
@@ -155,8 +199,10 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
         view = sample_view(rng, height_px)
         view.pelvis = _place_person(rng, body, pose, view, width, height, int(slots[i]), num_people)
         palette = sample_palette(rng)
-        parts, joints2d = figure_parts_3d(body, pose, view, palette, i)
-        figures.append(dict(body=body, view=view, parts=parts, joints=joints2d))
+        skel = skeleton_3d(body, pose)
+        parts, joints2d = figure_parts_3d(body, pose, view, palette, i, skel)
+        figures.append(dict(body=body, view=view, parts=parts, joints=joints2d,
+                            face=face_keypoints(*head_geometry(body, skel, view))))
     # Painter's order: smaller (farther) people first, each person's parts far to near.
     drawn: list[Part] = []
     for i in sorted(range(num_people), key=lambda k: figures[k]["view"].height_px):
@@ -187,10 +233,11 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
             draw_part(image, occluder, max(1, int(round(hp * 0.004))))
             drawn.append(occluder)
     people = []
+    shapes = drawn_shapes(drawn)
     for i, fig in enumerate(figures):
         j2d = fig["joints"]
         annotated = joints_inside(j2d, width, height)
-        visible = visibility(drawn, i, j2d, annotated)
+        visible = visibility(drawn, i, j2d, annotated, shapes)
         hp = fig["view"].height_px
         # MPII semantics: objpos is a rough centre (between pelvis and thorax, nearer the pelvis);
         # scale * 200 px is the person height, MPII derives it from the head (segment = 200 s / 6).
@@ -198,7 +245,8 @@ def render_synthetic_image(rng, num_people: int, size: tuple[int, int] | None = 
         scale = HEAD_SEGMENTS_PER_BODY * fig["body"].head_len * hp / 200.0
         people.append(dict(joints=j2d, annotated=annotated, visible=visible & annotated,
                            objpos=np.round(objpos), scale=round(scale, 3),
-                           headbox=head_box(j2d[NECK], j2d[HEAD_TOP])))
+                           headbox=head_box(j2d[NECK], j2d[HEAD_TOP]),
+                           **coco_fields(fig, drawn, shapes, width, height)))
     finished = finish_image(rng, image)
     if return_layers:
         return finished, people, background, image

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import subprocess
@@ -17,6 +18,7 @@ import scipy.io
 from data_prep.synth import figure, from_annotations, painting, scene
 from data_prep.synth.generate import generate
 from kpt_tf.joints import MPII_SHORT_NAMES
+from kpt_tf.layouts import layout
 from tests.conftest import REPO, SHARED_MPII, require_shared_mpii
 
 REAL_ANNOTATIONS = SHARED_MPII / "mpii_annotations.json.gz"
@@ -247,3 +249,204 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     assert result.returncode != 0
     assert "num_train must be an integer >= 0" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# The same people in COCO's person-keypoints format (issue 35, item 4)
+# ----------------------------------------------------------------------------------------------
+# sha256 of a small generation's MPII files, computed with the generator as it was before it wrote COCO files
+# (OpenCV 4.14.0's JPEG encoder: another OpenCV may encode the images differently).
+MPII_FILES_BEFORE_COCO = {
+    'annotations.json': '1fa2053788da646ac16964f12c5b9a96ffa0bb9c0076375091f04e2b8969cd8c',
+    'gt_val.mat': '6186ae6784b7701025c1a72dcd28bb730a65984902d8ae88bb246e84f72a98d6',
+    'images/synth_000000.jpg': 'c80db5b98862f31f3378e9d280d750bbffb32635752ce455f254565aea5392ba',
+    'images/synth_000001.jpg': 'dc21d172081d8912fcde984374da2baa9e8946ac274ce9b5dae8789ae89acd0c',
+    'images/synth_000002.jpg': 'f3e121c44c158a213d01260bf150c2ba35b9ecc65e88f417b8ffc60254bd38dc',
+    'images/synth_000003.jpg': '43ff4b84641a689ba6c8c568f55eae65ea4dc455cff0da1e4fbb0b6890e70f81',
+    'images/synth_000004.jpg': 'b6b075f1990a90055da98e2b353425da392e70ee9cf97d50286a1adc1df0a35d',
+    'images/synth_000005.jpg': '2febd0668955884f739638682fccededcd0dba7597b9094c39ba2bd2769df123',
+    'images/synth_000006.jpg': '76a556a73651d4b1d1c63984bea4fd45d7589d26856072dc680dee0ca1bfa6f0',
+    'images/synth_000007.jpg': '55edb45bbfe51b64f262a88edb0e30559e15c7004d5f4dc4e489b570e301a592',
+    'images/synth_000008.jpg': '5260d9e7242e7bd1b05193c67c6c950d67cb9aec2cbd89f7b9e4b7da5b5321f3',
+    'images/synth_000009.jpg': 'b156cccaba785e9e13636d71a4292e2c4d5907b313d801cb98588e7a92052805',
+}
+COCO = layout("coco17")
+MPII = layout("mpii16")
+FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+
+
+def _coco_file(out: Path, split: str) -> dict:
+    return json.loads((out / f"person_keypoints_{split}.json").read_text())
+
+
+def _keypoints(annotation: dict) -> np.ndarray:
+    return np.asarray(annotation["keypoints"], np.float64).reshape(len(COCO.joints), 3)
+
+
+def test_the_mpii_files_are_byte_identical_to_those_of_before_the_coco_output(tmp_path):
+    generate(tmp_path, num_train=10, num_val=5, seed=23, num_workers=1)
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in _files(tmp_path).items()
+              if not name.startswith("person_keypoints_")}
+    assert hashes == MPII_FILES_BEFORE_COCO, f"MPII output changed (OpenCV {cv2.__version__})"
+    assert sorted(set(_files(tmp_path)) - set(hashes)) == ["person_keypoints_train.json", "person_keypoints_val.json"]
+
+
+def test_coco_files_load_in_pycocotools_and_hold_the_mpii_people(small_set):
+    from pycocotools.coco import COCO as CocoApi
+
+    out, _, records = small_set
+    person_id = 0
+    for split, is_val in (("train", 0.0), ("val", 1.0)):
+        content = _coco_file(out, split)
+        api = CocoApi()
+        api.dataset = content
+        api.createIndex()
+        (category,) = api.loadCats(api.getCatIds())
+        assert category["name"] == "person" and category["keypoints"] == list(COCO.joints)
+        assert category["skeleton"] == [[COCO.index(a) + 1, COCO.index(b) + 1] for a, b in COCO.skeleton]
+        mpii = [r for r in records if r["isValidation"] == is_val]
+        assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in api.loadImgs(api.getImgIds())] == list(
+            {r["annolist_index"]: (int(r["annolist_index"]), r["img_paths"], int(r["img_width"]),
+                                   int(r["img_height"])) for r in mpii}.values())
+        annotations = api.loadAnns(api.getAnnIds())
+        assert len(annotations) == len(mpii)
+        for annotation, record in zip(annotations, mpii):
+            person_id += 1
+            assert annotation["id"] == person_id and annotation["image_id"] == record["annolist_index"]
+            assert annotation["category_id"] == 1 and annotation["iscrowd"] == 0
+            _check_person(annotation, record)
+
+
+def _check_person(annotation: dict, record: dict):
+    """Limb joints are MPII's (same pixels, flags mapped), face points labelled inside the image, bbox holds all."""
+    points = _keypoints(annotation)
+    rows = np.asarray(record["joint_self"], np.float64)
+    for name in COCO.joints:
+        x, y, v = points[COCO.index(name)]
+        if name in FACE:            # labelled exactly when inside the image; not labelled: [0, 0, 0]
+            inside = 0 <= x <= record["img_width"] - 1 and 0 <= y <= record["img_height"] - 1
+            assert inside if v > 0 else (x, y, v) == (0, 0, 0)
+            continue
+        mx, my, seen = rows[MPII.index(name)]
+        if mx == my == 0:                                   # MPII: not annotated
+            assert (x, y, v) == (0, 0, 0)
+        else:
+            assert (x, y) == (round(mx - 1, 3), round(my - 1, 3))      # 0-based: the same pixel
+            assert v == (2 if seen else 1)
+    labelled = points[points[:, 2] > 0]
+    assert annotation["num_keypoints"] == len(labelled)
+    bx, by, bw, bh = annotation["bbox"]
+    assert bw > 0 and bh > 0 and bx >= 0 and by >= 0
+    assert bx + bw <= record["img_width"] and by + bh <= record["img_height"]
+    assert ((labelled[:, 0] >= bx - 1e-3) & (labelled[:, 0] <= bx + bw + 1e-3)).all()
+    assert ((labelled[:, 1] >= by - 1e-3) & (labelled[:, 1] <= by + bh + 1e-3)).all()
+    assert 0.1 * bw * bh < annotation["area"] <= (bw + 2) * (bh + 2)     # a silhouette, not its box
+
+
+def test_coco_visibility_flags_are_used_and_the_face_is_mostly_labelled(small_set):
+    out, _, _ = small_set
+    points = np.concatenate([_keypoints(a) for s in ("train", "val") for a in _coco_file(out, s)["annotations"]])
+    face = points.reshape(-1, 17, 3)[:, :5, 2]
+    assert {0.0, 1.0, 2.0} <= set(points[:, 2]) and (face == 2).any() and (face == 1).any()
+
+
+def test_the_ground_truth_fed_back_as_predictions_scores_ap_1(small_set, tmp_path):
+    from kpt_tf.metrics.coco import evaluate_coco_files
+
+    out, _, _ = small_set
+    for split in ("train", "val"):
+        annotations = _coco_file(out, split)["annotations"]
+        predictions = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+                       for a in annotations]
+        (tmp_path / f"{split}.json").write_text(json.dumps(predictions))
+        result = evaluate_coco_files(out / f"person_keypoints_{split}.json", tmp_path / f"{split}.json")
+        assert result["AP"] == pytest.approx(1.0) and result["AR"] == pytest.approx(1.0)
+        assert result["people"] == sum(1 for a in annotations if a["num_keypoints"] > 0) > 0
+
+
+# A head painted alone, in colours no other feature has, to read back which pixel a face keypoint lands on.
+HEAD_PALETTE = dict(hair=(0, 0, 200), skin=(200, 200, 200), eyes=(0, 250, 0), nose=(250, 0, 0), mouth=(0, 0, 0),
+                    hat=None)
+
+
+def _painted_head(rng, yaw=None):
+    """A random figure's head (pose, view; `yaw` fixes the body's and zeroes the head's own turn) at (300, 300)."""
+    body, pose = figure.sample_body(rng), figure.sample_pose(rng)
+    view = figure.sample_view(rng, 400.0)
+    if yaw is not None:
+        view.yaw, view.roll = yaw, 0.0
+        pose.update(head_yaw=0.0, head_pitch=0.0, head_roll=0.0, lean=0.0, side_bend=0.0, twist=0.0)
+    skel = figure.skeleton_3d(body, pose)
+    view.pelvis = np.array([300.0, 300.0]) - view.image_matrix() @ skel.head_centre
+    frame, radii = painting.head_geometry(body, skel, view)
+    head = painting.head_part(frame, radii, HEAD_PALETTE, 0.0, 0)
+    image = np.zeros((600, 600, 3), np.uint8)
+    painting.draw_part(image, head, 1)
+    points, shown = painting.face_keypoints(frame, radii)
+    return head, image, points, shown
+
+
+def test_nose_and_eyes_lie_on_their_painted_pixels_inside_the_head_box():
+    rng = np.random.default_rng(5)
+    on_colour = {"nose": [], "eye": []}
+    for _ in range(150):
+        head, image, points, shown = _painted_head(rng)
+        low, high = head.polygon.min(0), head.polygon.max(0)
+        assert ((points[:3] >= low - 1) & (points[:3] <= high + 1)).all()       # nose, eyes: in the head's box
+        for k, name in enumerate(FACE[:3]):
+            if shown[k]:
+                x, y = np.round(points[k]).astype(int)
+                colour = HEAD_PALETTE["nose" if name == "nose" else "eyes"]
+                on_colour["nose" if name == "nose" else "eye"].append(np.abs(image[y, x] - colour).max() < 60)
+    assert len(on_colour["eye"]) > 100 and all(on_colour["eye"])
+    assert len(on_colour["nose"]) > 100 and np.mean(on_colour["nose"]) > 0.97    # misses: anti-aliased edges
+
+
+def test_a_face_turned_to_the_camera_is_seen_and_one_turned_away_is_not():
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        _, _, _, towards = _painted_head(rng, yaw=0.0)
+        _, _, _, away = _painted_head(rng, yaw=180.0)
+        _, _, _, profile = _painted_head(rng, yaw=90.0)          # the person's right side faces the camera
+        assert towards.all()
+        assert not away[:3].any() and away[3:].all()           # nose and eyes hidden; ears at the sides
+        assert profile[FACE.index("right_ear")] and not profile[FACE.index("left_ear")]
+        assert profile[FACE.index("nose")] and not profile[FACE.index("left_eye")]
+
+
+def test_face_keypoints_in_scenes_follow_facing_and_occlusion(monkeypatch):
+    def rendered(yaw):
+        sample_view, sample_pose = scene.sample_view, scene.sample_pose
+
+        def view(rng, height_px):
+            v = sample_view(rng, height_px)
+            v.yaw, v.roll = yaw, 0.0
+            return v
+
+        def pose(rng):
+            return {**sample_pose(rng), "head_yaw": 0.0, "head_pitch": 0.0, "head_roll": 0.0, "lean": 0.0}
+
+        with monkeypatch.context() as patch:
+            patch.setattr(scene, "sample_view", view)
+            patch.setattr(scene, "sample_pose", pose)
+            rng = np.random.default_rng(4)
+            return [p for _ in range(6) for p in scene.render_synthetic_image(rng, 2)[1]]
+
+    towards, away = rendered(0.0), rendered(180.0)
+    nose_seen = [p["face_visible"][0] for p in towards if p["face_labelled"][0]]
+    assert len(nose_seen) >= 8 and np.mean(nose_seen) > 0.8           # the rest: behind another figure or object
+    assert sum(p["face_labelled"][:3].sum() for p in away) >= 20
+    assert not any(p["face_visible"][:3].any() for p in away)
+
+
+def test_face_points_are_hidden_only_by_shapes_drawn_after_the_head():
+    head = painting.Part(np.array([[0, 0], [40, 0], [40, 40], [0, 40]], float), (0, 0, 0), 0.0,
+                         painting.HEAD_JOINTS, person=0)
+    board = painting.Part(np.array([[15, 15], [60, 15], [60, 60], [15, 60]], float), (0, 0, 0), 0.0)
+    points = np.array([[20.0, 20.0], [5.0, 5.0]])
+    labelled, shown = np.array([True, True]), np.array([True, True])
+    after = scene.face_visibility(scene.drawn_shapes([head, board]), 0, points, labelled, shown)
+    before = scene.face_visibility(scene.drawn_shapes([board, head]), 1, points, labelled, shown)
+    assert after.tolist() == [False, True] and before.tolist() == [True, True]
+    hidden = scene.face_visibility(scene.drawn_shapes([head]), 0, points, labelled, np.array([False, True]))
+    assert hidden.tolist() == [False, True]
