@@ -55,6 +55,8 @@ def define_flags():
     flags.DEFINE_string("coco_gt", None, "COCO file mode: a COCO keypoint ground truth (person_keypoints_*.json).")
     flags.DEFINE_string("coco_preds", None, "COCO file mode: a COCO keypoint-results JSON (a list of {image_id, "
                         "category_id, keypoints, score}); scored by pycocotools' COCOeval (OKS AP / AR).")
+    flags.DEFINE_string("coco_results", None, "Model mode on COCO records: also keep the predictions as a COCO "
+                        "keypoint-results JSON here (what --coco_preds reads).")
     flags.DEFINE_bool("verbose", False, "COCO file mode: also print pycocotools' own output (loading, evaluation, "
                       "its summary) before the table.")
     flags.DEFINE_string("model", None, "Model mode: an exported SavedModel, a training workdir, or a .keras file.")
@@ -189,6 +191,50 @@ def evaluate_model(model_path, data_dir, split: str = "val", config=None, flip_t
     return out
 
 
+def evaluate_coco_model(model_path, data_dir, coco_gt, split: str = "val", results_json=None, config=None,
+                        flip_test: bool = True, flip_shift: bool = False, batch_size: int = 16) -> dict:
+    """OKS AP of a trained model on COCO records (the top-down protocol on ground-truth boxes): every record's crop
+    predicted, the keypoints mapped to image pixels, written as a COCO keypoint-results JSON (HRNet's instance
+    score with box score 1, OKS-NMS per image with each crop's box area) and scored by pycocotools against
+    `coco_gt`, the annotation file the records were converted from. `results_json`: keep that file there (else it
+    is written to a scratch directory and removed). -> evaluate_coco_files' figures plus `table` and `results`."""
+    from kpt_tf.data import pipeline
+    from kpt_tf.inference import predict_dataset
+
+    predict, codec, subset = _load_model_for_eval(model_path, config, flip_test, flip_shift)
+    if subset.layout.oks_sigmas is None or len(subset) != len(subset.layout.joints):
+        raise ValueError(f"{model_path}: OKS AP scores all {len(subset.layout.joints)} joints of a layout with OKS "
+                         f"sigmas; this model predicts {subset.qualified_name} ({len(subset)} joints)")
+    ds = pipeline.make_dataset(data_dir, split, subset, pipeline.StreamOptions(
+        batch_size=batch_size, training=False, input_size=codec.input_size, with_meta=True))
+    preds = predict_dataset(predict, ds, codec)
+    return score_coco_predictions(preds, coco_gt, results_json,
+                                  title=f"model: {model_path}\ndata: {data_dir} ({split})")
+
+
+def score_coco_predictions(preds, coco_gt, results_json=None, title: str = "") -> dict:
+    """Predictions on COCO records (`predict_dataset`) -> a COCO keypoint-results JSON (HRNet's instance score with
+    box score 1, OKS-NMS per image with each crop's box area) scored by pycocotools against `coco_gt`."""
+    import tempfile
+
+    from kpt_tf.metrics import coco
+
+    image_ids = coco.image_ids_by_file_name(coco_gt)
+    unknown = sorted(set(preds.image_names) - set(image_ids))
+    if unknown:
+        raise ValueError(f"{len(unknown)} record image(s) are not in {coco_gt} (e.g. {unknown[0]}); give the "
+                         "annotation file these records were converted from")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(results_json) if results_json else Path(scratch) / "results.json"
+        written = coco.write_coco_results(path, [image_ids[n] for n in preds.image_names], preds.joints,
+                                          preds.scores, areas=preds.box_sides ** 2)
+        result = coco.evaluate_coco_files(coco_gt, path)
+    result["table"] = coco.format_table(result, title=f"{title}\n{len(preds.joints)} people on ground-truth boxes, "
+                                                      f"{written} after OKS-NMS".lstrip())
+    result["results"] = str(results_json) if results_json else None
+    return result
+
+
 def write_predictions_mat(path, preds, subset, people: int | None = None) -> None:
     """Predictions in MPII's .mat layout, ordered by each person's position in the annotation file's split.
 
@@ -293,8 +339,13 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
 
 
 def _run_model_mode() -> None:
+    from kpt_tf.data.manifest import records_layout
+
     if not FLAGS.data:
         cli.fail(PROGRAM, "model mode needs --data (a TFRecord directory)")
+    if records_layout(FLAGS.data).oks_sigmas is not None:       # COCO's records: OKS AP, not PCKh
+        _run_coco_model_mode()
+        return
     if FLAGS.submission and FLAGS.split != "test":
         cli.fail(PROGRAM, f"--submission is for the test split (MPII's test server), not --split {FLAGS.split}")
     result = evaluate_model(FLAGS.model, FLAGS.data, FLAGS.split, flip_test=FLAGS.flip_test,
@@ -316,6 +367,26 @@ def _run_model_mode() -> None:
                   scored=result)
     if FLAGS.out_mat:
         print(f"wrote {FLAGS.out_mat} (MPII .mat, 1-based, annotation-file order)")
+
+
+def _run_coco_model_mode() -> None:
+    """--model M --data COCO_RECORDS --coco_gt person_keypoints_val2017.json [--coco_results R] [--json OUT]."""
+    if not FLAGS.coco_gt:
+        cli.fail(PROGRAM, f"{FLAGS.data} holds COCO records, scored by OKS AP against their annotation file: give "
+                 "--coco_gt (the person_keypoints json they were converted from)")
+    mpii_only = [f"--{name}" for name in ("out_mat", "submission") if FLAGS[name].value]
+    if mpii_only:
+        cli.fail(PROGRAM, f"{', '.join(mpii_only)}: MPII's files; {FLAGS.data} holds COCO records")
+    result = evaluate_coco_model(FLAGS.model, FLAGS.data, FLAGS.coco_gt, FLAGS.split, FLAGS.coco_results,
+                                 flip_test=FLAGS.flip_test, flip_shift=FLAGS.flip_shift)
+    print(result["table"])
+    if FLAGS.coco_results:
+        print(f"wrote {FLAGS.coco_results} (COCO keypoint results)")
+    if FLAGS.json:
+        figures = {k: v for k, v in result.items() if k not in ("table", "results")}
+        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(FLAGS.json).write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {FLAGS.json}")
 
 
 def _run_file_mode() -> None:
@@ -354,9 +425,9 @@ def _run_coco_file_mode() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.coco_gt or FLAGS.coco_preds:
+    if FLAGS.coco_preds or (FLAGS.coco_gt and not FLAGS.model):
         _run_coco_file_mode()
-    elif FLAGS.model:
+    elif FLAGS.model:      # with --coco_gt when --data holds COCO records
         _run_model_mode()
     else:
         _run_file_mode()

@@ -32,6 +32,8 @@ class Predictions:
     images: list | None = None  # model-input crops (uint8) when kept, for drawing
     input_joints: np.ndarray | None = None  # [N, J, 2] predictions in model-input pixels
     visible: np.ndarray | None = None  # [N, J] bool: annotated and not occluded (None: unknown)
+    image_names: np.ndarray | None = None  # [N] str: each person's source image (the records' image/id)
+    box_sides: np.ndarray | None = None    # [N] side of the person box the model input shows, source-image pixels
 
 
 class FinalStage:
@@ -94,7 +96,7 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     """Run `predict` (images -> final heatmaps, e.g. `net_heatmaps_fn(net, subset)` or an exported
     SavedModel's `heatmaps` endpoint) over a dataset built with `make_dataset(..., with_meta=True)`."""
     parts: dict[str, list] = {k: [] for k in ("joints", "scores", "gt", "annotated", "box", "has_box", "index",
-                                              "input", "visible")}
+                                              "input", "visible", "image", "side")}
     kept: list[np.ndarray] = []
     seen = 0
     for batch in dataset:
@@ -111,6 +113,9 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
         parts["has_box"].append(batch["has_head_box"].numpy().astype(bool))
         parts["index"].append(batch["dataset_index"].numpy())
         parts["visible"].append(batch["visible"].numpy().astype(bool))
+        parts["image"].append(np.array([v.decode() for v in batch["image_id"].numpy()], object))
+        # the un-augmented input shows one person box: its side is the input's, scaled by the affine's area factor
+        parts["side"].append(codec.input_size * np.sqrt(np.abs(np.linalg.det(affine[:, :, :2]))))
         if len(kept) < keep_images:
             kept.extend(list(batch["image"].numpy()[: keep_images - len(kept)]))
         seen += int(batch["image"].shape[0])
@@ -122,4 +127,4 @@ def predict_dataset(predict, dataset: tf.data.Dataset, codec: HeatmapCodec, keep
     return Predictions(joints=cat["joints"], scores=cat["scores"], gt_joints=cat["gt"],
                        annotated=cat["annotated"], head_boxes=cat["box"], has_head_box=cat["has_box"],
                        dataset_index=cat["index"], images=kept or None, input_joints=cat["input"],
-                       visible=cat["visible"])
+                       visible=cat["visible"], image_names=cat["image"], box_sides=cat["side"])

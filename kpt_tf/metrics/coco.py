@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval, Params
+from pycocotools.cocoeval import COCOeval
 
 # COCOeval.stats in its order for iouType "keypoints" (its summarize(): up to 20 people per image; medium is
 # 32^2..96^2 px of annotated area, large above). pycocotools gives -1 where no ground-truth person is in the range.
@@ -44,9 +44,11 @@ GROUND_TRUTH_ANNOTATION_KEYS = ("id", "image_id", "category_id", "keypoints", "n
 
 
 def coco_oks_sigmas() -> np.ndarray:
-    """COCO's 17 per-keypoint OKS sigmas, read from pycocotools' own parameters so that nothing is restated
-    (to be read from the coco17 layout once kpt_tf/layouts has it)."""
-    return np.asarray(Params(iouType="keypoints").kpt_oks_sigmas, dtype=np.float64)
+    """COCO's 17 per-keypoint OKS sigmas: the coco17 layout's (kpt_tf/layouts/coco17.json; its test checks them
+    equal to pycocotools' own `Params(iouType="keypoints").kpt_oks_sigmas`)."""
+    from kpt_tf.layouts import layout
+
+    return np.asarray(layout("coco17").oks_sigmas, dtype=np.float64)
 
 
 # --- evaluation of two files ----------------------------------------------------------------------------------
@@ -78,6 +80,17 @@ def evaluate_coco_files(gt_json, preds_json, pycocotools_output=None) -> dict:
     result = {name: float(value) for name, value in zip(STAT_NAMES, coco_eval.stats, strict=True)}
     result.update(counts)
     return result
+
+
+def image_ids_by_file_name(gt_json) -> dict[str, int]:
+    """{file_name: image id} of a COCO ground truth: how records (which name their source image) find the ids a
+    results file needs."""
+    ground_truth = read_json(gt_json, "ground truth")
+    check_ground_truth(ground_truth, gt_json)
+    unnamed = [image["id"] for image in ground_truth["images"] if not isinstance(image.get("file_name"), str)]
+    if unnamed:
+        raise ValueError(f"{gt_json}: images without a file_name (e.g. id {unnamed[0]}): records cannot be matched")
+    return {image["file_name"]: image["id"] for image in ground_truth["images"]}
 
 
 def read_json(path, what: str):
