@@ -214,7 +214,7 @@ def _write_savedmodel(net, codec, subset, out_dir: Path, options: ExportOptions,
     # flip_test as served: off when the joints have no mirror pairs, whatever was asked
     served = dataclasses.replace(options, flip_test=server.flip_permutation is not None,
                                  max_image_pixels=server.max_image_pixels, xla=server.xla)
-    workdir.ExportMetadata.of(served, joints=list(subset.names), layout=subset.layout.name, input_size=size,
+    workdir.ExportMetadata.of(served, subset, input_size=size,
                               heatmap_size=codec.heatmap_size, sigma=codec.sigma,
                               architecture=architecture).write(out_dir)
 

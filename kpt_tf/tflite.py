@@ -67,7 +67,7 @@ def convert(net, codec, subset, out_path, quantize: str = "none", calibration_cr
 def _write(converter, net, codec, subset, out_path: Path, quantize: str, architecture: str) -> Path:
     flatbuffer = converter.convert()
     metadata = workdir.ExportMetadata.of(
-        workdir.ExportOptions.tflite(quantize), joints=list(subset.names), input_size=int(net.inputs[0].shape[1]),
+        workdir.ExportOptions.tflite(quantize), subset, input_size=int(net.inputs[0].shape[1]),
         heatmap_size=codec.heatmap_size, sigma=codec.sigma, architecture=architecture)
     flatbuffer = with_metadata(flatbuffer, metadata)
     out_path.parent.mkdir(parents=True, exist_ok=True)

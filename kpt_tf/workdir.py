@@ -217,9 +217,11 @@ class ExportMetadata(ExportOptions):
     layout: str = DEFAULT_LAYOUT     # an export written before layouts were recorded is MPII's
 
     @classmethod
-    def of(cls, options: ExportOptions, **network) -> "ExportMetadata":
-        """`options` and the network's fields (joints, layout, input_size, heatmap_size, sigma, architecture)."""
-        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(ExportOptions)}, **network)
+    def of(cls, options: ExportOptions, subset, **network) -> "ExportMetadata":
+        """`options`, the joint subset's names and layout (what `joint_subset` rebuilds), and the network's other
+        fields (input_size, heatmap_size, sigma, architecture)."""
+        return cls(**{f.name: getattr(options, f.name) for f in dataclasses.fields(ExportOptions)},
+                   joints=list(subset.names), layout=subset.layout.name, **network)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1)
