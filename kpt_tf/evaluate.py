@@ -319,11 +319,11 @@ def mean_pose_baseline(config, split: str | None = None) -> dict:
     import tensorflow as tf
 
     from kpt_tf.data import pipeline, splits
+    from kpt_tf.data.records import config_subset
     from kpt_tf.inference import predict_dataset
-    from kpt_tf.joints import JointSubset
     from kpt_tf.models import codec_from_config
 
-    subset = JointSubset.parse(config.joints)
+    subset = config_subset(config)
     codec = codec_from_config(config)
     size = int(config.model.input_size)
     mean_pose = tf.constant(splits.mean_training_pose(config.data.dir, subset, size, config.data.train_split))

@@ -84,10 +84,10 @@ def target_joints_of(config) -> JointSubset:
     """The joints of the network `config` trains, as kpt_tf.train reads them (`config_subset`): its `joints`
     against the keypoint layout of its records, so the transferred heads are the ones training builds. A config
     without a data directory yet: its `joints` alone (a `coco17:` prefix names the layout, else mpii16)."""
-    from kpt_tf.training.loop import config_subset
+    from kpt_tf.data.records import config_subset
 
-    try:   # `config_subset` reads a spec without records against mpii16, which refuses a `coco17:` prefix
-        return config_subset(config) if config.data.get("dir") else JointSubset.parse(config.joints)
+    try:
+        return config_subset(config)
     except ValueError as e:
         raise TransferError(f"target config joints {config.joints!r}: {e}") from None
 

@@ -33,15 +33,23 @@ def shard_files(data_dir: str, split: str) -> list[str]:
 def records_subset(spec, data_dir) -> JointSubset:
     """A joint subset (a spec such as `all-head`, or a JointSubset) read against the keypoint layout of the records
     in `data_dir` (`manifest.records_layout`); a subset of another layout, or an unknown joint, is refused naming
-    the directory and its layout."""
+    the directory and its layout. Without a data directory the spec alone decides (`coco17:all`; no prefix:
+    mpii16)."""
+    if not os.fspath(data_dir or ""):
+        return JointSubset.parse(spec)
     layout = records_layout(data_dir)
     try:
         return JointSubset.parse(spec, layout)
     except ValueError as e:
-        if not os.fspath(data_dir):      # no data directory given yet: the joints' own error
-            raise
         raise ValueError(f"data dir {os.fspath(data_dir)} holds {layout.name} records ({len(layout.joints)} "
                          f"joints): {e}") from None
+
+
+def config_subset(config) -> JointSubset:
+    """A config's `joints` read against the keypoint layout of its records (`records_subset`): `all-head` on COCO
+    records is COCO's limbs; `coco17:all` on MPII records is refused naming the data dir and both layouts. What
+    every command that builds a network from a config (train, distill, transfer, the experiments) reads."""
+    return records_subset(config.joints, config.data.get("dir", ""))
 
 
 def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool,

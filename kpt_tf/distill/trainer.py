@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kpt_tf.data.records import config_subset, records_subset
 from kpt_tf.distill.losses import DISTILL_LOSSES
 from kpt_tf.distill.teacher import Teacher
 from kpt_tf.joints import JointSubset
@@ -56,9 +57,9 @@ class DistillTrainer(PoseTrainer):
         d = config.distill          # filled and checked by make_trainer
         if not d.teacher:
             raise ValueError("config distill.teacher is empty: give a SavedModel, training workdir or .keras file")
-        teacher = Teacher(str(d.teacher), JointSubset.parse(config.joints), codec.input_size, codec.heatmap_size)
+        teacher = Teacher(str(d.teacher), config_subset(config), codec.input_size, codec.heatmap_size)
         if d.init_student:
-            _init_from(net, str(d.init_student), JointSubset.parse(config.joints))
+            _init_from(net, str(d.init_student), config_subset(config))
         return cls(net, codec, teacher, alpha=float(d.alpha), kd_on_all_joints=bool(d.kd_on_all_joints), xla=xla,
                    foreground_weight=float(config.train.foreground_weight), loss=str(d.loss))
 
@@ -76,7 +77,7 @@ class DistillTrainer(PoseTrainer):
                              "kpt_tf.models.model_section(...)), which --dry_run sizes")
         teacher_config = config.copy_and_resolve_references()
         teacher_config.model = d.teacher_model
-        teacher = build_net(teacher_config, JointSubset.parse("all"))
+        teacher = build_net(teacher_config, records_subset("all", config.data.get("dir", "")))   # every joint
         return {"teacher_params": trainable_parameter_count(teacher),
                 "teacher_flops_per_image": int(flops_per_image(teacher)), "alpha": float(d.alpha),
                 "loss": str(d.loss)}

@@ -83,13 +83,13 @@ def teacher_scores(teacher_path, config) -> dict:
     import tensorflow as tf
 
     from kpt_tf.data import pipeline
+    from kpt_tf.data.records import config_subset
     from kpt_tf.inference import predict_dataset
-    from kpt_tf.joints import JointSubset
     from kpt_tf.metrics import pckh
     from kpt_tf.models import codec_from_config
     from kpt_tf.trained import load_trained
 
-    student_joints = JointSubset.parse(config.joints)
+    student_joints = config_subset(config)
     trained = load_trained(teacher_path)
     channels = tf.constant(trained.joints.channels_of(student_joints), tf.int32)
     heatmaps = trained.heatmaps_fn(bool(config.train.flip_test))
@@ -132,12 +132,12 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
             f"on {exp.teacher_joints}, {exp.teacher_epochs} epochs -> {teacher_dir}")
         train_once(teacher_config(config), teacher_dir, verbose)
         teacher = str(teacher_dir)
+    from kpt_tf.data.records import config_subset
     from kpt_tf.distill.teacher import Teacher
-    from kpt_tf.joints import JointSubset
     from kpt_tf.models import codec_from_config
 
     codec = codec_from_config(config)
-    Teacher(teacher, JointSubset.parse(config.joints), codec.input_size, codec.heatmap_size)  # refuse early
+    Teacher(teacher, config_subset(config), codec.input_size, codec.heatmap_size)  # refuse early
     teacher_score = teacher_scores(teacher, config)
     log(f"[fpd] teacher {teacher}: mean PCKh@0.5 {teacher_score['mean']:.2f} on the student's joints")
 

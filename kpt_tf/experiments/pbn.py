@@ -44,12 +44,12 @@ def apply_quick(config):
 def trainable_params(config) -> int:
     import keras
 
-    from kpt_tf.joints import JointSubset
+    from kpt_tf.data.records import config_subset
     from kpt_tf.models import build_net, resolve_config
     from kpt_tf.models.weights import trainable_parameter_count
 
     keras.backend.clear_session()
-    return trainable_parameter_count(build_net(resolve_config(copy.deepcopy(config)), JointSubset.parse(config.joints)))
+    return trainable_parameter_count(build_net(resolve_config(copy.deepcopy(config)), config_subset(config)))
 
 
 def matched_hourglass(pbn_config, target_params: int, tolerance: float):

@@ -19,7 +19,7 @@ from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
 from kpt_tf.data.augment import AugmentConfig
 from kpt_tf.data.damaged import damaged_records, damaged_totals, describe_damaged, naming_damaged_shards
-from kpt_tf.data.records import records_subset, shard_files
+from kpt_tf.data.records import config_subset, records_subset, shard_files
 from kpt_tf.data.splits import count_records
 from kpt_tf.joints import JointSubset
 from kpt_tf.layouts import DEFAULT_LAYOUT
@@ -57,12 +57,6 @@ def training_dataset(config, subset, input_context=None, skip_damaged: bool = Fa
         batch_size=int(t.batch_size), training=True, input_size=int(config.model.input_size),
         augment=augment_from_config(config), seed=int(t.seed), deterministic=bool(t.deterministic),
         shuffle_buffer=int(config.data.shuffle_buffer), skip_damaged=skip_damaged), input_context=input_context)
-
-
-def config_subset(config) -> JointSubset:
-    """The config's `joints` read against the keypoint layout of its records (`records.records_subset`): `all-head`
-    on COCO records is COCO's limbs; `coco17:all` on MPII records is refused naming the data dir and both layouts."""
-    return records_subset(config.joints, config.data.dir)
 
 
 def recorded_joints(spec: str, subset: JointSubset) -> str:
