@@ -19,6 +19,9 @@ def kptransfer_config(steps, name) -> ml_collections.ConfigDict:
     c.model.channels = 256
     add_section(c, "experiment", dict(
         steps=tuple(steps),          # joint subsets; step k > 0 transfers from step k - 1
+        # one records directory per step ("" = data.dir), when the chain crosses data sets: each step's joints are
+        # read against its records' layout and heads map by joint name (MPII's people -> COCO's)
+        data_dirs=(),
         seeds=(0, 1, 2),
         arms=("random", "transfer", "frozen"),
         map_heads=True,              # carry shared joints' head channels over by name

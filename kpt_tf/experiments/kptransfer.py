@@ -52,10 +52,23 @@ def experiment_from_training_config(config, steps, seeds, epochs: int):
     return c
 
 
-def step_config(config, joints: str, epochs: int, seed: int):
-    """The training config of one run: the experiment's network and schedule on `joints`."""
+def step_data_dirs(config) -> list[str]:
+    """Each step's records: `experiment.data_dirs` (one per step; "" = `data.dir`), all `data.dir` when it is
+    empty. Steps on different data sets (MPII's people, then COCO's) transfer by joint name across their layouts."""
+    steps, dirs = list(config.experiment.steps), list(config.experiment.get("data_dirs") or ())
+    if dirs and len(dirs) != len(steps):
+        raise ValueError(f"config experiment.data_dirs has {len(dirs)} entries for {len(steps)} steps: give one "
+                         "records directory per step (\"\" for data.dir)")
+    return [str(d) or str(config.data.dir) for d in dirs] if dirs else [str(config.data.dir)] * len(steps)
+
+
+def step_config(config, joints: str, epochs: int, seed: int, data_dir: str | None = None):
+    """The training config of one run: the experiment's network and schedule on `joints` (of `data_dir`'s records,
+    default the config's)."""
     c = copy.deepcopy(config)
     c.joints = joints
+    if data_dir is not None:
+        c.data.dir = data_dir
     c.train.epochs = int(epochs)
     c.train.seed = int(seed)
     # The step schedule is stated in epochs of the full run: keep its drops proportional.
@@ -78,15 +91,13 @@ def _run_dir(step_dir: Path, arm: str, seed: int) -> Path:
 
 
 def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int = 1) -> dict:
+    from kpt_tf.data.records import records_subset
     from kpt_tf.experiments.report import summarise_arms, write_arms_report
     from kpt_tf.training import loop
     from kpt_tf.transfer import transfer_to_workdir
 
     if quick:
         config = apply_quick(config)
-    loop.require_data_dir(config)     # before anything is written
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     exp = config.experiment
     steps = list(exp.steps)
     if len(steps) < 2:
@@ -96,10 +107,17 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
     if unknown:
         raise ValueError(f"config experiment.arms: unknown arm(s) {unknown}; choose from {ARMS}")
     seeds = [int(s) for s in exp.seeds]
+    data_dirs = step_data_dirs(config)
+    for joints, data_dir in zip(steps, data_dirs):       # before anything is written
+        loop.require_data_dir(step_config(config, joints, 1, seeds[0], data_dir))
+        records_subset(joints, data_dir)                 # a step's joints must exist in its records' layout
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
 
     source_dir = _step_dir(workdir, 0, steps[0])
     log(f"[kptransfer] step 0: source {steps[0]} ({exp.source_epochs} epochs)")
-    source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0]), source_dir, verbose)
+    source = train_once(step_config(config, steps[0], exp.source_epochs, seeds[0], data_dirs[0]), source_dir,
+                        verbose)
     previous = {s: source_dir / wd.BEST_MODEL for s in seeds}
     step_results = []
     for k, joints in enumerate(steps[1:], start=1):
@@ -108,7 +126,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
         for seed in seeds:
             for arm in arms:
                 run_dir = _run_dir(step_dir, arm, seed)
-                cfg = step_config(config, joints, exp.target_epochs, seed)
+                cfg = step_config(config, joints, exp.target_epochs, seed, data_dirs[k])
                 if arm != "random" and not (run_dir / wd.INIT_MODEL).exists():
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
                                         freeze=arm == "frozen", allow_partial=False, verbose=False)
@@ -118,7 +136,8 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                 previous[seed] = _run_dir(step_dir, "transfer", seed) / wd.BEST_MODEL
         summary = summarise_arms(runs, baseline="random" if "random" in arms else None,
                                  comparisons=[(a, "random") for a in arms if a != "random" and "random" in arms])
-        summary.update(source=steps[k - 1], target=joints)
+        summary.update(source=_step_name(steps[k - 1], data_dirs[k - 1], data_dirs),
+                       target=_step_name(joints, data_dirs[k], data_dirs))
         step_results.append(write_arms_report(step_dir, summary, step_title(summary), log=log))
     overall = {"config": json.loads(config.to_json_best_effort()), "source": {
         "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"]}, "steps": step_results}
@@ -203,6 +222,15 @@ def _write_ranking_report(workdir: Path, result: dict, ranking_text: str, log) -
             f"\n{(workdir / 'results.md').read_text()}")
     (workdir / "source_ranking.md").write_text(text)
     log(text)
+
+
+def _step_name(joints: str, data_dir: str, data_dirs: list[str]) -> str:
+    """A step's joints, qualified by its records' layout when the chain crosses data sets (`mpii16:all`)."""
+    from kpt_tf.data.records import records_subset
+
+    if len(set(data_dirs)) == 1:
+        return joints
+    return records_subset(joints, data_dir).qualified_name
 
 
 def step_title(step: dict) -> str:

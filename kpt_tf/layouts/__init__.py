@@ -39,7 +39,10 @@ DEFAULT_LAYOUT = "mpii16"
 # Joint, group and subset names must be usable in a subset expression: no spaces, commas, `+`, `-` or `:`.
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEYS = ("format", "name", "dataset", "description", "joints", "short_names", "aliases", "flip_pairs", "skeleton",
-         "rows", "excluded_from_mean", "groups", "subsets", "oks_sigmas")
+         "rows", "excluded_from_mean", "groups", "subsets", "oks_sigmas", "pck_normalizer")
+# What a PCK figure divides a joint's error by: MPII's head box (PCKh) or, for data sets without head boxes
+# (COCO), the person box (kpt_tf.metrics.pckh.normalizers).
+PCK_NORMALIZERS = ("head_box", "person_box")
 
 
 class LayoutError(ValueError):
@@ -69,6 +72,7 @@ class KeypointLayout:
     groups: NamedJoints = ()
     subsets: NamedJoints = ()              # without `all`, which every layout has
     oks_sigmas: tuple[float, ...] | None = None
+    pck_normalizer: str = "head_box"
     description: str = ""
 
     def __post_init__(self):
@@ -160,6 +164,8 @@ def _check_layout(layout: KeypointLayout) -> None:
     if not isinstance(layout.dataset, str) or not layout.dataset:
         raise LayoutError(f"dataset {layout.dataset!r} is not the data set's display name")
     _check_names("joints", layout.joints, must_be_names=True)
+    if layout.pck_normalizer not in PCK_NORMALIZERS:
+        raise LayoutError(f"pck_normalizer {layout.pck_normalizer!r} is not one of {', '.join(PCK_NORMALIZERS)}")
     if not layout.joints:
         raise LayoutError("joints is empty")
     known = set(layout.joints)
@@ -277,7 +283,8 @@ def _layout_from_json(data) -> KeypointLayout:
             rows=_rows(data["rows"]), excluded_from_mean=_strings(data["excluded_from_mean"]),
             groups=tuple((k, _strings(v)) for k, v in _mapping(data, "groups").items()),
             subsets=tuple((k, _strings(v)) for k, v in _mapping(data, "subsets").items()),
-            oks_sigmas=None if data["oks_sigmas"] is None else tuple(data["oks_sigmas"]))
+            oks_sigmas=None if data["oks_sigmas"] is None else tuple(data["oks_sigmas"]),
+            pck_normalizer=data["pck_normalizer"])
     except LayoutError:
         raise
     except (TypeError, ValueError) as e:     # a number where a name belongs, a name where a list belongs, ...

@@ -44,6 +44,10 @@ PCKH_THRESHOLD = 0.5
 # Head size = 0.6 x head-box diagonal (SC_BIAS of the official toolkit, HRNet and bearpaw).
 HEAD_SIZE_FACTOR = 0.6
 LOW_THRESHOLD = 0.1
+# Layouts whose data have no head boxes (COCO) normalise by the person box instead: 0.1 x the annotated box's
+# longer side (the crop box over BOX_PADDING), so that the 0.5 column is mmpose's bbox-normalised PCK@0.05
+# (`PCKAccuracy(norm_item="bbox")`: error <= 0.05 x max(w, h)). Read as "PCK", not "PCKh", on such data.
+PERSON_BOX_SIZE_FACTOR = 0.1
 
 # The official toolkit's conventions are written for MPII's joints: its layout, the two joints its Head row
 # averages and the six its UBody pools (wrists, elbows, shoulders: its columns 7..12), in MPII's order.
@@ -71,6 +75,18 @@ def official_rows(layout: KeypointLayout) -> tuple[tuple[str, tuple[int, ...]], 
             "bearpaw table (rows from the layout), or OKS AP for COCO (kpt_tf.metrics.coco)")
     head = ("Head", tuple(layout.index(joint) for joint in OFFICIAL_HEAD))
     return (head,) + tuple(row for row in layout.row_indices if row[0] != "Head")
+
+
+def normalizers(predictions, layout: KeypointLayout) -> tuple[np.ndarray, np.ndarray]:
+    """([N] sizes a joint's error is divided by, [N] bool: the person can be scored) of `predictions`, by the
+    layout's `pck_normalizer`: MPII's head boxes (people without one are left out) or the person boxes the
+    model inputs showed (`Predictions.box_sides`)."""
+    if layout.pck_normalizer == "person_box":
+        from kpt_tf.geometry import BOX_PADDING
+
+        sides = np.asarray(predictions.box_sides, dtype=np.float64)
+        return PERSON_BOX_SIZE_FACTOR * sides / BOX_PADDING, sides > 0
+    return head_sizes_from_boxes(predictions.head_boxes), np.asarray(predictions.has_head_box, dtype=bool)
 
 
 def head_sizes_from_boxes(head_boxes: np.ndarray) -> np.ndarray:
@@ -307,12 +323,13 @@ def score_predictions(predictions, joints: "JointSubset | str | None" = None) ->
     """Training-time validation summary (HRNet convention) of a `kpt_tf.inference.Predictions`.
 
     Reads `joints` [N,J,2], `gt_joints` [N,J,2], `annotated` [N,J], `head_boxes` [N,4] (x1,y1,x2,y2) and
-    `has_head_box` [N]; people without a head box cannot be normalised and are left out.
+    `has_head_box` [N]; people without a head box cannot be normalised and are left out. A layout without head
+    boxes (COCO) is normalised by the person box instead (`normalizers`).
     Returns {"mean", "mean@0.1", "per_joint", "per_joint@0.1", "num_people", "counts"}; figures in percent,
     NaN (not None, so Keras logs stay numeric) where nothing could be scored.
     """
-    head_sizes = head_sizes_from_boxes(predictions.head_boxes)
-    has_box = np.asarray(predictions.has_head_box, dtype=bool)
+    subset = JointSubset.parse("all" if joints is None else joints)
+    head_sizes, has_box = normalizers(predictions, subset.layout)
     annotated = np.asarray(predictions.annotated, dtype=bool) & has_box[:, None]
     counts = score(predictions.joints, predictions.gt_joints, head_sizes, annotated, joints)
     table = hrnet_table(counts)

@@ -67,3 +67,34 @@ def test_mi_ranked_sources_are_transferred_from_and_the_prediction_reported(embe
     assert (tmp_path / "convergence.png").is_file() and "best - worst" in (tmp_path / "source_ranking.md").read_text()
     assert (tmp_path / "from_worst" / "step1_legs" / "transfer" / "seed0" / "best.keras").is_file()
     assert not (tmp_path / "from_worst" / "step1_legs" / "random").exists()   # random is trained once
+
+
+@pytest.mark.slow
+def test_a_chain_across_data_sets_maps_heads_by_joint_name_and_scores_coco_by_person_box(tmp_path_factory):
+    """MPII's 16 joints -> COCO's 17 on the embedded people in both formats (configs/kptransfer_mpii_to_coco.py):
+    the transfer arms start from the MPII network with the 12 shared limb joints' heads, the face joints fresh."""
+    import math
+
+    from configs.kptransfer_mpii_to_coco import get_config
+    from data_prep.embedded import ensure_embedded_dataset
+    from kpt_tf.experiments.kptransfer import run_experiment
+
+    data = tmp_path_factory.mktemp("both_layouts")
+    dirs = [str(ensure_embedded_dataset(data, num_train=48, num_val=12, seed=0, input_size=64, num_workers=2,
+                                        progress=False, layout=layout)) for layout in ("mpii16", "coco17")]
+    config = get_config()
+    config.data.dir, config.experiment.data_dirs = dirs[0], tuple(dirs)
+    q = config.quick
+    q.seeds, q.source_epochs, q.target_epochs, q.steps_per_epoch = (0,), 1, 2, 3
+    q.input_size, q.depth, q.channels, q.batch_size = 64, 1, 8, 8
+    workdir = tmp_path_factory.mktemp("mpii_to_coco")
+    results = run_experiment(config, workdir, quick=True, log=lambda *a: None, verbose=0)
+    (step,) = results["steps"]
+    assert (step["source"], step["target"]) == ("mpii16:all", "coco17:all")
+    for arm in step["arms"].values():         # COCO validation is person-box PCK: numbers, not NaN
+        assert len(arm["per_joint"]) == 17 and all(math.isfinite(v) for v in arm["curve_mean"])
+    report = json.loads((workdir / "step1_all" / "transfer" / "seed0" / "transfer_report.json").read_text())
+    assert (report["source_layout"], report["target_layout"]) == ("mpii16", "coco17")
+    assert len(report["mapped_joints"]) == 12 and "left_wrist" in report["mapped_joints"]
+    assert set(report["new_joints"]) == {"nose", "left_eye", "right_eye", "left_ear", "right_ear"}
+    assert set(report["dropped_joints"]) == {"pelvis", "thorax", "upper_neck", "head_top"}

@@ -314,3 +314,24 @@ def test_counts_of_two_layouts_do_not_merge():
     coco_counts = pckh.score(pred, gt, sizes, annotated, joints="coco17:left_wrist,right_wrist")  # indices 9, 10
     with pytest.raises(ValueError, match="different joints"):
         mpii_counts.merge(coco_counts)
+
+
+def test_coco_people_are_normalised_by_their_person_box_as_mmpose_bbox_pck():
+    """coco17 has no head boxes: the 0.5 column is PCK@0.05 of the annotated box's longer side (mmpose's
+    `PCKAccuracy(norm_item="bbox")`); the crop box the model saw is that side x 1.25."""
+    import types
+
+    from kpt_tf.geometry import BOX_PADDING
+
+    longer = np.array([100.0, 200.0])                 # the annotated boxes' longer sides
+    gt = np.zeros((2, 17, 2))
+    pred = gt.copy()
+    pred[:, :, 0] = 0.04 * longer[:, None]            # inside 0.05 x side
+    pred[:, 5, 0] = 0.06 * longer                     # left_shoulder: outside
+    predictions = types.SimpleNamespace(
+        joints=pred, gt_joints=gt, annotated=np.ones((2, 17), bool), head_boxes=np.zeros((2, 4)),
+        has_head_box=np.zeros(2, bool), box_sides=longer * BOX_PADDING, visible=None)
+    out = pckh.score_predictions(predictions, "coco17:all")
+    assert out["num_people"] == 2 and out["per_joint"]["left_shoulder"] == 0.0
+    assert out["per_joint"]["nose"] == 100.0 and out["mean"] == pytest.approx(100.0 * 16 / 17)
+    assert out["mean@0.1"] == 0.0                     # 0.01 x side: nothing that far off counts
