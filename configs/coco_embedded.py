@@ -6,8 +6,8 @@ from the annotated boxes (data_prep.coco_to_tfrecord).
     python -m kpt_tf.evaluate --model runs/coco_demo --data runs/embedded/coco_records \\
         --coco_gt runs/embedded/synth/person_keypoints_val.json
 
-`joints` is read against the records' layout: `all` is COCO's 17, `all-head` its 12 limb joints (the ones MPII
-shares), `coco17:upper` names the layout outright.
+`joints` is read against the records' layout (`all` on COCO records is COCO's 17, `all-head` its 12 limb joints,
+the ones MPII shares); the prefix `coco17:` names the layout outright.
 """
 
 from configs.demo import get_config as demo_config
@@ -16,6 +16,6 @@ from configs.demo import get_config as demo_config
 def get_config():
     c = demo_config()
     c.name = "coco_embedded"
-    c.joints = "all"
+    c.joints = "coco17:all"          # the layout named, so that --dry_run sizes COCO's heads before the records exist
     c.data.dir = "runs/embedded/coco_records"
     return c

@@ -27,6 +27,15 @@ writes the release's annotation list of the test images with every test person's
 objpos, scale) and every single-person test person must have a record, both checked before the model runs;
 the file is read back and compared with the predictions after writing.
 
+COCO model mode on a detector's boxes (the top-down protocol as HRNet runs it):
+  python -m kpt_tf.evaluate --model M --coco_gt person_keypoints_val2017.json --coco_dets detections.json
+      --images_dir val2017 [--det_score_threshold 0.0] [--coco_results R] [--json out.json]
+
+reads the person boxes of a COCO detection-results file (score >= the threshold), runs the model on each image's
+boxes (kpt_tf.predict.Predictor: the records' crop convention, flip test), rescores box score x mean joint score,
+OKS-NMSes per image and scores with pycocotools. Ground-truth images missing from --images_dir are skipped with a
+counted warning and the AP is over the present ones only (all missing: refused).
+
 COCO file mode (keypoint results scored by pycocotools' COCOeval, the reference implementation):
   python -m kpt_tf.evaluate --coco_gt person_keypoints_val2017.json --coco_preds results.json [--json out.json]
 
@@ -57,6 +66,12 @@ def define_flags():
                         "category_id, keypoints, score}); scored by pycocotools' COCOeval (OKS AP / AR).")
     flags.DEFINE_string("coco_results", None, "Model mode on COCO records: also keep the predictions as a COCO "
                         "keypoint-results JSON here (what --coco_preds reads).")
+    flags.DEFINE_string("coco_dets", None, "Model mode on detector boxes: a COCO detection-results JSON (a list of "
+                        "{image_id, category_id, bbox [x, y, w, h], score}) of person boxes on --coco_gt's images, "
+                        "read from --images_dir (the top-down protocol as HRNet runs it).")
+    flags.DEFINE_string("images_dir", None, "With --coco_dets: the directory of --coco_gt's images (val2017).")
+    flags.DEFINE_float("det_score_threshold", 0.0, "With --coco_dets: keep person boxes scoring at least this "
+                       "(HRNet's TEST.IMAGE_THRE, 0.0 in its COCO configs).")
     flags.DEFINE_bool("verbose", False, "COCO file mode: also print pycocotools' own output (loading, evaluation, "
                       "its summary) before the table.")
     flags.DEFINE_string("model", None, "Model mode: an exported SavedModel, a training workdir, or a .keras file.")
@@ -235,6 +250,120 @@ def score_coco_predictions(preds, coco_gt, results_json=None, title: str = "") -
     return result
 
 
+def evaluate_coco_detections(model, coco_gt, coco_dets, images_dir, score_threshold: float = 0.0,
+                             results_json=None, flip_test: bool = True, batch_size: int = 16,
+                             progress: bool = True) -> dict:
+    """OKS AP of a model on a detector's person boxes (the top-down protocol as HRNet runs it: its
+    lib/dataset/coco.py reads the boxes, `evaluate` rescores box score x mean joint score and OKS-NMSes).
+
+    `model`: a model path (any kind kpt_tf.predict.Predictor loads) or a loaded Predictor. `coco_dets`: a COCO
+    detection-results JSON (`coco.read_detections`, boxes with score >= `score_threshold`); every ground-truth image
+    is read from `images_dir` by its file_name and its boxes cropped as the records crop a ground-truth box (longer
+    side x 1.25). Images of the ground truth missing from `images_dir`: all missing is refused; some missing are
+    skipped, counted in "images_missing", and the AP is over the present images only (their ground truth alone is
+    scored). -> evaluate_coco_files' figures plus "detections", "images_missing", `table` and `results`."""
+    import tempfile
+
+    from kpt_tf.metrics import coco
+    from kpt_tf.predict import Predictor
+
+    detections = coco.read_detections(coco_dets, coco_gt, score_threshold)
+    ground_truth = coco.read_json(coco_gt, "ground truth")
+    present, missing = _images_in_dir(ground_truth, coco_gt, images_dir)
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, flip_test=flip_test,
+                                                                           batch_size=batch_size)
+    subset = predictor.joints
+    if subset.layout.oks_sigmas is None or len(subset) != len(subset.layout.joints):
+        raise ValueError(f"{model}: OKS AP scores all {len(subset.layout.joints)} joints of a layout with OKS "
+                         f"sigmas; this model predicts {subset.qualified_name} ({len(subset)} joints)")
+    people = _predict_on_detections(predictor, present, detections, progress)
+    if not len(people["image_ids"]):
+        raise ValueError(f"{coco_dets}: no person box with score >= {score_threshold:g} on the "
+                         f"{len(present)} images present in {images_dir}: nothing to score")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(results_json) if results_json else Path(scratch) / "results.json"
+        written = coco.write_coco_results(path, people["image_ids"], people["keypoints"], people["scores"],
+                                          box_scores=people["box_scores"], areas=people["areas"])
+        scored_gt = coco_gt
+        if missing:         # COCOeval scores every image of its ground truth: keep only the present ones
+            scored_gt = Path(scratch) / "ground_truth_present.json"
+            scored_gt.write_text(json.dumps({**ground_truth, "images": [i for i in ground_truth["images"] if
+                                                                          i["id"] in present],
+                                             "annotations": [a for a in ground_truth["annotations"] if
+                                                             a.get("image_id") in present]}))
+        result = coco.evaluate_coco_files(scored_gt, path)
+    result.update(detections=len(people["image_ids"]), images_missing=len(missing))
+    note = (f"; {len(missing)} ground-truth images missing from {images_dir}: AP over the {len(present)} present "
+            "ones only" if missing else "")
+    title = (f"model: {predictor.description}\ndetections: {coco_dets} (score >= {score_threshold:g})\n"
+             f"{len(people['image_ids'])} people on detector boxes, {written} after OKS-NMS{note}")
+    result["table"] = coco.format_table(result, title=title)
+    result["results"] = str(results_json) if results_json else None
+    return result
+
+
+def _images_in_dir(ground_truth: dict, coco_gt, images_dir) -> tuple[dict, list]:
+    """({image_id: path} of the ground truth's images found in `images_dir`, [ids of those missing]). ValueError
+    when none is there (a wrong directory) or an image has no file_name."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise ValueError(f"--images_dir {images_dir}: not a directory")
+    present, missing = {}, []
+    for image in ground_truth["images"]:
+        if not isinstance(image.get("file_name"), str):
+            raise ValueError(f"{coco_gt}: image id {image['id']} has no file_name: its file cannot be found")
+        path = images_dir / image["file_name"]
+        if path.is_file():
+            present[image["id"]] = path
+        else:
+            missing.append(image["id"])
+    if not present:
+        raise ValueError(f"--images_dir {images_dir}: none of the {len(missing)} images of {coco_gt} is there "
+                         f"(e.g. {ground_truth['images'][0]['file_name']})")
+    if missing:
+        print(f"kpt_tf.evaluate: warning: {len(missing)} of the {len(ground_truth['images'])} images of {coco_gt} "
+              f"are missing from {images_dir} (e.g. id {missing[0]}): skipped; the AP is over the "
+              f"{len(present)} present images only", file=sys.stderr)
+    return present, missing
+
+
+def _predict_on_detections(predictor, present: dict, detections: dict, progress: bool,
+                           images_per_call: int = 8) -> dict:
+    """Every present image's person boxes through `predictor` -> per person (all images concatenated) image_ids,
+    keypoints (image px), scores, box_scores and areas: the padded crop box's, (200 x scale)^2, what HRNet passes
+    to OKS-NMS (s[0] * s[1] * 200^2 in its function.validate)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from kpt_tf import geometry
+    from kpt_tf.predict import read_image
+
+    columns = {k: [] for k in ("image_ids", "keypoints", "scores", "box_scores", "areas")}
+    busy = [(i, p) for i, p in present.items() if i in detections]     # an image without boxes predicts nobody
+    bar = tqdm(total=len(busy), desc="images", unit="image", disable=not progress, file=sys.stderr, mininterval=2.0)
+    with bar:
+        for start in range(0, len(busy), images_per_call):
+            chunk = busy[start:start + images_per_call]
+            images = []
+            for _, path in chunk:
+                rgb = read_image(path)
+                if rgb is None:
+                    raise ValueError(f"{path}: cannot be decoded as an image")
+                images.append(rgb)
+            found = predictor.predict_many(images, [detections[i][0] for i, _ in chunk],
+                                           [detections[i][1] for i, _ in chunk])
+            for (image_id, _), people in zip(chunk, found):
+                for person in people:
+                    _, scale = geometry.box_center_scale(person.box[None].astype(np.float64))
+                    columns["image_ids"].append(image_id)
+                    columns["keypoints"].append(person.keypoints)
+                    columns["scores"].append(person.scores)
+                    columns["box_scores"].append(person.box_score)
+                    columns["areas"].append(float((geometry.PERSON_BOX_PIXELS * scale[0]) ** 2))
+            bar.update(len(chunk))
+    return {k: np.asarray(v) for k, v in columns.items()}
+
+
 def write_predictions_mat(path, preds, subset, people: int | None = None) -> None:
     """Predictions in MPII's .mat layout, ordered by each person's position in the annotation file's split.
 
@@ -389,6 +518,30 @@ def _run_coco_model_mode() -> None:
         print(f"wrote {FLAGS.json}")
 
 
+def _run_coco_detections_mode() -> None:
+    """--model M --coco_gt G --coco_dets D --images_dir DIR [--det_score_threshold T] [--coco_results R] [--json]."""
+    mixed = [f"--{name}" for name in ("data", "coco_preds", "gt", "preds", "out_mat", "submission", "flip_shift")
+             if FLAGS[name].value]
+    if mixed:
+        cli.fail(PROGRAM, f"--coco_dets (a model on detector boxes) cannot be combined with {', '.join(mixed)}: the "
+                 "images come from --images_dir, not from records or result files (and kpt_tf.predict's flip test "
+                 "has no --flip_shift)")
+    needed = [f"--{name}" for name in ("model", "coco_gt", "coco_dets", "images_dir") if not FLAGS[name].value]
+    if needed:
+        cli.fail(PROGRAM, f"a model on detector boxes needs --model, --coco_gt, --coco_dets and --images_dir; "
+                 f"missing {', '.join(needed)}")
+    result = evaluate_coco_detections(FLAGS.model, FLAGS.coco_gt, FLAGS.coco_dets, FLAGS.images_dir,
+                                      FLAGS.det_score_threshold, FLAGS.coco_results, flip_test=FLAGS.flip_test)
+    print(result["table"])
+    if FLAGS.coco_results:
+        print(f"wrote {FLAGS.coco_results} (COCO keypoint results)")
+    if FLAGS.json:
+        figures = {k: v for k, v in result.items() if k not in ("table", "results")}
+        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(FLAGS.json).write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {FLAGS.json}")
+
+
 def _run_file_mode() -> None:
     if not FLAGS.gt or not FLAGS.preds:
         cli.fail(PROGRAM, "file mode needs both --gt and --preds (or --model and --data)")
@@ -425,7 +578,9 @@ def _run_coco_file_mode() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         cli.fail(PROGRAM, f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.coco_preds or (FLAGS.coco_gt and not FLAGS.model):
+    if FLAGS.coco_dets or FLAGS.images_dir:
+        _run_coco_detections_mode()
+    elif FLAGS.coco_preds or (FLAGS.coco_gt and not FLAGS.model):
         _run_coco_file_mode()
     elif FLAGS.model:      # with --coco_gt when --data holds COCO records
         _run_model_mode()

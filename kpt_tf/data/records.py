@@ -33,9 +33,9 @@ def shard_files(data_dir: str, split: str) -> list[str]:
 def records_subset(spec, data_dir) -> JointSubset:
     """A joint subset (a spec such as `all-head`, or a JointSubset) read against the keypoint layout of the records
     in `data_dir` (`manifest.records_layout`); a subset of another layout, or an unknown joint, is refused naming
-    the directory and its layout. Without a data directory the spec alone decides (`coco17:all`; no prefix:
-    mpii16)."""
-    if not os.fspath(data_dir or ""):
+    the directory and its layout. Without a data directory (none given, or not there yet: `kpt_tf.train --dry_run`
+    of a config whose records are still to be converted) the spec alone decides (`coco17:all`; no prefix: mpii16)."""
+    if not os.fspath(data_dir or "") or not tf.io.gfile.isdir(os.fspath(data_dir)):
         return JointSubset.parse(spec)
     layout = records_layout(data_dir)
     try:

@@ -4,6 +4,7 @@ the metric is re-implemented here), and the keypoint-results JSON that top-down 
     evaluate_coco_files(gt_json, preds_json)  -> {"AP", "AP50", "AP75", "APm", "APl", "AR", ..., "ARl", counts}
     format_table(result)                       -> the table the CLI prints
     write_coco_results(path, image_ids, keypoints, scores, box_scores)   HRNet's rescoring and OKS-NMS, then the JSON
+    read_detections(detections_json, gt_json)  -> a detector's person boxes per image (the top-down protocol)
 
 Both files are read with `json` only (no pickle, no code from the file), and checked before pycocotools sees them:
 its own failures on a bad file are bare asserts and KeyErrors that name neither the file nor the problem.
@@ -16,6 +17,7 @@ import io
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +208,67 @@ def format_table(result: dict, title: str = "") -> str:
         lines.append(f"  {name:<5} {STAT_MEANINGS[name]:<26} {shown}")
     lines.append("  (medium: 32^2 to 96^2 pixels of annotated area; large: above)")
     return "\n".join(lines)
+
+
+# --- a detector's person boxes ----------------------------------------------------------------------------------
+
+DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
+
+
+def read_detections(path, gt, score_threshold: float = 0.0) -> dict:
+    """{image_id: (boxes [n, 4] x1, y1, x2, y2 in image pixels, scores [n])} of a COCO detection-results file, the
+    person boxes of the top-down protocol, read as HRNet's COCODataset._load_coco_person_detection_results reads
+    them (lib/dataset/coco.py): only the keypoint category, score >= `score_threshold` (its TEST.IMAGE_THRE, 0.0 in
+    its COCO configs), the box [x, y, w, h] taken as is (x2 = x + w: HRNet's `_box2cs` centres it at x + w / 2,
+    unclipped). `gt`: the ground-truth file. ValueError naming `path`: not a list of {image_id, category_id, bbox,
+    score}, or an image id the ground truth lacks. Boxes with w or h <= 0 cannot be cropped: dropped, counted on
+    stderr."""
+    ground_truth = read_json(gt, "ground truth")
+    category_id = check_ground_truth(ground_truth, gt)
+    detections = read_json(path, "detections")
+    expected = "a COCO detection-results file is a JSON list of {image_id, category_id, bbox [x, y, w, h], score}"
+    if not isinstance(detections, list):
+        found = f"an object with keys {sorted(detections)[:6]}" if isinstance(detections, dict) else \
+            f"a {type(detections).__name__}"
+        raise ValueError(f"{path}: {expected}; it holds {found}")
+    rows: dict = {}
+    empty = 0
+    for position, detection in enumerate(detections):
+        problem = _detection_problem(detection)
+        if problem:
+            raise ValueError(f"{path}: detection {position} {problem}; {expected}")
+        if detection["category_id"] != category_id or detection["score"] < score_threshold:
+            continue
+        x, y, w, h = (float(v) for v in detection["bbox"])
+        if w <= 0 or h <= 0:
+            empty += 1
+            continue
+        rows.setdefault(detection["image_id"], []).append((x, y, x + w, y + h, float(detection["score"])))
+    absent = sorted({d["image_id"] for d in detections} - {image["id"] for image in ground_truth["images"]})
+    if absent:
+        shown = ", ".join(str(i) for i in absent[:10]) + (", ..." if len(absent) > 10 else "")
+        raise ValueError(f"{path}: {len(absent)} image id(s) of the detections are not in the ground truth {gt}: "
+                         f"{shown}")
+    if empty:
+        print(f"{path}: {empty} person box(es) with width or height <= 0 dropped (nothing to crop)", file=sys.stderr)
+    table = {image_id: np.asarray(people, dtype=np.float64) for image_id, people in rows.items()}
+    return {image_id: (people[:, :4], people[:, 4]) for image_id, people in table.items()}
+
+
+def _detection_problem(detection) -> str | None:
+    if not isinstance(detection, dict):
+        return f"is a {type(detection).__name__}, not an object"
+    missing = [key for key in DETECTION_KEYS if key not in detection]
+    if missing:
+        return f"has no {', '.join(missing)}"
+    if type(detection["image_id"]) is not int:
+        return f"has image_id {detection['image_id']!r}, not a COCO image id (an integer)"
+    bbox = detection["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_finite_number(v) for v in bbox):
+        return f"has bbox {str(bbox)[:60]}, not 4 finite numbers [x, y, w, h]"
+    if not _is_finite_number(detection["score"]):
+        return f"has score {detection['score']!r}, not a finite number"
+    return None
 
 
 # --- writing predictions --------------------------------------------------------------------------------------

@@ -29,3 +29,5 @@ def test_config_builds(name):
     assert params > 0
     if name in KNOWN_PARAMS:
         assert params == KNOWN_PARAMS[name]
+    if name == "coco_embedded":                 # COCO's 17 heads before any record exists
+        assert net.outputs[-1].shape[-1] == 17
