@@ -5,6 +5,8 @@ extraction to reach random initialisation's final target PCKh, in one run.
     .venv/bin/python bench/kptransfer.py --results runs/demo/kptransfer/results.json   # table of a finished run
     .venv/bin/python bench/kptransfer.py --steps upper,lower --candidates wrists+elbows,thorax+neck+shoulders \
         --workdir runs/bench_ranked      # MI meets KPTransfer: transfer from the best- and worst-ranked candidate
+    .venv/bin/python bench/kptransfer.py --steps all,all --layouts mpii16,coco17 --workdir runs/bench_mpii2coco
+                                         # across data sets: MPII's 16 joints -> COCO's 17, heads by joint name
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
 benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 36 epochs x 120 batches of
@@ -28,6 +30,9 @@ flags.DEFINE_string("seeds", "0,1,2", "Seeds of the target arms.")
 flags.DEFINE_list("candidates", [], "Candidate source subsets ('+' joins groups): rank them by the MI of joint "
                   "locations for the target (the last of --steps), transfer from the best- and the worst-ranked "
                   "and report whether the ranking predicted the larger gain (random initialisation trained once).")
+flags.DEFINE_list("layouts", [], "Per step of --steps: the layout of the embedded people it trains on (mpii16, "
+                  "coco17; one generation converted in both), e.g. mpii16,coco17 with --steps all,all: KPTransfer "
+                  "from MPII's joints to COCO's by joint name. Empty: every step on mpii16.")
 flags.DEFINE_integer("num_train", None, "Generated training people (default: configs/embedded_bench.NUM_TRAIN).")
 flags.DEFINE_integer("num_val", None, "Generated validation people (default: configs/embedded_bench.NUM_VAL).")
 FLAGS = flags.FLAGS
@@ -73,9 +78,15 @@ def main(argv):
     num_train = NUM_TRAIN if FLAGS.num_train is None else FLAGS.num_train
     num_val = NUM_VAL if FLAGS.num_val is None else FLAGS.num_val
     workdir = Path(FLAGS.workdir)
-    config.data.dir = str(ensure_embedded_dataset(workdir / "data", num_train, num_val, seed=0,
-                                                  input_size=int(config.model.input_size)))
-    config = experiment_from_training_config(config, FLAGS.steps.split(","), FLAGS.seeds.split(","), epochs)
+    steps = FLAGS.steps.split(",")
+    if FLAGS.layouts and len(FLAGS.layouts) != len(steps):
+        raise ValueError(f"--layouts names {len(FLAGS.layouts)} layouts for {len(steps)} steps")
+    records = {layout: str(ensure_embedded_dataset(workdir / "data", num_train, num_val, seed=0,
+                                                   input_size=int(config.model.input_size), layout=layout))
+               for layout in dict.fromkeys(FLAGS.layouts or ["mpii16"])}
+    config.data.dir = records[(FLAGS.layouts or ["mpii16"])[0]]
+    data_dirs = [records[layout] for layout in FLAGS.layouts]
+    config = experiment_from_training_config(config, steps, FLAGS.seeds.split(","), epochs, data_dirs)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
     if FLAGS.candidates:
         with config.unlocked():

@@ -37,7 +37,7 @@ def apply_quick(config):
     return c
 
 
-def experiment_from_training_config(config, steps, seeds, epochs: int):
+def experiment_from_training_config(config, steps, seeds, epochs: int, data_dirs=()):
     """A KPTransfer experiment over a plain training config (its network, data and schedule): the demo and
     bench/kptransfer.py use it; no step-schedule drops, no TensorBoard skeletons."""
     import ml_collections
@@ -47,7 +47,8 @@ def experiment_from_training_config(config, steps, seeds, epochs: int):
     c.train.lr_drop_epochs = ()
     with c.unlocked():          # training configs are locked against typos; the experiment section is new
         c.experiment = ml_collections.ConfigDict(dict(
-            steps=tuple(steps), seeds=tuple(int(s) for s in seeds), arms=ARMS, map_heads=True,
+            steps=tuple(steps), data_dirs=tuple(data_dirs), seeds=tuple(int(s) for s in seeds), arms=ARMS,
+            map_heads=True,
             source_epochs=int(epochs), target_epochs=int(epochs)))
     return c
 
@@ -130,7 +131,8 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                 if arm != "random" and not (run_dir / wd.INIT_MODEL).exists():
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
                                         freeze=arm == "frozen", allow_partial=False, verbose=False)
-                log(f"[kptransfer] step {k}: {steps[k - 1]} -> {joints}, arm {arm}, seed {seed}")
+                log(f"[kptransfer] step {k}: {_step_name(steps[k - 1], data_dirs[k - 1], data_dirs)} -> "
+                    f"{_step_name(joints, data_dirs[k], data_dirs)}, arm {arm}, seed {seed}")
                 runs[arm][seed] = train_once(cfg, run_dir, verbose)
             if "transfer" in arms:
                 previous[seed] = _run_dir(step_dir, "transfer", seed) / wd.BEST_MODEL
