@@ -274,8 +274,8 @@ def evaluate_coco_detections(model, coco_gt, coco_dets, images_dir, score_thresh
                                                                            batch_size=batch_size)
     subset = predictor.joints
     if subset.layout.oks_sigmas is None or len(subset) != len(subset.layout.joints):
-        raise ValueError(f"{model}: OKS AP scores all {len(subset.layout.joints)} joints of a layout with OKS "
-                         f"sigmas; this model predicts {subset.qualified_name} ({len(subset)} joints)")
+        raise ValueError(f"{predictor.description}: OKS AP scores all {len(subset.layout.joints)} joints of a "
+                         f"layout with OKS sigmas; this model predicts {subset.qualified_name} ({len(subset)} joints)")
     people = _predict_on_detections(predictor, present, detections, progress)
     if not len(people["image_ids"]):
         raise ValueError(f"{coco_dets}: no person box with score >= {score_threshold:g} on the "
