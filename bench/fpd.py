@@ -109,7 +109,8 @@ def table(models: dict, latency: dict, batch_sizes, teacher_pckh=None, student_p
         lt, ls = latency["teacher"][b], latency["student"][b]
         rows.append((f"latency, batch {b} (ms)", f"{1e3 * lt:.1f}", f"{1e3 * ls:.1f}", f"{ls / lt:.3f}x"))
     if tp is not None and sp is not None:
-        rows.append(("mean PCKh@0.5 (val)", f"{tp:.2f}", f"{sp:.2f}", f"{100 * sp / tp:.1f} %"))
+        share = f"{100 * sp / tp:.1f} %" if tp > 0 else "-"     # a teacher at 0 (barely trained) has no share
+        rows.append(("mean PCKh@0.5 (val)", f"{tp:.2f}", f"{sp:.2f}", share))
     lines = [f"{'':<26}{'teacher':>14}{'student':>14}{'student/teacher':>18}"]
     lines += [f"{a:<26}{b:>14}{c:>14}{d:>18}" for a, b, c, d in rows]
     if tp is not None and sp is not None:

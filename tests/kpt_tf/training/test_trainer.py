@@ -59,6 +59,10 @@ def test_foreground_weight_scales_each_pixel_by_one_plus_weight_times_target_and
     np.testing.assert_allclose(weighted_heatmap_mse(predicted, target, weights, 10.0).numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(weighted_heatmap_mse(predicted, target, weights, 0.0).numpy(),
                                weighted_heatmap_mse(predicted, target, weights).numpy())
+    # A negative target (a teacher's heatmap below 0) weighs 1, never less: the loss stays a distance.
+    negative = -target
+    expected = np.mean((predicted - negative) ** 2 * weights[:, None, None, :])
+    np.testing.assert_allclose(weighted_heatmap_mse(predicted, negative, weights, 10.0).numpy(), expected, rtol=1e-6)
     config = base_config()
     assert config.train.foreground_weight == 0.0       # default: the plain MSE
     config.train.foreground_weight = 4.0
