@@ -25,9 +25,15 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_integer("workers", 2, "Number of worker processes.")
-flags.DEFINE_string("host", "127.0.0.1", "Address the workers listen on.")
-flags.DEFINE_float("grace_seconds", 10.0, "After a worker fails: seconds the others get to stop before a kill.")
+
+def define_flags():
+    """The CLI flags; defined only when run as a program (importing this module, as its tests do, defines none:
+    absl flags are global)."""
+    flags.DEFINE_integer("workers", 2, "Number of worker processes.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address the workers listen on.")
+    flags.DEFINE_float("grace_seconds", 10.0, "After a worker fails: seconds the others get to stop before a kill.")
+
+
 FLAGS = flags.FLAGS
 
 STRATEGY_FLAG = "--config.train.strategy"
@@ -130,6 +136,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     from kpt_tf import cli
 
     cli.run(main, "kpt_tf.launch")

@@ -23,15 +23,21 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the trained model go.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Build the model, print summary and a JSON line, exit.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The CLI flags; defined only when run as a program (`python -m kpt_tf.train` or `kpt_tf.distill`), so that
+    importing this module defines none (absl flags are global)."""
+    config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).")
+    flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the trained model go.")
+    flags.DEFINE_bool("dry_run", False, "Build the model, print summary and a JSON line, exit.")
 
 
 def main(argv, trainer: str | None = None):
     """`trainer`: the `train.trainer` every run of the program uses (`python -m kpt_tf.distill`: "distill")."""
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None:
         raise app.UsageError("--config is required (e.g. --config configs/hg2_256.py)")
     from kpt_tf.training import loop
@@ -41,19 +47,20 @@ def main(argv, trainer: str | None = None):
         config.train.trainer = trainer
     # An unknown trainer, or a bad value in its own config section, is refused before anything is built or written.
     resolve_trainer_config(config)
-    if _DRY_RUN.value:
+    if FLAGS.dry_run:
         report = loop.dry_run(config)
         report.update(trainer_class(config).dry_run(config))
         print(json.dumps(report))
         return 0
-    if not _WORKDIR.value:
+    if not FLAGS.workdir:
         raise app.UsageError("--workdir is required unless --dry_run")
-    result = loop.train(config, _WORKDIR.value)
+    result = loop.train(config, FLAGS.workdir)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
+    define_flags()
     from kpt_tf import cli
 
     cli.run(main, "kpt_tf.train")

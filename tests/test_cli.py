@@ -102,6 +102,7 @@ def main(argv):
 cli.run(main, "worker")
 '''
 launch.worker_command = lambda args: [sys.executable, "-c", WORKER, *args]
+launch.define_flags()
 cli.run(launch.main, "kpt_tf.launch")
 """
 
@@ -121,3 +122,23 @@ def test_sigterm_to_the_launcher_stops_every_worker_and_waits_for_them(tmp_path)
     assert proc.returncode == 143, out
     assert "[launch] interrupted: stopping the other workers" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["worker0", "worker1"]     # both ran their finally
+
+
+def test_importing_a_module_defines_no_command_line_flag():
+    """absl flags are global: a module that defines its flags at import collides with any other of the same name
+    imported into the same process (a test worker importing kpt_tf.grouping.__main__ and tools.real_photos_figure
+    failed with DuplicateFlagError on `--out`, CI 2026-12-07). Programs define theirs in `define_flags()`, called
+    under `__main__`. Bench scripts are programs only, never imported, and are left out."""
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import kpt_tf, tensorflow\n"
+        "from absl import flags\n"
+        "before = set(flags.FLAGS)\n"
+        "import data_prep, tools\n"
+        "for package in (kpt_tf, data_prep, tools):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print(sorted(set(flags.FLAGS) - before))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]

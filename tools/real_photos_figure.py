@@ -13,11 +13,17 @@ from pathlib import Path
 
 from absl import app, flags
 
-flags.DEFINE_string("model", None, "A trained model (workdir, .keras, export or .tflite).")
-flags.DEFINE_string("out", "docs/predict_real_photos.jpg", "The picture to write.")
-flags.DEFINE_string("shared", str(Path(__file__).resolve().parents[1].parent / "shared" / "mpii"),
-                    "The shared MPII folder (images/ and mmpose_test_mpii.json).")
-flags.DEFINE_integer("tile_height", 240, "Height of each photograph in the picture.")
+
+def define_flags():
+    """The CLI flags; defined only when run as a program, so that importing this module (tests, other tools)
+    never collides with another module's flags of the same name (absl flags are global)."""
+    flags.DEFINE_string("model", None, "A trained model (workdir, .keras, export or .tflite).")
+    flags.DEFINE_string("out", "docs/predict_real_photos.jpg", "The picture to write.")
+    flags.DEFINE_string("shared", str(Path(__file__).resolve().parents[1].parent / "shared" / "mpii"),
+                        "The shared MPII folder (images/ and mmpose_test_mpii.json).")
+    flags.DEFINE_integer("tile_height", 240, "Height of each photograph in the picture.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -75,6 +81,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     from kpt_tf import cli
 
     cli.run(main, "tools.real_photos_figure")

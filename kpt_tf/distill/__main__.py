@@ -10,4 +10,5 @@ import functools
 if __name__ == "__main__":
     from kpt_tf import cli, train
 
+    train.define_flags()
     cli.run(functools.partial(train.main, trainer="distill"), "kpt_tf.distill")

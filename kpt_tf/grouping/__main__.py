@@ -15,17 +15,24 @@ from pathlib import Path
 
 from absl import app, flags
 
-flags.DEFINE_string("data", None, "TFRecord directory, annotation .json/.json.gz or the release .mat.")
-flags.DEFINE_integer("groups", 0, "Number of joint groups.")
-flags.DEFINE_enum("method", "mi", ["mi", "body"], "mi: cluster the MI; body: the body-structure grouping.")
-flags.DEFINE_string("out", None, "Directory for mi.json, groups.json and mi.png.")
-flags.DEFINE_string("joints", "all", "Joint subset to group (`coco17:all` for another layout than MPII's; "
-                    "--recommend_source_for reads its subsets against this subset's layout).")
-flags.DEFINE_integer("bins", 6, "Equal-frequency bins per axis of a joint's location.")
-flags.DEFINE_integer("bootstrap", 30, "Bootstrap resamples for the MI's uncertainty.")
-flags.DEFINE_integer("seed", 0, "Seed of the bootstrap and the shuffles.")
-flags.DEFINE_string("recommend_source_for", None, "Rank --candidates as KPTransfer sources for this subset.")
-flags.DEFINE_list("candidates", [], "Candidate source subsets (named subsets or + expressions: arms, wrists+elbows).")
+
+def define_flags():
+    """The CLI flags; defined only when run as a program, so that importing this module (tests, other tools)
+    never collides with another module's flags of the same name (absl flags are global)."""
+    flags.DEFINE_string("data", None, "TFRecord directory, annotation .json/.json.gz or the release .mat.")
+    flags.DEFINE_integer("groups", 0, "Number of joint groups.")
+    flags.DEFINE_enum("method", "mi", ["mi", "body"], "mi: cluster the MI; body: the body-structure grouping.")
+    flags.DEFINE_string("out", None, "Directory for mi.json, groups.json and mi.png.")
+    flags.DEFINE_string("joints", "all", "Joint subset to group (`coco17:all` for another layout than MPII's; "
+                        "--recommend_source_for reads its subsets against this subset's layout).")
+    flags.DEFINE_integer("bins", 6, "Equal-frequency bins per axis of a joint's location.")
+    flags.DEFINE_integer("bootstrap", 30, "Bootstrap resamples for the MI's uncertainty.")
+    flags.DEFINE_integer("seed", 0, "Seed of the bootstrap and the shuffles.")
+    flags.DEFINE_string("recommend_source_for", None, "Rank --candidates as KPTransfer sources for this subset.")
+    flags.DEFINE_list("candidates", [], "Candidate source subsets (named subsets or + expressions: arms, "
+                      "wrists+elbows).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -78,6 +85,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     from kpt_tf import cli
 
     cli.run(main, "kpt_tf.grouping")
