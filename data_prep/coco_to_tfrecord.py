@@ -17,7 +17,6 @@ counted in the manifest with their reason.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 from absl import app, flags
@@ -30,6 +29,7 @@ from data_prep.conversion import (
     check_settings,
     parse_num_shards,
     print_summary,
+    run_converter,
     write_records,
 )
 from data_prep.crops import CropSettings, mark_duplicates
@@ -137,14 +137,5 @@ def main(argv):
     print_summary(manifest, FLAGS.output_dir)
 
 
-def _exit_on_sigterm(signum, frame):
-    # SystemExit unwinds normally: unfinished shards are abandoned as .tmp files and the workers stopped.
-    raise SystemExit(f"{PROGRAM}: stopped by signal {signum}; rerun the same command to finish")
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    define_flags()
-    from kpt_tf import cli
-
-    cli.run(main, PROGRAM)
+    run_converter(define_flags, main, PROGRAM)

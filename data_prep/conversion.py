@@ -136,6 +136,21 @@ def _previous_entries(manifest_path: Path, content: dict, num_shards: dict[str, 
     return entries, {s: n for s, n in previous_shards.items() if n is not None}
 
 
+def run_converter(define_flags, main, program: str) -> None:
+    """A converter's program start: SIGTERM unwinds like Ctrl-C (unfinished shards are abandoned as .tmp files, the
+    workers stopped, a rerun of the same command finishes), its flags defined, `main` run through kpt_tf.cli."""
+    import signal
+
+    from kpt_tf import cli
+
+    def exit_on_sigterm(signum, frame):
+        raise SystemExit(f"{program}: stopped by signal {signum}; rerun the same command to finish")
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    define_flags()
+    cli.run(main, program)
+
+
 def changed_content(previous: dict, content: dict) -> list[str]:
     """The keys of `content` that differ from a previous run's. Under `SPLIT_CONTENT` (converters that read one
     split per run, like COCO's) a run may add a split; a split both runs name must be made from the same inputs."""

@@ -30,7 +30,6 @@ what a rerun keeps, and is the CLI.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -38,14 +37,14 @@ from typing import Sequence
 from absl import app, flags
 
 from data_prep import workers
-from data_prep.conversion import (  # noqa: F401  (ConversionError, skip_summary: this CLI's names too)
+from data_prep.conversion import (
     DEFAULT_NUM_SHARDS,
     ConversionError,
     check_images_present,
     check_settings,
     parse_num_shards,
     print_summary,
-    skip_summary,
+    run_converter,
     write_records,
 )
 from data_prep.crops import CropSettings, mark_duplicates
@@ -186,14 +185,5 @@ def main(argv):
     print_summary(manifest, FLAGS.output_dir)
 
 
-def _exit_on_sigterm(signum, frame):
-    # SystemExit unwinds normally: unfinished shards are abandoned as .tmp files and the workers stopped.
-    raise SystemExit(f"mpii_to_tfrecord: stopped by signal {signum}; rerun the same command to finish")
-
-
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    define_flags()
-    from kpt_tf import cli
-
-    cli.run(main, "mpii_to_tfrecord")
+    run_converter(define_flags, main, "mpii_to_tfrecord")

@@ -508,14 +508,7 @@ def _run_coco_model_mode() -> None:
         cli.fail(PROGRAM, f"{', '.join(mpii_only)}: MPII's files; {FLAGS.data} holds COCO records")
     result = evaluate_coco_model(FLAGS.model, FLAGS.data, FLAGS.coco_gt, FLAGS.split, FLAGS.coco_results,
                                  flip_test=FLAGS.flip_test, flip_shift=FLAGS.flip_shift)
-    print(result["table"])
-    if FLAGS.coco_results:
-        print(f"wrote {FLAGS.coco_results} (COCO keypoint results)")
-    if FLAGS.json:
-        figures = {k: v for k, v in result.items() if k not in ("table", "results")}
-        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
-        print(f"wrote {FLAGS.json}")
+    _report_coco(result)
 
 
 def _run_coco_detections_mode() -> None:
@@ -532,14 +525,7 @@ def _run_coco_detections_mode() -> None:
                  f"missing {', '.join(needed)}")
     result = evaluate_coco_detections(FLAGS.model, FLAGS.coco_gt, FLAGS.coco_dets, FLAGS.images_dir,
                                       FLAGS.det_score_threshold, FLAGS.coco_results, flip_test=FLAGS.flip_test)
-    print(result["table"])
-    if FLAGS.coco_results:
-        print(f"wrote {FLAGS.coco_results} (COCO keypoint results)")
-    if FLAGS.json:
-        figures = {k: v for k, v in result.items() if k not in ("table", "results")}
-        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
-        print(f"wrote {FLAGS.json}")
+    _report_coco(result)
 
 
 def _run_file_mode() -> None:
@@ -564,12 +550,22 @@ def _run_coco_file_mode() -> None:
         cli.fail(PROGRAM, "COCO file mode needs both --coco_gt and --coco_preds")
     result = coco.evaluate_coco_files(FLAGS.coco_gt, FLAGS.coco_preds,
                                       pycocotools_output=sys.stdout if FLAGS.verbose else None)
-    print(coco.format_table(result, title=f"predictions: {FLAGS.coco_preds}\nground truth: {FLAGS.coco_gt}"))
+    result["table"] = coco.format_table(result, title=f"predictions: {FLAGS.coco_preds}\nground truth: "
+                                                      f"{FLAGS.coco_gt}")
+    _report_coco(result)
+
+
+def _report_coco(result: dict) -> None:
+    """What every COCO mode prints and writes: the table, where --coco_results went, the figures to --json."""
+    print(result["table"])
+    if result.get("results"):        # the model modes, with --coco_results
+        print(f"wrote {result['results']} (COCO keypoint results)")
     if FLAGS.json:
+        figures = {k: v for k, v in result.items() if k not in ("table", "results")}
         path = Path(FLAGS.json)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
+            path.write_text(json.dumps(figures, indent=2, allow_nan=False) + "\n")
         except OSError as err:
             cli.fail(PROGRAM, f"cannot write --json {FLAGS.json!r}: {err}")
         print(f"wrote {path}")

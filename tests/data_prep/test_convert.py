@@ -17,6 +17,7 @@ import scipy.io
 
 from data_prep import crops
 from data_prep import mpii_to_tfrecord as conv
+from data_prep.conversion import skip_summary
 from data_prep.shards import TMP_PREFIX, ShardWriter
 from kpt_tf import geometry
 from tests.conftest import REPO
@@ -602,7 +603,7 @@ def test_release_test_people_become_records_without_joints(tmp_path):
 def test_skips_are_summarised_one_line_per_reason():
     skipped = [{"reason": "image file missing", "image": f"{i // 2:09d}.jpg", "person": i % 2} for i in range(25000)]
     skipped += [{"reason": "scale <= 0", "image": "a.jpg", "person": 3}]
-    lines = conv.skip_summary(skipped)
+    lines = skip_summary(skipped)
     assert lines == ["  skipped, image file missing: 25000 people of 12500 images (000000000.jpg person 0, "
                      "000000000.jpg person 1, 000000001.jpg person 0, ...)",
                      "  skipped, scale <= 0: 1 people of 1 images (a.jpg person 3)"]

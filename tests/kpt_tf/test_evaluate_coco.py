@@ -28,6 +28,23 @@ def coco_data(tmp_path_factory):
     return records, root / "synth" / "person_keypoints_val.json"
 
 
+def untrained_coco_model(directory):
+    """A depth-1 coco17 network saved as a workdir (best.keras + config.json): untrained, so any AP is fine."""
+    from configs.base import base_config
+    from kpt_tf import workdir as wd
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.models import build_net
+
+    config = base_config()
+    config.joints = "coco17:all"
+    config.model.num_stacks, config.model.channels, config.model.depth = 1, 8, 1
+    config.model.input_size = INPUT_SIZE
+    directory.mkdir()
+    build_net(config, JointSubset.parse(config.joints)).save(directory / wd.BEST_MODEL)
+    wd.save_config(config, directory)
+    return directory
+
+
 def oracle_predictions(records, codec, subset):
     """`predict_dataset` with a 'network' whose heatmaps are the records' own joints, rendered by the codec."""
     import tensorflow as tf
@@ -64,20 +81,8 @@ def test_the_records_own_joints_score_as_near_perfect_keypoints(coco_data, tmp_p
 
 @pytest.mark.slow
 def test_cli_scores_a_coco17_model_and_needs_the_annotation_file(coco_data, tmp_path):
-    from configs.base import base_config
-    from kpt_tf import workdir as wd
-    from kpt_tf.joints import JointSubset
-    from kpt_tf.models import build_net
-
     records, ground_truth = coco_data
-    config = base_config()
-    config.joints = "coco17:all"
-    config.model.num_stacks, config.model.channels, config.model.depth = 1, 8, 1
-    config.model.input_size = INPUT_SIZE
-    model = tmp_path / "model"
-    model.mkdir()
-    build_net(config, JointSubset.parse(config.joints)).save(model / wd.BEST_MODEL)   # untrained: any AP is fine
-    wd.save_config(config, model)
+    model = untrained_coco_model(tmp_path / "model")
     args = [sys.executable, "-m", "kpt_tf.evaluate", "--model", str(model), "--data", str(records)]
     refused = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "holds COCO records, scored by OKS AP" in refused.stderr, refused.stderr[-2000:]
@@ -258,20 +263,8 @@ def test_cli_refuses_detections_without_images_dir_or_with_records(coco_data, tm
 
 @pytest.mark.slow
 def test_cli_scores_a_coco17_model_on_detector_boxes(coco_data, tmp_path):
-    from configs.base import base_config
-    from kpt_tf import workdir as wd
-    from kpt_tf.joints import JointSubset
-    from kpt_tf.models import build_net
-
     _, ground_truth = coco_data
-    config = base_config()
-    config.joints = "coco17:all"
-    config.model.num_stacks, config.model.channels, config.model.depth = 1, 8, 1
-    config.model.input_size = INPUT_SIZE
-    model = tmp_path / "model"
-    model.mkdir()
-    build_net(config, JointSubset.parse(config.joints)).save(model / wd.BEST_MODEL)   # untrained: any AP is fine
-    wd.save_config(config, model)
+    model = untrained_coco_model(tmp_path / "model")
     detections, count = ground_truth_detections(ground_truth, tmp_path / "dets.json")
     done = subprocess.run([sys.executable, "-m", "kpt_tf.evaluate", "--model", str(model), "--coco_gt",
                            str(ground_truth), "--coco_dets", str(detections), "--images_dir",
