@@ -7,10 +7,19 @@ extraction to reach random initialisation's final target PCKh, in one run.
         --workdir runs/bench_ranked      # MI meets KPTransfer: transfer from the best- and worst-ranked candidate
     .venv/bin/python bench/kptransfer.py --steps all,all --layouts mpii16,coco17 --workdir runs/bench_mpii2coco
                                          # across data sets: MPII's 16 joints -> COCO's 17, heads by joint name
+    .venv/bin/python bench/kptransfer.py ... --carry docs/results/kptransfer_mpii_to_coco/carried
+                                         # continue an experiment that outlasts one machine session (below)
 
 Runs (or reuses, when the workdir already holds finished runs) `kpt_tf.experiments.kptransfer` with the
 benchmark setting (configs/embedded_bench.py: the demo recipe on a 1-stack network, 36 epochs x 120 batches of
 16, 12,000 generated people) on source `upper` -> target `lower`, and prints a table per target step.
+
+`--carry DIR` splits one experiment over machine sessions whose scratch space does not survive: the finished runs
+recorded in DIR are put into the workdir before anything trains (the experiment skips a finished run: only its
+summary is read), and every run finished when the command ends, or is stopped, is recorded there (its summary,
+config and metrics; the network too for a source the next step starts from, 1.6 MB for the bench network). With
+`--carry_only`, nothing trains: the workdir's finished runs are recorded and the command exits. The embedded
+people are generated again from the same seed, so a continued experiment trains on the same data.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ import json
 from pathlib import Path
 
 from absl import flags
+
+from kpt_tf.experiments.kptransfer import feeds_a_later_step
+from kpt_tf.experiments.runs import carry_finished_runs
 
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
 flags.DEFINE_string("results", None, "Only print the table of an existing results.json.")
@@ -35,6 +47,9 @@ flags.DEFINE_list("layouts", [], "Per step of --steps: the layout of the embedde
                   "from MPII's joints to COCO's by joint name. Empty: every step on mpii16.")
 flags.DEFINE_integer("num_train", None, "Generated training people (default: configs/embedded_bench.NUM_TRAIN).")
 flags.DEFINE_integer("num_val", None, "Generated validation people (default: configs/embedded_bench.NUM_VAL).")
+flags.DEFINE_string("carry", None, "Directory of finished runs carried between sessions: put into the workdir "
+                    "first, and every finished run recorded there when the command ends (docstring).")
+flags.DEFINE_bool("carry_only", False, "With --carry: record the workdir's finished runs there and exit.")
 FLAGS = flags.FLAGS
 
 
@@ -64,6 +79,24 @@ def table(results: dict) -> str:
 
 def main(argv):
     del argv
+    if FLAGS.carry:
+        workdir, num_steps = Path(FLAGS.workdir), len(FLAGS.steps.split(","))
+        with_network = lambda run: feeds_a_later_step(run, num_steps)  # noqa: E731
+        if FLAGS.carry_only:
+            recorded = carry_finished_runs(workdir, Path(FLAGS.carry), with_network)
+            print(f"--carry: {len(recorded)} finished run(s) recorded in {FLAGS.carry}: {', '.join(recorded) or '-'}")
+            return
+        taken = carry_finished_runs(Path(FLAGS.carry), workdir, with_network) if Path(FLAGS.carry).is_dir() else []
+        print(f"--carry: {len(taken)} finished run(s) taken from {FLAGS.carry}: {', '.join(taken) or '-'}")
+        try:
+            return run()
+        finally:                                 # also on Ctrl-C / SIGTERM: what finished is kept for next time
+            recorded = carry_finished_runs(workdir, Path(FLAGS.carry), with_network)
+            print(f"--carry: {len(recorded)} finished run(s) recorded in {FLAGS.carry}")
+    return run()
+
+
+def run():
     if FLAGS.results:
         print(table(json.loads(Path(FLAGS.results).read_text())))
         return

@@ -87,6 +87,13 @@ def _step_dir(workdir: Path, k: int, joints: str) -> Path:
     return Path(workdir) / f"step{k}_{_run_dirname(joints)}"
 
 
+def feeds_a_later_step(run: Path, num_steps: int) -> bool:
+    """Whether a run (its path relative to the experiment's workdir) is in a step before the last of a chain of
+    `num_steps` steps, so the next step transfers from its network."""
+    prefix = Path(run).parts[0].split("_")[0]                    # step<k>, as _step_dir names it
+    return prefix[4:].isdigit() and prefix.startswith("step") and int(prefix[4:]) < num_steps - 1
+
+
 def _run_dir(step_dir: Path, arm: str, seed: int) -> Path:
     return step_dir / arm / f"seed{seed}"
 
@@ -128,7 +135,8 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
             for arm in arms:
                 run_dir = _run_dir(step_dir, arm, seed)
                 cfg = step_config(config, joints, exp.target_epochs, seed, data_dirs[k])
-                if arm != "random" and not (run_dir / wd.INIT_MODEL).exists():
+                # a finished run carried from another session (runs.carry_finished_runs) keeps only its summary
+                if arm != "random" and not (run_dir / wd.INIT_MODEL).exists() and not wd.is_finished(run_dir):
                     transfer_to_workdir(previous[seed], cfg, run_dir, map_heads=bool(exp.map_heads),
                                         freeze=arm == "frozen", allow_partial=False, verbose=False)
                 log(f"[kptransfer] step {k}: {_step_name(steps[k - 1], data_dirs[k - 1], data_dirs)} -> "

@@ -98,3 +98,16 @@ def test_a_chain_across_data_sets_maps_heads_by_joint_name_and_scores_coco_by_pe
     assert len(report["mapped_joints"]) == 12 and "left_wrist" in report["mapped_joints"]
     assert set(report["new_joints"]) == {"nose", "left_eye", "right_eye", "left_ear", "right_ear"}
     assert set(report["dropped_joints"]) == {"pelvis", "thorax", "upper_neck", "head_top"}
+
+    # Carried to another session's empty workdir (bench/kptransfer.py --carry), the finished experiment trains
+    # nothing there and reports the same figures.
+    from kpt_tf.experiments.kptransfer import feeds_a_later_step
+    from kpt_tf.experiments.runs import carry_finished_runs
+
+    carried, elsewhere = tmp_path_factory.mktemp("carried"), tmp_path_factory.mktemp("next_session")
+    carry_finished_runs(workdir, carried, lambda run: feeds_a_later_step(run, 2))
+    carry_finished_runs(carried, elsewhere, lambda run: feeds_a_later_step(run, 2))
+    again = run_experiment(config, elsewhere, quick=True, log=lambda *a: None, verbose=0)
+    assert not list(elsewhere.glob("step1_all/*/seed0/*.keras"))       # no arm transferred or trained again
+    same = [json.dumps(s["arms"], sort_keys=True) for s in (again["steps"][0], step)]    # NaN == NaN as text
+    assert same[0] == same[1]
