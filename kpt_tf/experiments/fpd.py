@@ -150,7 +150,8 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
             log(f"[fpd] arm {arm}, seed {seed}")
             runs[arm][seed] = train_once(arm_config(config, arm, seed, teacher), run_dir, verbose)
 
-    summary = summarise_arms(runs, baseline="gt", comparisons=COMPARISONS,
+    summary = summarise_arms(runs, metric=config_subset(config).layout.pck_label, baseline="gt",
+                             comparisons=COMPARISONS,
                              epoch_offsets={a: int(exp.epochs) for a in ARMS if a.endswith("_continued")})
     fair = summary["comparisons"][1]
     summary.update(

@@ -144,13 +144,15 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                 runs[arm][seed] = train_once(cfg, run_dir, verbose)
             if "transfer" in arms:
                 previous[seed] = _run_dir(step_dir, "transfer", seed) / wd.BEST_MODEL
-        summary = summarise_arms(runs, baseline="random" if "random" in arms else None,
+        summary = summarise_arms(runs, metric=records_subset(joints, data_dirs[k]).layout.pck_label,
+                                 baseline="random" if "random" in arms else None,
                                  comparisons=[(a, "random") for a in arms if a != "random" and "random" in arms])
         summary.update(source=_step_name(steps[k - 1], data_dirs[k - 1], data_dirs),
                        target=_step_name(joints, data_dirs[k], data_dirs))
         step_results.append(write_arms_report(step_dir, summary, step_title(summary), log=log))
     overall = {"config": json.loads(config.to_json_best_effort()), "source": {
-        "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"]}, "steps": step_results}
+        "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"],
+        "metric": records_subset(steps[0], data_dirs[0]).layout.pck_label}, "steps": step_results}
     write_overall_report(workdir, overall)
     return overall
 
@@ -211,7 +213,10 @@ def _compare_ranked_sources(config, workdir: Path, target: str, best: str, worst
     seed_runs = {"random": {s: training_summary("best", "random", s) for s in seeds},
                  arm_best: {s: training_summary("best", "transfer", s) for s in seeds},
                  arm_worst: {s: training_summary("worst", "transfer", s) for s in seeds}}
-    summary = summarise_arms(seed_runs, baseline="random", comparisons=[
+    from kpt_tf.data.records import records_subset
+
+    metric = records_subset(target, step_data_dirs(config)[-1]).layout.pck_label
+    summary = summarise_arms(seed_runs, metric=metric, baseline="random", comparisons=[
         (arm_best, "random"), (arm_worst, "random"), (arm_best, arm_worst)])
     summary.update(source=f"{best} | {worst}", target=target)
     return write_arms_report(workdir, summary, f"MI-ranked sources -> {target}", log=log)
@@ -251,9 +256,10 @@ def write_overall_report(workdir: Path, overall: dict) -> None:
     from kpt_tf.experiments.report import markdown_table
 
     (workdir / "results.json").write_text(json.dumps(overall, indent=1))
-    chain = " -> ".join([overall["source"]["joints"]] + [s["target"] for s in overall["steps"]])
-    parts = [f"# KPTransfer: {chain}", "", f"Source {overall['source']['joints']}: best validation mean PCKh@0.5 "
-             f"{overall['source']['best_val_pckh_mean']:.2f}", ""]
+    source = overall["source"]
+    chain = " -> ".join([source["joints"]] + [s["target"] for s in overall["steps"]])
+    parts = [f"# KPTransfer: {chain}", "", f"Source {source['joints']}: best validation mean {source['metric']} "
+             f"{source['best_val_pckh_mean']:.2f}", ""]
     for s in overall["steps"]:
         parts += [markdown_table(s, step_title(s)), f"![convergence]({Path(s['plot_png']).relative_to(workdir)})",
                   ""]

@@ -134,7 +134,10 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
             c.train.seed = seed
             log(f"[pbn] arm {arm}, seed {seed}")
             runs[arm][seed] = train_once(c, workdir / arm / f"seed{seed}", verbose)
-    summary = summarise_arms(runs, baseline="hourglass" if "hourglass" in arms else None,
+    from kpt_tf.data.records import config_subset
+
+    summary = summarise_arms(runs, metric=config_subset(config).layout.pck_label,
+                             baseline="hourglass" if "hourglass" in arms else None,
                              comparisons=[p for p in COMPARISONS if p[0] in arms and p[1] in arms])
     summary.update(parameters=sizes, hourglass_shape=[int(hourglass.model.num_stacks), int(hourglass.model.channels)],
                    groups={m: json.loads(Path(p).read_text()) for m, p in groups.items()},

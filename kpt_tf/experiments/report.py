@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kpt_tf.layouts import PCK_LABELS
 from kpt_tf.training.history import history_from_summary
 
 
@@ -36,15 +37,18 @@ def last_fifth_gain(curve) -> float | None:
     return float(curve[-1] - curve[-1 - k])
 
 
-def summarise_arms(runs: dict, baseline: str | None = None, comparisons=(), epoch_offsets=None) -> dict:
-    """runs: arm -> seed -> training summary. `baseline`: the arm whose final mean the others are timed against
-    (epochs and seconds to 95 % / 100 % of it). `comparisons`: (arm, reference) pairs whose per-seed final
-    differences are reported (paired over the seeds both have). `epoch_offsets`: arm -> epochs trained before
-    its run started (continuation arms), used by the plot's x axis."""
+def summarise_arms(runs: dict, *, metric: str, baseline: str | None = None, comparisons=(),
+                   epoch_offsets=None) -> dict:
+    """runs: arm -> seed -> training summary. `metric`: what the validation figure is (the target layout's
+    `pck_label`: PCKh@0.5 on MPII, the person-box PCK on COCO), named so in tables and plots. `baseline`: the arm
+    whose final mean the others are timed against (epochs and seconds to 95 % / 100 % of it). `comparisons`: (arm,
+    reference) pairs whose per-seed final differences are reported (paired over the seeds both have).
+    `epoch_offsets`: arm -> epochs trained before its run started (continuation arms), used by the plot's x axis."""
     arms = list(runs)
     joints = list(history_from_summary(next(iter(runs[arms[0]].values())))[-1].per_joint)
     offsets = dict(epoch_offsets or {})
-    out = {"arms": {}, "joints": joints, "seeds": sorted(next(iter(runs.values())).keys()), "baseline": baseline}
+    out = {"arms": {}, "joints": joints, "seeds": sorted(next(iter(runs.values())).keys()), "baseline": baseline,
+           "metric": metric}
     for arm in arms:
         mean_curves = _curves(runs[arm], lambda h: h.mean)
         entry = {
@@ -106,12 +110,17 @@ def paired_difference(summary: dict, arm: str, reference: str) -> dict:
             "per_joint": {j: a["per_joint"][j]["mean"] - r["per_joint"][j]["mean"] for j in summary["joints"]}}
 
 
+def metric_of(summary: dict) -> str:
+    """The validation figure a summary holds; results written before summaries named it were all MPII's PCKh."""
+    return summary.get("metric", PCK_LABELS["head_box"])
+
+
 def markdown_table(summary: dict, title: str) -> str:
     """Per joint and mean: every arm (mean ± std over seeds), then each comparison's difference."""
     arms = list(summary["arms"])
     comparisons = summary.get("comparisons", [])
     head = ["joint"] + arms + [f"{c['arm']} - {c['reference']}" for c in comparisons]
-    lines = [f"### {title} (PCKh@0.5, final epoch, mean ± std over {len(summary['seeds'])} seed(s))", "",
+    lines = [f"### {title} ({metric_of(summary)}, final epoch, mean ± std over {len(summary['seeds'])} seed(s))", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for j in summary["joints"]:
         cells = [f"{summary['arms'][a]['per_joint'][j]['mean']:.2f} ± {summary['arms'][a]['per_joint'][j]['std']:.2f}"
@@ -121,7 +130,8 @@ def markdown_table(summary: dict, title: str) -> str:
              [f"{c['mean']:+.2f} ± {c['std']:.2f}" for c in comparisons])
     lines.append("| **Mean** | " + " | ".join(cells) + " |")
     if comparisons:
-        lines += ["", "| comparison | per seed (final mean PCKh difference) | seeds won |", "|---|---|---|"]
+        lines += ["", f"| comparison | per seed (final mean {metric_of(summary)} difference) | seeds won |",
+                  "|---|---|---|"]
         for c in comparisons:
             per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(c["seeds"], c["per_seed"]))
             lines.append(f"| {c['arm']} - {c['reference']} | {per_seed} | {c['wins']} of {len(c['seeds'])} |")
@@ -180,7 +190,7 @@ def plot_arms(summary: dict, path: Path, title: str, reference_lines=None) -> Pa
         ax.axhline(level, linestyle="--", color="black", linewidth=1, label=label)
     ax.set_title(title)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("PCKh@0.5 (%)")
+    ax.set_ylabel(f"{metric_of(summary)} (%)")
     ax.legend()
     ax.grid(alpha=0.3)
     for i, j in enumerate(joints):

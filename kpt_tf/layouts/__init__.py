@@ -43,6 +43,9 @@ _KEYS = ("format", "name", "dataset", "description", "joints", "short_names", "a
 # What a PCK figure divides a joint's error by: MPII's head box (PCKh) or, for data sets without head boxes
 # (COCO), the person box (kpt_tf.metrics.pckh.normalizers).
 PCK_NORMALIZERS = ("head_box", "person_box")
+# How reports name the figure at the 0.5 threshold of each normaliser: on a person box, 0.5 x (0.1 x the box's longer
+# side) is mmpose's bbox-normalised PCK@0.05 (BUILD_NOTES, "COCO converter ...").
+PCK_LABELS = {"head_box": "PCKh@0.5", "person_box": "PCK@0.05 of the person box"}
 
 
 class LayoutError(ValueError):
@@ -95,6 +98,11 @@ class KeypointLayout:
 
     def __repr__(self) -> str:
         return f"KeypointLayout({self.name!r}, {len(self.joints)} joints)"
+
+    @property
+    def pck_label(self) -> str:
+        """The name of this layout's validation figure in reports and plots (PCK_LABELS)."""
+        return PCK_LABELS[self.pck_normalizer]
 
     # --- lookups (derived from the named fields; not part of equality) -------------------------------------
     @functools.cached_property

@@ -60,7 +60,7 @@ def oracle_predictions(records, codec, subset):
 
 def test_the_records_own_joints_score_as_near_perfect_keypoints(coco_data, tmp_path):
     from kpt_tf.codec import HeatmapCodec
-    from kpt_tf.evaluate import score_coco_predictions
+    from kpt_tf.evaluate_coco import score_coco_predictions
     from kpt_tf.joints import JointSubset
     from kpt_tf.metrics import coco
 
@@ -133,7 +133,7 @@ def ground_truth_detections(ground_truth, path, score=1.0):
 
 
 def test_detections_on_ground_truth_boxes_run_end_to_end(coco_data, tmp_path):
-    from kpt_tf.evaluate import evaluate_coco_detections
+    from kpt_tf.evaluate_coco import evaluate_coco_detections
     from kpt_tf.metrics import coco
 
     _, ground_truth = coco_data
@@ -178,7 +178,7 @@ def test_detector_boxes_equal_to_ground_truth_boxes_give_the_records_keypoints(c
 
 
 def test_the_instance_score_is_the_detector_score_times_the_mean_joint_score(coco_data, tmp_path):
-    from kpt_tf.evaluate import evaluate_coco_detections
+    from kpt_tf.evaluate_coco import evaluate_coco_detections
 
     _, ground_truth = coco_data
     instance_scores = {}
@@ -232,7 +232,7 @@ def test_a_malformed_detections_file_is_refused_naming_it(coco_data, tmp_path, c
 def test_missing_images_are_refused_when_all_and_skipped_with_a_count_when_some(coco_data, tmp_path, capsys):
     import shutil
 
-    from kpt_tf.evaluate import evaluate_coco_detections
+    from kpt_tf.evaluate_coco import evaluate_coco_detections
 
     _, ground_truth = coco_data
     detections, _ = ground_truth_detections(ground_truth, tmp_path / "dets.json")

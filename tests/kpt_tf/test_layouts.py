@@ -55,6 +55,11 @@ def test_coco_order_skeleton_and_sigmas_are_cocos():
     assert [row for row, _ in coco.rows] == ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"]
 
 
+def test_each_normaliser_names_its_figure_for_reports():
+    assert set(layouts.PCK_LABELS) == set(layouts.PCK_NORMALIZERS)
+    assert (layout("mpii16").pck_label, layout("coco17").pck_label) == ("PCKh@0.5", "PCK@0.05 of the person box")
+
+
 def test_coco_sigmas_match_pycocotools():
     from pycocotools.cocoeval import COCOeval
 

@@ -91,6 +91,8 @@ def test_a_chain_across_data_sets_maps_heads_by_joint_name_and_scores_coco_by_pe
     results = run_experiment(config, workdir, quick=True, log=lambda *a: None, verbose=0)
     (step,) = results["steps"]
     assert (step["source"], step["target"]) == ("mpii16:all", "coco17:all")
+    assert (step["metric"], results["source"]["metric"]) == ("PCK@0.05 of the person box", "PCKh@0.5")
+    assert "(PCK@0.05 of the person box, final epoch" in (workdir / "results.md").read_text()
     for arm in step["arms"].values():         # COCO validation is person-box PCK: numbers, not NaN
         assert len(arm["per_joint"]) == 17 and all(math.isfinite(v) for v in arm["curve_mean"])
     report = json.loads((workdir / "step1_all" / "transfer" / "seed0" / "transfer_report.json").read_text())
