@@ -30,6 +30,7 @@ from pathlib import Path
 from absl import flags
 
 from kpt_tf.experiments.kptransfer import feeds_a_later_step
+from kpt_tf.experiments.report import metric_of
 from kpt_tf.experiments.runs import carry_finished_runs
 
 flags.DEFINE_string("workdir", "runs/bench_kptransfer", "Experiment directory (reused if finished).")
@@ -58,8 +59,8 @@ def table(results: dict) -> str:
     for step in results["steps"]:
         random = step["arms"]["random"]
         w = max(10, 2 + max(map(len, step["arms"])))
-        lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean PCKh@0.5 "
-                  f"{random['final_mean']:.2f})",
+        lines += [f"\n{step['source']} -> {step['target']}  (seeds {step['seeds']}; random's final mean "
+                  f"{metric_of(step)} {random['final_mean']:.2f})",
                   f"{'arm':<{w}}{'final mean':>12}{'± std':>8}{'vs random':>11}{'epoch to 95%':>14}{'s to 95%':>10}"
                   f"{'epoch to 100%':>15}{'s to 100%':>11}{'train s':>9}{'last 1/5':>10}"]
         for arm, e in step["arms"].items():

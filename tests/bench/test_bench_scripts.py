@@ -92,3 +92,27 @@ def test_predict_video_table_runs_tiny():
     assert done.returncode == 0, done.stderr[-3000:]
     assert [line.split()[0] for line in done.stdout.splitlines() if line.startswith(("hog ", "none "))] == \
         ["hog", "none"] and "network alone on the 10 whole-frame people" in done.stdout
+
+
+def test_kptransfer_carries_finished_runs_out_and_prints_a_recorded_table(tmp_path):
+    import json
+
+    from kpt_tf import workdir as wd
+
+    run = tmp_path / "bench" / "step1_lower" / "random" / "seed0"       # a finished run's files (contents unread)
+    run.mkdir(parents=True)
+    for name in (wd.CONFIG, wd.METRICS_CSV, wd.TRAIN_SUMMARY, wd.BEST_MODEL):
+        (run / name).write_text(json.dumps({"file": name}))
+    done = subprocess.run([sys.executable, "-m", "bench.kptransfer", "--workdir", str(tmp_path / "bench"),
+                           "--carry", str(tmp_path / "carried"), "--carry_only"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 finished run(s) recorded" in done.stdout and "step1_lower/random/seed0" in done.stdout
+    carried = tmp_path / "carried" / "step1_lower" / "random" / "seed0"
+    assert sorted(p.name for p in carried.iterdir()) == sorted([wd.CONFIG, wd.METRICS_CSV, wd.TRAIN_SUMMARY])
+
+    published = REPO / "docs" / "results" / "kptransfer_bench_36ep" / "results.json"
+    shown = subprocess.run([sys.executable, "-m", "bench.kptransfer", "--results", str(published)], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "upper -> lower  (seeds [0, 1, 2]; random's final mean PCKh@0.5 71.86)" in shown.stdout
