@@ -345,7 +345,7 @@ def _callbacks(run: _Run, net, val_ds, state: dict, extra_callbacks, verbose: in
         *extra_callbacks,
     ]
     if verbose:
-        callbacks.append(cb.Progress(int(t.epochs), run.steps))
+        callbacks.append(cb.Progress(int(t.epochs), run.steps, metric=run.subset.layout.pck_label))
     return validation, callbacks
 
 

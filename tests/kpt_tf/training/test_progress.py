@@ -34,3 +34,16 @@ def test_progress_prints_inside_epochs_at_its_interval_and_a_line_per_epoch(monk
     summaries = [line for line in lines if "val PCKh@0.5 42.00" in line]
     assert len(summaries) == 2 and "about 50 s left" in summaries[0] and "about 0 s left" in summaries[1]
     assert "\r" not in stream.getvalue()  # not a terminal: plain lines only
+
+
+def test_the_epoch_line_names_the_layouts_figure():
+    """On COCO records the figure is the person-box PCK, not PCKh (the loop passes `Layout.pck_label`)."""
+    from kpt_tf.layouts import layout
+
+    stream = io.StringIO()
+    progress = Progress(epochs=1, steps_per_epoch=1, stream=stream, metric=layout("coco17").pck_label)
+    progress.on_train_begin()
+    progress.on_epoch_begin(0)
+    progress.on_epoch_end(0, {"loss": 0.01, "val_pckh_mean": 42.0, "val_pckh01_mean": 7.0})
+    line = stream.getvalue()
+    assert "val PCK@0.05 of the person box 42.00" in line and "PCKh" not in line and "@0.1" not in line, line
