@@ -151,7 +151,7 @@ def run_experiment(config, workdir, quick: bool = False, log=print, verbose: int
                        target=_step_name(joints, data_dirs[k], data_dirs))
         step_results.append(write_arms_report(step_dir, summary, step_title(summary), log=log))
     overall = {"config": json.loads(config.to_json_best_effort()), "source": {
-        "joints": steps[0], "best_val_pckh_mean": source["best_val_pckh_mean"],
+        "joints": _step_name(steps[0], data_dirs[0], data_dirs), "best_val_pckh_mean": source["best_val_pckh_mean"],
         "metric": records_subset(steps[0], data_dirs[0]).layout.pck_label}, "steps": step_results}
     write_overall_report(workdir, overall)
     return overall

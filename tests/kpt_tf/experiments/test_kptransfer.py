@@ -92,7 +92,10 @@ def test_a_chain_across_data_sets_maps_heads_by_joint_name_and_scores_coco_by_pe
     (step,) = results["steps"]
     assert (step["source"], step["target"]) == ("mpii16:all", "coco17:all")
     assert (step["metric"], results["source"]["metric"]) == ("PCK@0.05 of the person box", "PCKh@0.5")
-    assert "(PCK@0.05 of the person box, final epoch" in (workdir / "results.md").read_text()
+    table = (workdir / "results.md").read_text()
+    assert "(PCK@0.05 of the person box, final epoch" in table and results["source"]["joints"] == "mpii16:all"
+    assert table.startswith("# KPTransfer: mpii16:all -> coco17:all\n\nSource mpii16:all: best validation mean "
+                            "PCKh@0.5 "), table[:200]
     for arm in step["arms"].values():         # COCO validation is person-box PCK: numbers, not NaN
         assert len(arm["per_joint"]) == 17 and all(math.isfinite(v) for v in arm["curve_mean"])
     report = json.loads((workdir / "step1_all" / "transfer" / "seed0" / "transfer_report.json").read_text())
