@@ -77,12 +77,15 @@ def embedded_records(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_workdir(embedded_records, tmp_path_factory) -> Path:
-    """A tiny network trained for a few steps on all 16 joints, for the tests that need *a* trained model (export,
-    evaluation, prediction, serving); read-only."""
+    """A tiny network trained for two epochs of a few steps on all 16 joints, for the tests that need *a* trained
+    model (export, evaluation, prediction, serving) and the test of a finished workdir's files; read-only."""
     from kpt_tf.training import loop
 
     return built_once(tmp_path_factory, "trained", lambda out: loop.train(
-        tiny_train_config(embedded_records, epochs=1, steps=4), out, verbose=0))
+        tiny_train_config(embedded_records, epochs=TRAINED_EPOCHS, steps=4), out, verbose=0))
+
+
+TRAINED_EPOCHS = 2      # of `trained_workdir`
 
 
 @pytest.fixture(scope="session")

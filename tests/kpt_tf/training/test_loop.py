@@ -36,21 +36,22 @@ def test_train_cli_refuses_missing_config():
 
 
 @pytest.mark.slow
-def test_training_run_writes_a_complete_workdir(embedded_records, tmp_path):
-    from kpt_tf.training import loop
+def test_training_run_writes_a_complete_workdir(trained_workdir):
+    """The shared tiny run (tests/conftest.trained_workdir: two epochs, two stacks) left every file of a workdir."""
+    from tests.conftest import TRAINED_EPOCHS
 
-    config = tiny_train_config(embedded_records, epochs=2, steps=6)
-    summary = loop.train(config, tmp_path / "run", verbose=0)
-    run = tmp_path / "run"
+    run = trained_workdir
     for name in ("config.json", "best.keras", "final.keras", "train_summary.json", "metrics.csv",
                  "checkpoints/best.weights.h5"):
         assert (run / name).exists(), name
+    assert not (run / "backup").exists()            # removed once training completed
     rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == list(range(TRAINED_EPOCHS))
     for column in ("loss", "loss_stack1", "loss_stack2", "val_pckh_mean", "val_pckh01_mean",
                    "val_pckh_left_wrist", "learning_rate"):
         assert column in rows[0], column
-    assert len(summary["history"]) == 2 and summary["history"][-1]["per_joint"].keys() >= {"head_top"}
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert len(summary["history"]) == TRAINED_EPOCHS and summary["history"][-1]["per_joint"].keys() >= {"head_top"}
     events = list((run / "tensorboard").rglob("events.out.tfevents*"))
     assert any("validation_images" in str(e) for e in events) and any("train" in str(e) for e in events)
 
@@ -98,68 +99,54 @@ MIRRORED_XLA = textwrap.dedent("""
                 count += 1
                 worst = max(worst, max(float(np.max(np.abs(values[0] - x))) for x in values[1:]))
             sync = [l.synchronized for l in self.model.net.layers if isinstance(l, keras.layers.BatchNormalization)]
-            print("CHECK " + json.dumps({"mirrored": count, "max_diff": worst, "replicas":
-                  self.model.distribute_strategy.num_replicas_in_sync, "synchronized_bn": all(sync) and bool(sync)}))
+            self.result = {"mirrored": count, "max_diff": worst, "synchronized_bn": all(sync) and bool(sync),
+                           "replicas": self.model.distribute_strategy.num_replicas_in_sync}
 
-    # 1 stack of depth 1: tracing synchronized BN's all-reduce gradient walks the whole graph once per BN layer
-    # (TF's graph-mode custom_gradient), so its cost grows with the square of the network (BUILD_NOTES)
-    config = tiny_train_config(sys.argv[1], epochs=1, steps=4, stacks=1, depth=1)
-    config.train.num_cpu_replicas = 2
-    config.train.xla = sys.argv[3]
-    if len(sys.argv) > 4:  # distillation from this teacher
-        config.train.trainer = "distill"
-        add_section(config, "distill", dict(teacher=sys.argv[4], alpha=0.5, kd_on_all_joints=False, init_student=""))
-    summary = loop.train(config, sys.argv[2], extra_callbacks=[ReplicaCheck()], verbose=0)
-    kd = [k for k in __import__("csv").DictReader(open(sys.argv[2] + "/metrics.csv"))][0].get("loss_kd")
-    print("SUMMARY " + json.dumps({"xla": summary["xla"], "replicas": summary["replicas"],
-                                   "trainer": summary["trainer"], "loss_kd": kd is not None}))
+    records, workdirs, teacher = sys.argv[1], sys.argv[2], sys.argv[3]
+    for case in sys.argv[4:]:            # one process for every case: the logical CPUs are set before TF starts
+        xla, trainer = case.split("-")
+        # 1 stack of depth 1: tracing synchronized BN's all-reduce gradient walks the whole graph once per BN layer
+        # (TF's graph-mode custom_gradient), so its cost grows with the square of the network (BUILD_NOTES)
+        config = tiny_train_config(records, epochs=1, steps=4, stacks=1, depth=1)
+        config.train.num_cpu_replicas = 2
+        config.train.xla = xla
+        if trainer == "distill":        # FPD's student and frozen teacher in the same step
+            config.train.trainer = "distill"
+            add_section(config, "distill", dict(teacher=teacher, alpha=0.5, kd_on_all_joints=False, init_student=""))
+        check, run = ReplicaCheck(), f"{workdirs}/{case}"
+        summary = loop.train(config, run, extra_callbacks=[check], verbose=0)
+        kd = [k for k in __import__("csv").DictReader(open(run + "/metrics.csv"))][0].get("loss_kd")
+        print("CASE " + json.dumps({"case": case, "check": check.result, "summary": {
+            "xla": summary["xla"], "replicas": summary["replicas"], "trainer": summary["trainer"],
+            "loss_kd": kd is not None}}), flush=True)
 """)
+MIRRORED_CASES = ("on-pose", "off-pose", "on-distill")
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs(embedded_records, trained_workdir, tmp_path_factory) -> dict:
+    """The three 2-replica runs, trained in one process (each process pays TF's start and the replica set-up)."""
+    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records),
+                           str(tmp_path_factory.mktemp("mirrored")), str(trained_workdir), *MIRRORED_CASES],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    cases = [json.loads(line[5:]) for line in done.stdout.splitlines() if line.startswith("CASE ")]
+    return {"done": done, **{c["case"]: c for c in cases}}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("xla,trainer", [("on", "pose"), ("off", "pose"), ("on", "distill")])
-def test_mirrored_strategy_two_cpus_keeps_replicas_identical(embedded_records, trained_workdir, tmp_path, xla,
-                                                             trainer):
+@pytest.mark.parametrize("case", MIRRORED_CASES)
+def test_mirrored_strategy_two_cpus_keeps_replicas_identical(mirrored_runs, case):
     """2 logical CPUs: weights and BN moving statistics identical on both replicas after training.
 
     XLA on: per-replica BN inside the compiled step, moving statistics averaged after it; XLA off:
     synchronized BN. `distill`: FPD's student and frozen teacher in the same compiled step."""
-    teacher = [str(trained_workdir)] if trainer == "distill" else []
-    done = subprocess.run([sys.executable, "-c", MIRRORED_XLA, str(embedded_records), str(tmp_path / "run"), xla,
-                           *teacher], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    check = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("CHECK "))[6:])
-    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("SUMMARY "))[8:])
+    done = mirrored_runs["done"]
+    assert case in mirrored_runs, f"exit {done.returncode}: " + done.stderr[-3000:]
+    xla, trainer = case.split("-")
+    check, summary = mirrored_runs[case]["check"], mirrored_runs[case]["summary"]
     assert summary == {"xla": xla == "on", "replicas": 2, "trainer": trainer, "loss_kd": trainer == "distill"}
     assert check["replicas"] == 2 and check["synchronized_bn"] == (xla == "off") and check["mirrored"] > 50
     assert check["max_diff"] == 0.0, check
-
-
-class _Crash(Exception):
-    pass
-
-
-@pytest.mark.slow
-def test_interrupted_training_resumes_from_backup(embedded_records, tmp_path):
-    """A run killed after its first epoch continues at the second one (the backup in the workdir, training.resume)."""
-    import keras
-
-    from kpt_tf.training import loop
-
-    class CrashAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise _Crash()
-
-    config = tiny_train_config(embedded_records, epochs=2, steps=3, stacks=1)
-    with pytest.raises(_Crash):
-        loop.train(config, tmp_path / "run", extra_callbacks=[CrashAfterFirstEpoch()], verbose=0)
-    assert (tmp_path / "run" / "backup").is_dir()
-    summary = loop.train(config, tmp_path / "run", verbose=0)
-    epochs = [int(r["epoch"]) for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv"))]
-    assert epochs == [0, 1], epochs                 # epoch 0 once (before the crash), then epoch 1 only
-    assert [h["epoch"] for h in summary["history"]] == [1, 2]   # the whole history
-    assert not (tmp_path / "run" / "backup").exists()  # removed once training completed
 
 
 @pytest.mark.slow
