@@ -58,14 +58,15 @@ def test_training_run_writes_a_complete_workdir(trained_workdir):
 
 @pytest.mark.slow
 def test_overfits_a_handful_of_crops(tmp_path):
-    """A few hundred steps on 8 crops, scored on the same crops: PCKh must climb far above its start."""
+    """A few hundred steps on 8 crops, scored on the same crops: PCKh must climb far above its start. One stack
+    (half the seconds of two): 14.5 -> 90.0 against the mean pose's 21.8 (2026-12-07, Intel host)."""
     from data_prep.embedded import ensure_embedded_dataset
     from kpt_tf.evaluate import mean_pose_baseline
     from kpt_tf.training import loop
 
     records = ensure_embedded_dataset(tmp_path / "handful", num_train=8, num_val=8, seed=3, input_size=64,
                                       num_workers=2, progress=False)
-    config = tiny_train_config(records, epochs=6, steps=50, channels=32)
+    config = tiny_train_config(records, epochs=6, steps=50, channels=32, stacks=1)
     config.data.val_split = "train"          # score on the crops it trains on
     config.augment.rotation_prob, config.augment.flip = 0.0, False
     config.augment.scale_min = config.augment.scale_max = 1.0
