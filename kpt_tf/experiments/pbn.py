@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 from absl import app
@@ -62,16 +63,31 @@ def matched_hourglass(pbn_config, target_params: int, tolerance: float):
                             num_stacks=int(c.model.trunk_stacks) + int(c.model.branch_stacks))
     m = c.model
 
-    def params(width):
-        m.channels = width
-        return trainable_params(c)
+    counts: dict[int, int] = {}
 
-    lo, hi = 2, 2
-    while params(hi) < target_params:      # exponential search, then bisection over even widths
-        lo, hi = hi, hi * 2
-    while hi - lo > 2:
-        mid = (lo + hi) // 4 * 2
-        lo, hi = (mid, hi) if params(mid) < target_params else (lo, mid)
+    def params(width):
+        if width not in counts:
+            m.channels = width
+            counts[width] = trainable_params(c)     # builds the network: about a second even for a tiny one
+        return counts[width]
+
+    def even(width):
+        return max(2, 2 * round(width / 2))
+
+    # The count grows about with the square of the width: two guesses from the PBN's own width land within an
+    # even step or two of the target, then even steps bracket it (3-5 networks built, where a search from width 2
+    # built 11). The counts grow with the width, so the bracket's closer end is the closest even width overall.
+    width = even(int(pbn_config.model.channels))
+    for _ in range(2):
+        width = even(width * math.sqrt(target_params / params(width)))
+    if params(width) < target_params:
+        while params(width + 2) < target_params:
+            width += 2
+        lo, hi = width, width + 2
+    else:
+        while width > 2 and params(width - 2) >= target_params:
+            width -= 2
+        lo, hi = max(2, width - 2), width
     width = min((lo, hi), key=lambda w: abs(params(w) - target_params))
     count = params(width)
     if abs(count - target_params) > tolerance * target_params:

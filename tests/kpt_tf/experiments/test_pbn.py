@@ -33,3 +33,24 @@ def test_pbn_against_a_matched_hourglass_runs_end_to_end_with_quick(embedded_rec
     table = (tmp_path / "results.md").read_text()
     assert "pbn_mi - hourglass" in table and "occluded joints" in table
     assert (tmp_path / "groups_mi" / "mi.png").is_file()
+
+
+def test_the_matched_hourglass_is_the_closest_even_width_found_with_few_builds(monkeypatch):
+    """The width search builds a handful of networks (each build costs about a second), and what it returns is the
+    even width whose count is closest to the PBN's: both neighbours are farther (the counts grow with the width)."""
+    from configs.pbn_embedded import get_config
+    from kpt_tf.experiments import pbn
+
+    config = pbn.apply_quick(get_config())
+    config.model.depth = 1
+    target = pbn.trainable_params(config)
+    built = []
+    count_params = pbn.trainable_params
+    monkeypatch.setattr(pbn, "trainable_params", lambda c: built.append(int(c.model.channels)) or count_params(c))
+    hourglass, count = pbn.matched_hourglass(config, target, 0.03)
+    width = int(hourglass.model.channels)
+    assert hourglass.model.num_stacks == 2 and width % 2 == 0 and count == count_params(hourglass)
+    assert len(built) <= 6, built
+    for neighbour in (width - 2, width + 2):
+        hourglass.model.channels = neighbour
+        assert abs(count_params(hourglass) - target) >= abs(count - target), (neighbour, width, built)
