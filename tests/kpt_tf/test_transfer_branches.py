@@ -25,7 +25,7 @@ LEGS = "right_ankle,right_knee,left_knee,left_ankle"   # the group ank_kne, in i
 def hourglass_config(joints: str, stacks: int, channels: int):
     c = base_config()
     c.joints = joints
-    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, 2, 64
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, 1, 64
     return c
 
 
