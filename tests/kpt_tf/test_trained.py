@@ -63,7 +63,7 @@ def _tiny(stacks=2):
     from configs.base import base_config
 
     c = base_config()
-    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 2, 64
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 1, 64
     return c
 
 

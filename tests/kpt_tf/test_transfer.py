@@ -18,7 +18,7 @@ from kpt_tf.training.trainer import PoseTrainer
 from kpt_tf.transfer import TransferError, read_source, transfer_into, transfer_to_workdir
 
 
-def tiny_config(joints: str, channels: int = 16, stacks: int = 2, depth: int = 2):
+def tiny_config(joints: str, channels: int = 16, stacks: int = 2, depth: int = 1):
     c = base_config()
     c.joints = joints
     c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, channels, depth, 64
@@ -43,7 +43,7 @@ def source_16(tmp_path_factory):
     return net, d / "best.keras"
 
 
-def fresh_target(joints: str, seed: int = 7, depth: int = 2):
+def fresh_target(joints: str, seed: int = 7, depth: int = 1):
     keras.utils.set_random_seed(seed)
     return build_net(tiny_config(joints, depth=depth), JointSubset.parse(joints))
 
@@ -83,7 +83,7 @@ def test_map_heads_by_joint_name(source_16):
     assert report.shared_joints == list(target_joints.names)
 
 
-def saved_source(directory, joints: str, seed: int, depth: int = 2):
+def saved_source(directory, joints: str, seed: int, depth: int = 1):
     """A source network on `joints`, every weight shifted off its initialisation, saved with its config."""
     keras.utils.set_random_seed(seed)
     src = build_net(tiny_config(joints, depth=depth), JointSubset.parse(joints))

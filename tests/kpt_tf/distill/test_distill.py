@@ -27,7 +27,7 @@ CODEC = HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0)
 def tiny(joints="all", stacks=2):
     c = base_config()
     c.joints = joints
-    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 2, 64
+    c.model.num_stacks, c.model.channels, c.model.depth, c.model.input_size = stacks, 16, 1, 64
     c.codec.sigma = 2.0
     return c
 
