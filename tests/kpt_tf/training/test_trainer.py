@@ -39,7 +39,7 @@ class ExtraTermTrainer(PoseTrainer):
 
 
 def test_the_loss_is_the_weighted_mse_summed_over_stacks():
-    net = build_hourglass(2, 16, 16, depth=2, input_size=64)
+    net = build_hourglass(2, 16, 16, depth=1, input_size=64)
     trainer = PoseTrainer(net, CODEC)
     images, targets = batch()
     outputs = trainer(images)
@@ -66,7 +66,7 @@ def test_foreground_weight_scales_each_pixel_by_one_plus_weight_times_target_and
     config = base_config()
     assert config.train.foreground_weight == 0.0       # default: the plain MSE
     config.train.foreground_weight = 4.0
-    trainer = make_trainer(config, build_hourglass(1, 16, 16, depth=2, input_size=64), CODEC, xla=False)
+    trainer = make_trainer(config, build_hourglass(1, 16, 16, depth=1, input_size=64), CODEC, xla=False)
     assert trainer.foreground_weight == 4.0
 
 
@@ -74,7 +74,7 @@ def test_foreground_weight_scales_each_pixel_by_one_plus_weight_times_target_and
 def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
     config = base_config()
     config.train.trainer = "test_extra_term"
-    net = build_hourglass(1, 16, 16, depth=2, input_size=64)
+    net = build_hourglass(1, 16, 16, depth=1, input_size=64)
     trainer = make_trainer(config, net, CODEC, xla=False)
     assert isinstance(trainer, ExtraTermTrainer)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -86,7 +86,7 @@ def test_a_registered_subclass_adds_a_term_and_a_metric_through_fit():
 
 @pytest.mark.slow
 def test_one_stack_network_trains_with_xla_and_unknown_trainers_are_refused():
-    net = build_hourglass(1, 16, 16, depth=2, input_size=64)
+    net = build_hourglass(1, 16, 16, depth=1, input_size=64)
     trainer = PoseTrainer(net, CODEC, xla=True)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     images, targets = batch()
