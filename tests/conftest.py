@@ -75,6 +75,9 @@ def embedded_records(tmp_path_factory) -> Path:
     return root / "records"       # where ensure_embedded_dataset writes them
 
 
+TRAINED_EPOCHS = 2      # of `trained_workdir`
+
+
 @pytest.fixture(scope="session")
 def trained_workdir(embedded_records, tmp_path_factory) -> Path:
     """A tiny network trained for two epochs of a few steps on all 16 joints, for the tests that need *a* trained
@@ -83,9 +86,6 @@ def trained_workdir(embedded_records, tmp_path_factory) -> Path:
 
     return built_once(tmp_path_factory, "trained", lambda out: loop.train(
         tiny_train_config(embedded_records, epochs=TRAINED_EPOCHS, steps=4), out, verbose=0))
-
-
-TRAINED_EPOCHS = 2      # of `trained_workdir`
 
 
 @pytest.fixture(scope="session")

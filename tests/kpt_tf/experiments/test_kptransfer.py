@@ -93,6 +93,7 @@ def test_a_two_step_chain_ending_on_another_data_set_runs_end_to_end_and_carries
     carry_finished_runs(workdir, carried, lambda run: feeds_a_later_step(run, 3))
     carry_finished_runs(carried, elsewhere, lambda run: feeds_a_later_step(run, 3))
     again = run_experiment(config, elsewhere, quick=True, log=lambda *a: None, verbose=0)
+
     def networks(root):
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.keras"))
 

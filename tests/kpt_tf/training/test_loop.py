@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO, tiny_train_config
+from tests.conftest import REPO, TRAINED_EPOCHS, tiny_train_config
 
 
 def run_module(*args, timeout=600):
@@ -38,8 +38,6 @@ def test_train_cli_refuses_missing_config():
 @pytest.mark.slow
 def test_training_run_writes_a_complete_workdir(trained_workdir):
     """The shared tiny run (tests/conftest.trained_workdir: two epochs, two stacks) left every file of a workdir."""
-    from tests.conftest import TRAINED_EPOCHS
-
     run = trained_workdir
     for name in ("config.json", "best.keras", "final.keras", "train_summary.json", "metrics.csv",
                  "checkpoints/best.weights.h5"):
