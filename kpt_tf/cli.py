@@ -55,7 +55,8 @@ def _raise_on_signal(signum, frame):
 def run(main, program: str) -> None:
     """`absl.app.run(main)`, with user errors turned into a message and an exit code. Ctrl-C (SIGINT) and SIGTERM
     stop it the same way: one line, exit 128 + the signal number (130, 143), no traceback; every writer here writes
-    atomically, so a rerun of the same command resumes or redoes the work."""
+    atomically, so a rerun of the same command resumes or redoes the work. A SIGTERM the parent passed on ignored
+    stays ignored, as Python keeps an ignored SIGINT: whoever started the program chose that."""
     import signal
 
     from absl import app
