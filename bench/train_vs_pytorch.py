@@ -34,6 +34,7 @@ from kpt_tf.export import export_net
 from kpt_tf.interop.torch_hourglass import HourglassNet
 from kpt_tf.joints import JointSubset
 from kpt_tf.models.hourglass import STEM_WIDTHS, build_hourglass
+from kpt_tf.training import optimizers
 from kpt_tf.training.distribute import resolve_xla
 from kpt_tf.training.trainer import PoseTrainer
 from kpt_tf.workdir import ExportOptions
@@ -70,7 +71,7 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
 
     net = build_hourglass(stacks, channels, 16, input_size=size, stem=stem)
     trainer = PoseTrainer(net, codec, xla=resolve_xla("auto"))
-    trainer.compile(optimizer=keras.optimizers.RMSprop(2.5e-4, rho=0.99, epsilon=1e-8))
+    trainer.compile(optimizer=optimizers.RMSprop(2.5e-4, rho=0.99, epsilon=1e-8))
     iterator = iter(tf.data.Dataset.from_tensors((images, {"joints": joints, "weights": weights})).repeat())
     trainer.make_train_function()
 

@@ -28,7 +28,7 @@ from kpt_tf.models.flops import flops_per_image
 from kpt_tf.models.weights import trainable_parameter_count, weights_digest
 from kpt_tf.trained import net_from_saved
 from kpt_tf.training import callbacks as cb
-from kpt_tf.training import resume
+from kpt_tf.training import optimizers, resume
 from kpt_tf.training.distribute import (
     is_chief,
     is_multi_worker,
@@ -107,11 +107,11 @@ def make_optimizer(config, steps_per_epoch: int):
     schedule = make_schedule(config, steps_per_epoch)
     name = str(t.optimizer).lower()
     if name == "rmsprop":   # bearpaw/pytorch-pose: RMSprop, no momentum, PyTorch's eps
-        return keras.optimizers.RMSprop(schedule, rho=0.99, epsilon=1e-8)
+        return optimizers.RMSprop(schedule, rho=0.99, epsilon=1e-8)
     if name == "adam":      # HRNet/FPD
-        return keras.optimizers.Adam(schedule)
+        return optimizers.Adam(schedule)
     if name == "sgd":       # momentum 0.9: updates proportional to the gradient (Adam's and RMSprop's first steps
-        return keras.optimizers.SGD(schedule, momentum=0.9)   # are sign-like, amplifying rounding in tiny ones)
+        return optimizers.SGD(schedule, momentum=0.9)   # are sign-like, amplifying rounding in tiny ones)
     raise ValueError(f"config train.optimizer must be rmsprop, adam or sgd, not {t.optimizer!r}")
 
 
