@@ -43,9 +43,16 @@ _KEYS = ("format", "name", "dataset", "description", "joints", "short_names", "a
 # What a PCK figure divides a joint's error by: MPII's head box (PCKh) or, for data sets without head boxes
 # (COCO), the person box (kpt_tf.metrics.pckh.normalizers).
 PCK_NORMALIZERS = ("head_box", "person_box")
-# How reports name the figure at the 0.5 threshold of each normaliser: on a person box, 0.5 x (0.1 x the box's longer
-# side) is mmpose's bbox-normalised PCK@0.05 (BUILD_NOTES, "COCO converter ...").
-PCK_LABELS = {"head_box": "PCKh@0.5", "person_box": "PCK@0.05 of the person box"}
+# How reports name the figure at the 0.5 threshold of each normaliser (on a person box, 0.5 x (0.1 x the box's longer
+# side) is mmpose's bbox-normalised PCK@0.05; BUILD_NOTES, "COCO converter ..."), and the stricter figure at 0.1
+# where the field quotes one: MPII's PCKh@0.1 (HRNet's tables); a person-box PCK at 0.01 of the box is not quoted.
+PCK_FIGURES = {"head_box": ("PCKh@0.5", "PCKh@0.1"), "person_box": ("PCK@0.05 of the person box", None)}
+PCK_LABELS = {normaliser: label for normaliser, (label, _) in PCK_FIGURES.items()}
+
+
+def strict_pck_label(label: str) -> str | None:
+    """The stricter (@0.1) figure reported beside the figure named `label`, or None where none is quoted."""
+    return next((strict for main, strict in PCK_FIGURES.values() if main == label), None)
 
 
 class LayoutError(ValueError):

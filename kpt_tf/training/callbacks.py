@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from kpt_tf.cli import RunStopped
 from kpt_tf.inference import net_heatmaps_fn, predict_dataset
-from kpt_tf.layouts import PCK_LABELS
+from kpt_tf.layouts import PCK_LABELS, strict_pck_label
 from kpt_tf.metrics import pckh
 from kpt_tf.training.history import MEAN_01_LOG_KEY, MEAN_LOG_KEY, EpochScores
 from kpt_tf.visualize import draw_skeleton
@@ -70,8 +70,8 @@ class Progress(keras.callbacks.Callback):
     """Shows movement inside every epoch without flooding logs: on a terminal one line rewritten about twice a
     second, elsewhere (CI, files) one line every `log_interval` seconds; and one summary line per epoch with
     the losses, the validation figure and the estimated time left. Must come after ValidationPCKh. `metric`: the
-    figure's name in the data's layout (`Layout.pck_label`: PCKh@0.5 on MPII, the person-box PCK on COCO, whose
-    tenfold stricter column is not a figure anyone quotes, so only MPII's @0.1 is shown)."""
+    figure's name in the data's layout (`Layout.pck_label`: PCKh@0.5 on MPII, the person-box PCK on COCO); its
+    stricter @0.1 figure is shown where one is quoted (`layouts.strict_pck_label`: MPII's only)."""
 
     def __init__(self, epochs: int, steps_per_epoch: int, stream=None, log_interval: float = 10.0,
                  metric: str = PCK_LABELS["head_box"]):
@@ -119,7 +119,7 @@ class Progress(keras.callbacks.Callback):
         pckh_text = ""
         if MEAN_LOG_KEY in logs:
             pckh_text = f"  val {self.metric} {float(logs[MEAN_LOG_KEY]):.2f}"
-            if self.metric == PCK_LABELS["head_box"]:
+            if strict_pck_label(self.metric):
                 pckh_text += f"  @0.1 {float(logs[MEAN_01_LOG_KEY]):.2f}"
         loss = float(np.asarray(logs.get("loss", float("nan"))))
         self._write(f"epoch {epoch + 1}/{self.epochs}  {now - self._epoch_started:.0f} s  loss {loss:.4g}"
