@@ -20,6 +20,14 @@ def test_train_vs_pytorch_runs_tiny():
 
 
 @pytest.mark.slow
+def test_optimizer_update_runs_tiny():
+    done = subprocess.run([sys.executable, "-m", "bench.optimizer_update", "--tiny", "--batch_size", "2",
+                           "--optimizers", "rmsprop"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| rmsprop |" in done.stdout and "machine:" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
 def test_fpd_cost_table_runs_tiny(trained_workdir, embedded_records, tmp_path):
     from kpt_tf.training import loop
     from tests.conftest import tiny_train_config
