@@ -27,7 +27,7 @@ from absl import app, flags
 
 from kpt_tf import geometry
 from kpt_tf.data import pipeline, schema
-from kpt_tf.data.augment import AugmentConfig, warp_image
+from kpt_tf.data.augment import WARPS, AugmentConfig, warp_image
 from kpt_tf.data.records import shard_files
 from kpt_tf.data.splits import count_records
 from kpt_tf.joints import NUM_JOINTS, JointSubset, full_flip_permutation
@@ -217,7 +217,7 @@ def run(records_dir: str, split: str, batch_size: int, num_batches: int, warmup:
     # Factories: a tf.data iterator keeps prefetching in background threads, so each round starts a fresh
     # one (after warm-up) and drops it before the next loader is timed.
     factories = {"naive numpy/cv2 loop": lambda: naive_batches(files, subset, batch_size, augment, seed)}
-    for warp in ("projective_transform", "xla"):
+    for warp in reversed(WARPS):     # the default (cv2) last
         ds = pipeline.make_dataset(records_dir, split, subset, pipeline.StreamOptions(
             batch_size, training=True, input_size=INPUT_SIZE, augment=augment, seed=seed,
             shuffle_buffer=min(total, 2048), warp=warp))

@@ -2,9 +2,9 @@
 
 One affine per sample maps the stored crop to the model input: the input square covers exactly one person
 box (the crop covers `person/crop_margin` boxes around the same centre), then rotation, scale and a
-horizontal flip about the input centre. The image is resampled once with that matrix (bilinear, fill 0:
-an XLA-compiled sampler equal to ImageProjectiveTransformV3, see `augment.warp_image`) and the joints are moved
-with the same matrix, so image and labels cannot drift apart.
+horizontal flip about the input centre. The image is resampled once with that matrix (bilinear, fill 0: by
+default OpenCV's warpAffine over each batch, `augment.WARPS`) and the joints are moved with the same matrix, so
+image and labels cannot drift apart.
 
 Flip: all the stored joints (every joint of the records' keypoint layout) are mirrored and all the layout's flip
 pairs swapped before the model's joint subset is selected, so every subset (even `left`) trains with flip
@@ -38,7 +38,7 @@ import os
 import tensorflow as tf
 
 from kpt_tf.data import schema
-from kpt_tf.data.augment import AugmentConfig
+from kpt_tf.data.augment import DEFAULT_WARP, AugmentConfig, make_batch_renderer
 from kpt_tf.data.records import person_transform, records_subset, shard_files
 from kpt_tf.joints import JointSubset
 
@@ -53,8 +53,9 @@ class StreamOptions:
     (None = no augmentation), remainder dropped unless drop_remainder=False.
     training=False (evaluation): no augmentation, no shuffle, file order, one pass, remainder kept.
     `seed` + deterministic=True: reproducible batches. with_meta: each element is one dict with the evaluation
-    fields too (`make_dataset`). `warp`: "xla" (XLA-compiled bilinear sampler, default) or "projective_transform"
-    (tf.raw_ops.ImageProjectiveTransformV3); same pixels, the first is about 3x cheaper on CPU.
+    fields too (`make_dataset`). `warp`: "cv2" (OpenCV's warpAffine once per batch, default), "xla" (an
+    XLA-compiled bilinear sampler per record) or "projective_transform" (tf.raw_ops.ImageProjectiveTransformV3);
+    pixels within one grey level of each other, the same joints (`augment.WARPS`: costs).
     skip_damaged: a shard's records from its first damaged one on are skipped (`damaged.damaged_records` counts
     them) instead of stopping with DataLossError.
     """
@@ -69,7 +70,7 @@ class StreamOptions:
     drop_remainder: bool | None = None    # None: drop when training
     shuffle_buffer: int = 2048
     with_meta: bool = False
-    warp: str = "xla"
+    warp: str = DEFAULT_WARP
     skip_damaged: bool = False
 
     def __post_init__(self):
@@ -169,9 +170,20 @@ def _decoded_batches(ds: tf.data.Dataset, subset: JointSubset, batch_size: int,
     ds = ds.map(person_transform(subset, options.input_size, augment, options.with_meta, options.warp),
                 num_parallel_calls=AUTOTUNE, deterministic=options.ordered)
     ds = ds.batch(batch_size, drop_remainder=options.drops_remainder)
+    render_batch = make_batch_renderer(options.input_size, options.warp)
+    if render_batch is not None:
+        ds = ds.map(_rendering_images(render_batch, options.with_meta), num_parallel_calls=AUTOTUNE,
+                    deterministic=options.ordered)
     if not options.with_meta:
         ds = ds.map(lambda images, joints, weights: (images, {"joints": joints, "weights": weights}))
     return ds.prefetch(AUTOTUNE)
+
+
+def _rendering_images(render_batch, with_meta: bool):
+    """A batch whose images are still the warp's inputs -> the same batch with the rendered images."""
+    if with_meta:
+        return lambda batch: {**batch, "image": render_batch(*batch["image"])}
+    return lambda warp_inputs, joints, weights: (render_batch(*warp_inputs), joints, weights)
 
 
 def _tf_data_options(ordered: bool) -> tf.data.Options:

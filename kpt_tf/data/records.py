@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from kpt_tf import geometry
 from kpt_tf.data import schema
-from kpt_tf.data.augment import AugmentConfig, make_renderer, sample_augmentation
+from kpt_tf.data.augment import DEFAULT_WARP, AugmentConfig, make_renderer, sample_augmentation
 from kpt_tf.data.manifest import records_layout
 from kpt_tf.joints import JointSubset
 
@@ -53,10 +53,11 @@ def config_subset(config) -> JointSubset:
 
 
 def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool,
-                     warp: str = "xla"):
+                     warp: str = DEFAULT_WARP):
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
     element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
-    (`records_subset` reads a subset against them)."""
+    (`records_subset` reads a subset against them). For a warp applied per batch (`augment.make_batch_renderer`),
+    "pixels" is the renderer's inputs (crop, input->crop affine, colour), rendered after `batch`."""
     render = make_renderer(input_size, warp)
     indices = tf.constant(subset.indices, tf.int32)
     full_flip = tf.constant(subset.layout.flip_partners, tf.int32)     # out[i] = in[partner[i]]
