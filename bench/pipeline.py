@@ -217,7 +217,7 @@ def run(records_dir: str, split: str, batch_size: int, num_batches: int, warmup:
     # Factories: a tf.data iterator keeps prefetching in background threads, so each round starts a fresh
     # one (after warm-up) and drops it before the next loader is timed.
     factories = {"naive numpy/cv2 loop": lambda: naive_batches(files, subset, batch_size, augment, seed)}
-    for warp in reversed(WARPS):     # the default (cv2) last
+    for warp in reversed(WARPS):
         ds = pipeline.make_dataset(records_dir, split, subset, pipeline.StreamOptions(
             batch_size, training=True, input_size=INPUT_SIZE, augment=augment, seed=seed,
             shuffle_buffer=min(total, 2048), warp=warp))

@@ -9,6 +9,8 @@ import functools
 
 import tensorflow as tf
 
+from kpt_tf.data.schema import decode_crop
+
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
@@ -118,12 +120,15 @@ def projective_warp(image, input_to_source, output_size: int):
         interpolation="BILINEAR", fill_mode="CONSTANT")[0]
 
 
-# "cv2": OpenCV's bilinear warpAffine, run once per batch after `batch` (`make_batch_renderer`); the others per
-# record. Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline): the training pipeline's CPU per image
-# 3.15 ms with "xla" against 2.35-2.39 ms with "cv2"; its pixels are within one grey level of the others' (cv2
-# interpolates in 1/32 px and rounds before the colour factor), the joints are the same (computed before the warp).
-WARPS = ("cv2", "xla", "projective_transform")
-DEFAULT_WARP = "cv2"
+# "cv2": OpenCV decodes and warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch);
+# the others decode and warp per record in TF. Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline):
+# the training pipeline's CPU per image 2.83 ms with "xla" against 2.27 ms with "cv2" warping per batch. The images
+# are within a few grey levels of the others' at sharp edges (cv2 samples at 1/32 px and rounds before the colour
+# factor), from the same decoded crop (libjpeg's accurate DCT in both: `schema.decode_crop`); the joints are the
+# same (computed before the warp). Not the default yet: with it, CI's two-workers-against-two-replicas run once
+# ended 15 % apart in one weight tensor (BUILD_NOTES), unexplained and not reproduced here.
+WARPS = ("xla", "cv2", "projective_transform")
+DEFAULT_WARP = "xla"
 _BATCHED_WARPS = ("cv2",)
 
 
@@ -134,15 +139,14 @@ def _check_warp(warp: str) -> None:
 
 @functools.lru_cache(maxsize=None)
 def make_renderer(input_size: int, warp: str):
-    """(crop uint8, input->crop affine, colour [3]) -> model input uint8 [S, S, 3]: one warp, colour, clip.
+    """(crop's JPEG, input->crop affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
 
-    For a warp applied per batch ("cv2") the record's renderer returns its three inputs unchanged, and
-    `make_batch_renderer` renders them after `batch` (the crops of one records directory share one size: the
-    converter's `crop_size`)."""
+    For a warp applied per batch ("cv2") the record's renderer returns its three inputs (affine and colour as
+    float32), and `make_batch_renderer` renders them after `batch`."""
     _check_warp(warp)
     if warp in _BATCHED_WARPS:
-        return lambda crop, input_to_crop, colour: (crop, tf.cast(input_to_crop, tf.float32),
-                                                    tf.cast(colour, tf.float32))
+        return lambda encoded, input_to_crop, colour: (encoded, tf.cast(input_to_crop, tf.float32),
+                                                       tf.cast(colour, tf.float32))
 
     def render(crop, input_to_crop, colour):
         sampler = warp_image if warp == "xla" else projective_warp
@@ -150,33 +154,38 @@ def make_renderer(input_size: int, warp: str):
         return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
 
     # XLA fuses the sampler's elementwise work into one loop; it compiles once per crop shape.
-    return tf.function(render, jit_compile=True, autograph=False) if warp == "xla" else render
+    warp_crop = tf.function(render, jit_compile=True, autograph=False) if warp == "xla" else render
+    return lambda encoded, input_to_crop, colour: warp_crop(decode_crop(encoded), input_to_crop, colour)
 
 
 def make_batch_renderer(input_size: int, warp: str):
-    """None for a warp applied per record; else (crops [B, C, C, 3] uint8, input->crop affines [B, 2, 3], colours
-    [B, 3]) -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
+    """None for a warp applied per record; else (JPEGs [B] string, input->crop affines [B, 2, 3], colours [B, 3])
+    -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
     _check_warp(warp)
     if warp not in _BATCHED_WARPS:
         return None
 
-    def render_batch(crops, input_to_crop, colours):
+    def render_batch(encoded, input_to_crop, colours):
         pixels = tf.numpy_function(functools.partial(_cv2_render_batch, input_size=input_size),
-                                   [crops, input_to_crop, colours], tf.uint8, stateful=False, name="cv2_warp")
+                                   [encoded, input_to_crop, colours], tf.uint8, stateful=False, name="cv2_warp")
         pixels.set_shape([None, input_size, input_size, 3])
         return pixels
 
     return render_batch
 
 
-def _cv2_render_batch(crops, input_to_crop, colours, input_size: int):
+def _cv2_render_batch(encoded, input_to_crop, colours, input_size: int):
     # One Python call per batch: a py-function call costs ~0.5 ms, as much as the warp (BUILD_NOTES). cv2 releases
-    # the GIL inside warpAffine and multiply, so parallel batches run in parallel.
+    # the GIL while it decodes and warps, so parallel batches run in parallel.
     import cv2
     import numpy as np
 
-    out = np.empty((len(crops), input_size, input_size, 3), np.uint8)
-    for i, (crop, m, colour) in enumerate(zip(crops, input_to_crop, colours)):
+    out = np.empty((len(encoded), input_size, input_size, 3), np.uint8)
+    for i, (jpeg, m, colour) in enumerate(zip(encoded, input_to_crop, colours)):
+        # the accurate integer DCT, as `schema.decode_crop`
+        crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if crop is None:
+            raise ValueError(f"a stored crop ({len(jpeg)} bytes) does not decode as a JPEG image")
         # WARP_INVERSE_MAP: output pixel p samples the crop at M p, as `warp_image`; outside reads 0
         warped = cv2.warpAffine(crop, m.astype(np.float64), (input_size, input_size),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,

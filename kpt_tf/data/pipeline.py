@@ -3,8 +3,8 @@
 One affine per sample maps the stored crop to the model input: the input square covers exactly one person
 box (the crop covers `person/crop_margin` boxes around the same centre), then rotation, scale and a
 horizontal flip about the input centre. The image is resampled once with that matrix (bilinear, fill 0: by
-default OpenCV's warpAffine over each batch, `augment.WARPS`) and the joints are moved with the same matrix, so
-image and labels cannot drift apart.
+default an XLA-compiled sampler equal to ImageProjectiveTransformV3, `augment.warp_image`; `augment.WARPS`) and
+the joints are moved with the same matrix, so image and labels cannot drift apart.
 
 Flip: all the stored joints (every joint of the records' keypoint layout) are mirrored and all the layout's flip
 pairs swapped before the model's joint subset is selected, so every subset (even `left`) trains with flip
@@ -53,9 +53,9 @@ class StreamOptions:
     (None = no augmentation), remainder dropped unless drop_remainder=False.
     training=False (evaluation): no augmentation, no shuffle, file order, one pass, remainder kept.
     `seed` + deterministic=True: reproducible batches. with_meta: each element is one dict with the evaluation
-    fields too (`make_dataset`). `warp`: "cv2" (OpenCV's warpAffine once per batch, default), "xla" (an
-    XLA-compiled bilinear sampler per record) or "projective_transform" (tf.raw_ops.ImageProjectiveTransformV3);
-    pixels within one grey level of each other, the same joints (`augment.WARPS`: costs).
+    fields too (`make_dataset`). `warp`: "xla" (an XLA-compiled bilinear sampler per record, default), "cv2"
+    (OpenCV decodes and warps once per batch: ~20 % less CPU) or "projective_transform"
+    (tf.raw_ops.ImageProjectiveTransformV3); the same joints, pixels within a few grey levels (`augment.WARPS`).
     skip_damaged: a shard's records from its first damaged one on are skipped (`damaged.damaged_records` counts
     them) instead of stopping with DataLossError.
     """

@@ -57,14 +57,13 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
     element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
     (`records_subset` reads a subset against them). For a warp applied per batch (`augment.make_batch_renderer`),
-    "pixels" is the renderer's inputs (crop, input->crop affine, colour), rendered after `batch`."""
+    "pixels" is the renderer's inputs (the crop's JPEG, input->crop affine, colour), rendered after `batch`."""
     render = make_renderer(input_size, warp)
     indices = tf.constant(subset.indices, tf.int32)
     full_flip = tf.constant(subset.layout.flip_partners, tf.int32)     # out[i] = in[partner[i]]
 
     def transform(serialized, key):
         record = schema.parse_example(serialized, decode_image=False, layout=subset.layout)
-        image = tf.io.decode_jpeg(record["image/encoded"], channels=3)
         crop_size = record["image/crop_size"]
         margin = record["person/crop_margin"]
         if augment is not None:
@@ -75,7 +74,7 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
                                                       backend="tf")
         input_to_crop = geometry.invert_affine(crop_to_input, backend="tf")
 
-        pixels = render(image, input_to_crop, tf.ones([3]) if colour is None else colour)
+        pixels = render(record["image/encoded"], input_to_crop, tf.ones([3]) if colour is None else colour)
 
         joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [layout's J, 2]
         annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [layout's J]
