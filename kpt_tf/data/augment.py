@@ -120,14 +120,13 @@ def projective_warp(image, input_to_source, output_size: int):
         interpolation="BILINEAR", fill_mode="CONSTANT")[0]
 
 
-# "cv2": OpenCV decodes and warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch);
-# the others decode and warp per record in TF. Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline):
-# the training pipeline's CPU per image 2.83 ms with "xla" against 2.27 ms with "cv2" warping per batch. The images
-# are within a few grey levels of the others' at sharp edges (cv2 samples at 1/32 px and rounds before the colour
-# factor), from the same decoded crop (libjpeg's accurate DCT in both: `schema.decode_crop`); the joints are the
-# same (computed before the warp). Not the default yet: with it, CI's two-workers-against-two-replicas test once
-# failed its 1e-3 bound (BUILD_NOTES, input pipeline: identical batches, near-zero BN betas 15 % apart), which
-# needs a better-founded bound before the default changes.
+# "cv2": OpenCV warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch); the others
+# warp per record. Every warp gets the crop TF decoded per record (`schema.decode_crop`). Measured on an idle Intel
+# Xeon (BUILD_NOTES, input pipeline): the training pipeline's CPU per image 2.83 ms with "xla" against 2.27 ms
+# with "cv2". The images are within a few grey levels of the others' at sharp edges (cv2 samples at 1/32 px and
+# rounds before the colour factor); the joints are the same (computed before the warp). Not the default yet: with
+# it, CI's two-workers-against-two-replicas test once failed its 1e-3 bound (BUILD_NOTES, input pipeline: identical
+# batches, near-zero BN betas 15 % apart), which needs a better-founded bound before the default changes.
 WARPS = ("xla", "cv2", "projective_transform")
 DEFAULT_WARP = "xla"
 _BATCHED_WARPS = ("cv2",)
@@ -142,11 +141,12 @@ def _check_warp(warp: str) -> None:
 def make_renderer(input_size: int, warp: str):
     """(crop's JPEG, input->crop affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
 
-    For a warp applied per batch ("cv2") the record's renderer returns its three inputs (affine and colour as
-    float32), and `make_batch_renderer` renders them after `batch`."""
+    For a warp applied per batch ("cv2") the record's renderer returns the decoded crop with the affine and the
+    colour (as float32), and `make_batch_renderer` renders them after `batch` (the crops of one records directory
+    share one size: the converter's `crop_size`)."""
     _check_warp(warp)
     if warp in _BATCHED_WARPS:
-        return lambda encoded, input_to_crop, colour: (encoded, tf.cast(input_to_crop, tf.float32),
+        return lambda encoded, input_to_crop, colour: (decode_crop(encoded), tf.cast(input_to_crop, tf.float32),
                                                        tf.cast(colour, tf.float32))
 
     def render(crop, input_to_crop, colour):
@@ -160,33 +160,29 @@ def make_renderer(input_size: int, warp: str):
 
 
 def make_batch_renderer(input_size: int, warp: str):
-    """None for a warp applied per record; else (JPEGs [B] string, input->crop affines [B, 2, 3], colours [B, 3])
-    -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
+    """None for a warp applied per record; else (crops [B, C, C, 3] uint8, input->crop affines [B, 2, 3], colours
+    [B, 3]) -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
     _check_warp(warp)
     if warp not in _BATCHED_WARPS:
         return None
 
-    def render_batch(encoded, input_to_crop, colours):
+    def render_batch(crops, input_to_crop, colours):
         pixels = tf.numpy_function(functools.partial(_cv2_render_batch, input_size=input_size),
-                                   [encoded, input_to_crop, colours], tf.uint8, stateful=False, name="cv2_warp")
+                                   [crops, input_to_crop, colours], tf.uint8, stateful=False, name="cv2_warp")
         pixels.set_shape([None, input_size, input_size, 3])
         return pixels
 
     return render_batch
 
 
-def _cv2_render_batch(encoded, input_to_crop, colours, input_size: int):
+def _cv2_render_batch(crops, input_to_crop, colours, input_size: int):
     # One Python call per batch: a py-function call costs ~0.5 ms, as much as the warp (BUILD_NOTES). cv2 releases
-    # the GIL while it decodes and warps, so parallel batches run in parallel.
+    # the GIL inside warpAffine and multiply, so parallel batches run in parallel.
     import cv2
     import numpy as np
 
-    out = np.empty((len(encoded), input_size, input_size, 3), np.uint8)
-    for i, (jpeg, m, colour) in enumerate(zip(encoded, input_to_crop, colours)):
-        # the accurate integer DCT, as `schema.decode_crop`
-        crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
-        if crop is None:
-            raise ValueError(f"a stored crop ({len(jpeg)} bytes) does not decode as a JPEG image")
+    out = np.empty((len(crops), input_size, input_size, 3), np.uint8)
+    for i, (crop, m, colour) in enumerate(zip(crops, input_to_crop, colours)):
         # WARP_INVERSE_MAP: output pixel p samples the crop at M p, as `warp_image`; outside reads 0
         warped = cv2.warpAffine(crop, m.astype(np.float64), (input_size, input_size),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,

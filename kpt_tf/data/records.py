@@ -57,7 +57,7 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
     element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
     (`records_subset` reads a subset against them). For a warp applied per batch (`augment.make_batch_renderer`),
-    "pixels" is the renderer's inputs (the crop's JPEG, input->crop affine, colour), rendered after `batch`."""
+    "pixels" is the renderer's inputs (the decoded crop, input->crop affine, colour), rendered after `batch`."""
     render = make_renderer(input_size, warp)
     indices = tf.constant(subset.indices, tf.int32)
     full_flip = tf.constant(subset.layout.flip_partners, tf.int32)     # out[i] = in[partner[i]]
