@@ -98,8 +98,9 @@ def parse_example(serialized: tf.Tensor, decode_image: bool = True, layout: Keyp
 
 
 def decode_crop(encoded: tf.Tensor) -> tf.Tensor:
-    """A stored crop's JPEG -> uint8 RGB [H, W, 3] (TF's default DCT: libjpeg's accurate one, OpenCV's and PIL's,
-    differs by up to 4 grey levels, 1.0 on average, and moved pixel-exact tests: BUILD_NOTES, input pipeline)."""
+    """A stored crop's JPEG -> uint8 RGB [H, W, 3], with TF's default (fast) DCT. OpenCV and PIL use libjpeg's
+    accurate DCT, up to 4 grey levels away (1.0 on average); switching to it moved pixel-exact tests (BUILD_NOTES,
+    input pipeline)."""
     return tf.io.decode_jpeg(encoded, channels=3)
 
 

@@ -28,7 +28,8 @@ def _tf_variable(variable):
 
 
 class _FusedUpdate:
-    """Falls back to Keras' own update for what the kernels do not cover (sparse gradients)."""
+    """What the three share. Each falls back to Keras' own update for what its kernel does not cover (sparse
+    gradients; centred RMSprop, AMSGrad, Nesterov, SGD without momentum)."""
 
     def _fused(self, gradient) -> bool:
         return not isinstance(gradient, tf.IndexedSlices)
@@ -42,19 +43,18 @@ class RMSprop(_FusedUpdate, keras.optimizers.RMSprop):
         if self.built:
             return
         super().build(var_list)
-        self._scratch = None
+        scratch = None
         if self.momentum == 0 and not self.centered:
-            # Untracked (not in `self.variables`): never saved, so a backup holds what Keras' RMSprop holds.
             with self._distribution_strategy.scope():
-                self.__dict__["_scratch"] = [
-                    self._scratch_like(_tf_variable(v), i) for i, v in enumerate(var_list)]
+                scratch = [self._scratch_like(_tf_variable(v), i) for i, v in enumerate(var_list)]
+        # Set past Keras' attribute tracking: not in `self.variables`, never saved, so a backup holds what Keras'
+        # RMSprop holds.
+        self.__dict__["_scratch"] = scratch
 
     def _scratch_like(self, variable, index: int):
         with self._distribution_strategy.extended.colocate_vars_with(variable):
             return tf.Variable(tf.zeros(variable.shape, variable.dtype), trainable=False,
-                               name=f"rmsprop_scratch_{index}",
-                               synchronization=tf.VariableSynchronization.ON_WRITE,
-                               aggregation=tf.VariableAggregation.NONE)
+                               name=f"rmsprop_scratch_{index}")
 
     def update_step(self, gradient, variable, learning_rate):
         if not self._fused(gradient) or self.centered:
