@@ -69,6 +69,34 @@ def test_keypoints_land_in_image_coordinates(exported):
     assert [n.decode() for n in out["joint_names"].numpy()][:2] == ["right_ankle", "right_knee"]
 
 
+def test_an_export_traces_each_endpoint_once(tmp_path, monkeypatch):
+    """Keras' ExportArchive traced every endpoint twice (once to list its variables, again inside TF's save
+    context): 4 crops and 6 network passes for the three endpoints. kpt_tf.export saves with one trace each."""
+    from kpt_tf import export
+    from kpt_tf.codec import HeatmapCodec
+    from kpt_tf.joints import JointSubset
+    from kpt_tf.models.hourglass import build_hourglass
+
+    traced = {"from_centers": 0, "raw_heatmaps": 0}
+
+    def counting(name):
+        original = getattr(export.PoseServer, name)
+
+        def method(self, *args):      # tf.function reads the signature: positional arguments only
+            traced[name] += 1
+            return original(self, *args)
+
+        return method
+
+    for name in traced:
+        monkeypatch.setattr(export.PoseServer, name, counting(name))
+    net = build_hourglass(1, 8, 16, depth=1, input_size=64)
+    export.export_net(net, HeatmapCodec(input_size=64, heatmap_size=16, sigma=2.0), JointSubset.parse("all"),
+                      tmp_path / "once", options=ExportOptions(flip_test=False))
+    # serving_default and serve_center_scale crop once each; each of them and the heatmaps endpoint runs the network
+    assert traced == {"from_centers": 2, "raw_heatmaps": 3}
+
+
 def test_one_stack_network_exports_and_serves(tmp_path):
     """A 1-stack functional model returns a bare tensor; the output contract makes the export work anyway."""
     from kpt_tf.codec import HeatmapCodec
