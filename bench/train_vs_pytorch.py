@@ -9,8 +9,10 @@ Training: kpt_tf's real step (`PoseTrainer` through Keras' train function, targe
 backward, RMSprop with the same hyper-parameters; `torch.set_num_threads` = the cores; NCHW and channels-last),
 on one batch held in memory, runs alternating step by step so other load slows all alike; median of the timed
 steps after warm-up. Inference: the exported SavedModel's `heatmaps` endpoint (plain, and exported with `--xla`)
-against the PyTorch model in eval mode under `torch.no_grad`, batch 1 (21 calls) and 32 (5), alternating call by
-call. Ratios > 1 mean kpt_tf is faster. Needs PyTorch.
+against the PyTorch model in eval mode under `torch.no_grad`, batch 1 and 32, timed in blocks: each candidate in
+turn gets a pause, one untimed call and a block of timed calls, and the order rotates every round (not call by call:
+the thread pools of the candidate before keep spinning into the next one's call, which cost the plain export ~15 %
+of its batch-1 latency, BUILD_NOTES "Speed against PyTorch"). Ratios > 1 mean kpt_tf is faster. Needs PyTorch.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ FLAGS = flags.FLAGS
 # name: (stacks, channels, stem, input size, batch)
 NETWORKS = {"hg2_256": (2, 256, "bearpaw", 256, 8), "demo": (2, 64, "scaled", 128, 16)}
 flags.DEFINE_list("networks", list(NETWORKS), f"Networks to compare, of {', '.join(NETWORKS)} (ignored with --tiny).")
-LATENCY_CALLS = 21   # timed batch-1 calls per framework (batch 32: 5)
+# Latency: batch size -> (rounds, timed calls per block); the pause lets the previous candidate's spinning threads
+# (OpenMP's, TF's) go idle first.
+LATENCY_PLAN, TINY_LATENCY_PLAN = {1: (4, 5), 32: (3, 2)}, {1: (1, 2), 2: (1, 2)}
+LATENCY_PAUSE_S = 0.3
 TINY = {"tiny": (1, 16, "scaled", 64, 2)}
 
 
@@ -60,7 +65,20 @@ def _median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_batches) -> dict:
+def _block_latency(calls: dict, rounds: int, per_block: int) -> dict:
+    """Median seconds per call of each candidate, timed in blocks: every round each candidate in turn gets a pause,
+    one untimed call and `per_block` timed calls; the order rotates every round, so each candidate follows every
+    other alike and slower load over the run slows all of them alike."""
+    keys, samples = list(calls), {k: [] for k in calls}
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            time.sleep(LATENCY_PAUSE_S)
+            calls[k]()
+            samples[k] += [_median_time(calls[k], 1) for _ in range(per_block)]
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_plan) -> dict:
     keras.utils.set_random_seed(0)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -116,7 +134,7 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
         served = {key: tf.saved_model.load(str(export_net(net, codec, JointSubset.parse("all"), f"{tmp}/{key}",
                                                           ExportOptions(flip_test=False, xla=xla))))
                   for key, xla in (("kpt_tf", False), ("kpt_tf_xla", True))}
-        for n in latency_batches:
+        for n, (rounds, per_block) in latency_plan.items():
             crops = tf.constant(np.resize(images, (n, size, size, 3)).astype(np.float32))
             calls = {key: lambda crops=crops, sm=sm: sm.heatmaps(crops).numpy() for key, sm in served.items()}
             for layout, (model, _, _) in peers.items():
@@ -133,12 +151,7 @@ def compare(name, stacks, channels, stem, size, batch, steps, warmup, latency_ba
             for _ in range(3):   # both frameworks build their kernels for a new shape on the first calls
                 for call in calls.values():
                     call()
-            # Alternating call by call, so other load slows every framework alike; more calls where one is short.
-            samples = {k: [] for k in calls}
-            for _ in range(LATENCY_CALLS if n == 1 else 5):
-                for k, call in calls.items():
-                    samples[k].append(_median_time(call, 1))
-            latency[n] = {k: statistics.median(v) for k, v in samples.items()}
+            latency[n] = _block_latency(calls, rounds, per_block)
             for model, _, _ in peers.values():
                 model.train()
     return {"name": name, "shape": f"{stacks}x{channels} {stem} stem, {size} px, batch {batch}", "train": train,
@@ -153,11 +166,11 @@ def main(argv):
         raise app.UsageError(f"--networks: unknown {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
     networks = TINY if FLAGS.tiny else {name: NETWORKS[name] for name in FLAGS.networks}
     steps, warmup = (2, 1) if FLAGS.tiny else (FLAGS.steps, FLAGS.warmup)
-    latency_batches = (1, 2) if FLAGS.tiny else (1, 32)
+    latency_plan = TINY_LATENCY_PLAN if FLAGS.tiny else LATENCY_PLAN
     print(f"kpt_tf vs PyTorch {torch.__version__} (threads {torch.get_num_threads()}), TF {tf.__version__}, "
           f"Keras {keras.__version__}, XLA {'on' if resolve_xla('auto') else 'off'} (auto)")
     for name, shape in networks.items():
-        r = compare(name, *shape, steps, warmup, latency_batches)
+        r = compare(name, *shape, steps, warmup, latency_plan)
         t = r["train"]
         best_torch = min(t["nchw"], t["channels_last"])
         print(f"\n{r['name']}: {r['shape']}; training step, median of {steps}")
