@@ -10,7 +10,9 @@ Signatures (`tf.saved_model.save` of the object graph Keras' `ExportArchive` wri
 - `serve_center_scale(images, centers [N,2], scales [N])`: MPII's rough `objpos`/`scale` (0-based
   pixels), adjusted inside by the convention every reference code base uses (c_y += 15 s, s *= 1.25).
 - `heatmaps(crops float32 [N,S,S,3], 0..255)`: the network's final heatmaps (kpt_tf.inference's function).
-Flip test (averaging the mirrored pass) is on when the joint subset allows it.
+Flip test (averaging the mirrored pass) is on when the joint subset allows it. The network runs as every prediction
+here runs it (`kpt_tf.inference.FinalStage`): each batch norm that follows a convolution folded into it
+(`kpt_tf.models.folding`), from the same variables.
 `--xla` compiles the network part of every endpoint with XLA (`jit_compile`): faster at small batches on CPU
 (BUILD_NOTES, Speed against PyTorch), off by default because TF Serving runs XLA on CPU only with
 `--xla_cpu_compilation_enabled=true` and every new batch size compiles once (seconds) on its first call.

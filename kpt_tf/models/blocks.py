@@ -48,15 +48,26 @@ class PointwiseConv2D(layers.Conv2D):
         if tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1) or self.groups != 1 \
                 or tuple(self.dilation_rate) != (1, 1) or self.data_format != "channels_last":
             return super().call(inputs)
-        import tensorflow as tf
+        y = convolve(self, inputs, self.kernel, self.bias if self.use_bias else None)
+        return self.activation(y) if self.activation is not None else y
 
-        kernel = tf.convert_to_tensor(self.kernel)
+
+def convolve(layer: layers.Conv2D, inputs, kernel, bias=None):
+    """What the convolution `layer` (channels last, one group) computes before its activation, with `kernel` and
+    `bias` in place of its own variables: one matmul of the flattened positions for a 1x1 kernel at stride 1
+    (`PointwiseConv2D`), else TF's convolution with the layer's strides, padding and dilation."""
+    import tensorflow as tf
+
+    kernel = tf.convert_to_tensor(kernel)
+    if tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1):
         shape = tf.shape(inputs)
         y = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[2]]), tf.reshape(kernel, kernel.shape[2:]))
-        if self.use_bias:   # on the 2-D product, where TF's graph optimiser fuses it into the matmul
-            y = tf.nn.bias_add(y, tf.convert_to_tensor(self.bias))
-        y = tf.reshape(y, tf.concat([shape[:-1], [self.filters]], 0))
-        return self.activation(y) if self.activation is not None else y
+        if bias is not None:   # on the 2-D product, where TF's graph optimiser fuses it into the matmul
+            y = tf.nn.bias_add(y, tf.convert_to_tensor(bias))
+        return tf.reshape(y, tf.concat([shape[:-1], [layer.filters]], 0))
+    y = tf.nn.convolution(inputs, kernel, strides=tuple(layer.strides), padding=layer.padding.upper(),
+                          dilations=tuple(layer.dilation_rate))
+    return y if bias is None else tf.nn.bias_add(y, tf.convert_to_tensor(bias))
 
 
 @keras.saving.register_keras_serializable(package="kpt_tf")

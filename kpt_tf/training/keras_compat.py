@@ -18,6 +18,11 @@ public name; it is re-exported from here. So are TF's `is_op_determinism_enabled
 public TF has only `tf.config.experimental.enable_op_determinism`, and `training.settings.run_settings` restores
 the previous state after a run.
 
+`run_functional` runs a functional model's graph with some layers' calls replaced (kpt_tf.models.folding: batch
+norm folded into the convolution before it, for inference): Keras' own `Functional.call` does exactly this through
+the private `_run_through_graph(inputs, operation_fn)`, which has no public equivalent that leaves the model's
+layers untouched (calling them on new inputs would add inbound nodes to every layer of the trained network).
+
 `tests/kpt_tf/training/test_distribute_and_launch.py::test_keras_private_api_used_by_the_shim_is_still_there` fails
 loudly when an upgrade of Keras moves any of this.
 """
@@ -56,3 +61,14 @@ def per_replica_logs(logs: dict, strategy) -> dict:
 
 def keras_version_checked() -> bool:
     return keras.__version__ == CHECKED_KERAS
+
+
+def run_functional(net: keras.Model, inputs, replacement_for):
+    """`net(inputs, training=False)` for a functional model, except that a layer for which `replacement_for(layer)`
+    returns a callable is computed by that callable, given the layer's own call arguments."""
+    from keras.src.models.functional import operation_fn, unpack_singleton
+
+    def call_of(operation):
+        return replacement_for(operation) or operation_fn(operation, training=False)
+
+    return unpack_singleton(net._run_through_graph(net._standardize_inputs(inputs), operation_fn=call_of))

@@ -99,6 +99,11 @@ def test_keras_private_api_used_by_the_shim_is_still_there():
     from kpt_tf.training.trainer import PoseTrainer
 
     assert PoseTrainer._maybe_symbolic_build is keras_compat.BuiltBeforeFit._maybe_symbolic_build
+    # run_functional: Functional.call's own route through the graph
+    from keras.src.models.functional import Functional
+
+    assert "self._run_through_graph(" in inspect.getsource(Functional.call)
+    assert list(inspect.signature(Functional._run_through_graph).parameters)[:3] == ["self", "inputs", "operation_fn"]
 
 
 def test_launcher_pieces():
