@@ -45,11 +45,15 @@ class PointwiseConv2D(layers.Conv2D):
     """
 
     def call(self, inputs):
-        if tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1) or self.groups != 1 \
-                or tuple(self.dilation_rate) != (1, 1) or self.data_format != "channels_last":
+        if not is_pointwise(self) or self.groups != 1 or self.data_format != "channels_last":
             return super().call(inputs)
         y = convolve(self, inputs, self.kernel, self.bias if self.use_bias else None)
         return self.activation(y) if self.activation is not None else y
+
+
+def is_pointwise(layer: layers.Conv2D) -> bool:
+    """A 1x1 kernel at stride 1 without dilation: a matmul over the positions."""
+    return all(tuple(value) == (1, 1) for value in (layer.kernel_size, layer.strides, layer.dilation_rate))
 
 
 def convolve(layer: layers.Conv2D, inputs, kernel, bias=None):
@@ -59,7 +63,7 @@ def convolve(layer: layers.Conv2D, inputs, kernel, bias=None):
     import tensorflow as tf
 
     kernel = tf.convert_to_tensor(kernel)
-    if tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1):
+    if is_pointwise(layer):
         shape = tf.shape(inputs)
         y = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[2]]), tf.reshape(kernel, kernel.shape[2:]))
         if bias is not None:   # on the 2-D product, where TF's graph optimiser fuses it into the matmul
