@@ -85,7 +85,7 @@ class FoldedForward:
 
     def __init__(self, net: keras.Model):
         self.net = net
-        pairs = foldable_pairs(net) if isinstance(net, keras.Model) and hasattr(net, "_run_through_graph") else []
+        pairs = foldable_pairs(net) if keras_compat.is_functional(net) else []
         self.folded = len(pairs)
         self._replacements = {}
         for conv, norm in pairs:

@@ -63,6 +63,13 @@ def keras_version_checked() -> bool:
     return keras.__version__ == CHECKED_KERAS
 
 
+def is_functional(net) -> bool:
+    """Whether `run_functional` can run `net` (a functional model, not a Sequential or subclassed one)."""
+    from keras.src.models.functional import Functional
+
+    return isinstance(net, Functional)
+
+
 def run_functional(net: keras.Model, inputs, replacement_for):
     """`net(inputs, training=False)` for a functional model, except that a layer for which `replacement_for(layer)`
     returns a callable is computed by that callable, given the layer's own call arguments."""
