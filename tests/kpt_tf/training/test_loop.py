@@ -180,6 +180,42 @@ def test_a_schedule_that_would_train_nothing_is_refused_before_anything_is_writt
     assert not (tmp_path / "run").exists()
 
 
+def test_the_training_stream_warps_with_the_configured_warp(embedded_records):
+    """`data.warp` reaches the training stream: the same augmented people (identical joints), each warp's pixels."""
+    import numpy as np
+
+    from kpt_tf.data import pipeline
+    from kpt_tf.data.augment import TRAINING_WARP
+    from kpt_tf.data.records import config_subset
+    from kpt_tf.training import loop
+
+    config = tiny_train_config(embedded_records)
+    config.train.deterministic = True
+    subset = config_subset(config)
+    assert config.data.warp == TRAINING_WARP
+    streams = {}
+    for warp in ("cv2", "xla"):
+        config.data.warp = warp
+        images, targets = next(iter(loop.training_dataset(config, subset)))
+        alone = next(iter(pipeline.make_dataset(config.data.dir, "train", subset, pipeline.StreamOptions(
+            batch_size=8, training=True, input_size=64, augment=loop.augment_from_config(config), seed=0,
+            deterministic=True, shuffle_buffer=64, warp=warp))))[0]
+        np.testing.assert_array_equal(images.numpy(), alone.numpy())
+        streams[warp] = images.numpy().astype(int), targets["joints"].numpy()
+    np.testing.assert_array_equal(streams["cv2"][1], streams["xla"][1])
+    assert 0 < np.abs(streams["cv2"][0] - streams["xla"][0]).mean() < 0.5
+
+
+def test_an_unknown_warp_is_refused_before_anything_is_written(embedded_records, tmp_path):
+    from kpt_tf.training import loop
+
+    config = tiny_train_config(embedded_records)
+    config.data.warp = "bicubic"
+    with pytest.raises(ValueError, match=r"config data.warp = 'bicubic': must be one of xla, cv2, projective_tr"):
+        loop.train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_split_with_no_record_is_refused_before_anything_is_written(embedded_records, tmp_path):
     """The real annotation file converted with only a few of its images present writes 0 training people: training
     on that ran on nothing (NaN loss, an untrained best.keras, exit 0) before it was refused."""

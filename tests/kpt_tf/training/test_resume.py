@@ -134,6 +134,25 @@ def test_a_finished_run_whose_config_predates_a_declared_key_is_still_the_same_r
         check_rerun(config, tmp_path)
 
 
+def test_a_config_from_before_data_warp_reads_back_as_the_warp_it_trained_with(tmp_path):
+    """Runs before `data.warp` existed trained with the XLA warp: resuming one takes --config.data.warp=xla, and the
+    new training default (cv2) is a different run, named as such."""
+    from configs.base import base_config
+    from kpt_tf.data.augment import TRAINING_WARP, WARP_BEFORE_THE_KEY
+    from kpt_tf.training.resume import check_rerun
+
+    config = base_config()
+    saved = json.loads(config.to_json_best_effort())
+    del saved["data"]["warp"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "train_summary.json").write_text(json.dumps({"epochs": 1}))
+    assert TRAINING_WARP != WARP_BEFORE_THE_KEY
+    with pytest.raises(ValueError, match=r"differs in data.warp\)"):
+        check_rerun(config, tmp_path)
+    config.data.warp = WARP_BEFORE_THE_KEY
+    assert check_rerun(config, tmp_path) == {"epochs": 1}
+
+
 @pytest.mark.slow
 def test_rerun_of_a_finished_run_trains_nothing_and_a_changed_config_is_refused(embedded_records, tmp_path):
     from kpt_tf.training import loop
