@@ -9,6 +9,7 @@ import functools
 
 import tensorflow as tf
 
+from kpt_tf import geometry
 from kpt_tf.data.schema import decode_crop
 
 
@@ -64,10 +65,12 @@ def sample_augmentation(key, augment: AugmentConfig):
     """Stateless draw of (rotation_deg, scale, flip, colour[3]) from an int64 key."""
     seed = tf.stack([tf.cast(key, tf.int64), tf.constant(0x5EED, tf.int64)])
     u = tf.random.stateless_uniform([7], seed=seed, dtype=tf.float32)
-    rotation = tf.where(u[0] < augment.rotation_prob, (2.0 * u[1] - 1.0) * augment.rotation_deg, 0.0)
-    scale = augment.scale_min + u[2] * (augment.scale_max - augment.scale_min)
-    flip = (u[3] < augment.flip_prob) if augment.flip else tf.constant(False)
-    colour = augment.color_min + u[4:7] * (augment.color_max - augment.color_min)
+    # one Unpack instead of seven slices: this runs once per training record (BUILD_NOTES, input pipeline)
+    u0, u1, u2, u3, *u_colour = tf.unstack(u)
+    rotation = tf.where(u0 < augment.rotation_prob, (2.0 * u1 - 1.0) * augment.rotation_deg, 0.0)
+    scale = augment.scale_min + u2 * (augment.scale_max - augment.scale_min)
+    flip = (u3 < augment.flip_prob) if augment.flip else tf.constant(False)
+    colour = augment.color_min + tf.stack(u_colour) * (augment.color_max - augment.color_min)
     return rotation, scale, flip, colour
 
 
@@ -120,11 +123,13 @@ def projective_warp(image, input_to_source, output_size: int):
         interpolation="BILINEAR", fill_mode="CONSTANT")[0]
 
 
-# "cv2": OpenCV warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch); the others
-# warp per record. Every warp gets the crop TF decoded per record (`schema.decode_crop`). Measured on an idle Intel
-# Xeon (BUILD_NOTES, input pipeline): the training pipeline's CPU per image 2.83 ms with "xla" against 2.27 ms
-# with "cv2". The images are within a few grey levels of the others' at sharp edges (cv2 samples at 1/32 px and
-# rounds before the colour factor); the joints are the same (computed before the warp).
+# "cv2": OpenCV decodes and warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch);
+# the others decode with TF (`schema.decode_crop`, fast DCT) and warp per record. OpenCV decodes with libjpeg's
+# accurate DCT (as PIL, and so bearpaw's and mmpose's loaders, do): up to 4 grey levels from TF's fast DCT, 1.0 on
+# average on a q95 crop. With the warp's own differences at sharp edges (cv2 samples at 1/32 px and rounds before the
+# colour factor), its images are within a few grey levels of the others'; the joints are the same (computed per
+# record, before the warp). Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline): CPU per image 2.83 ms with
+# "xla", 2.27 ms with OpenCV warping crops TF decoded, less again with OpenCV decoding them too.
 WARPS = ("xla", "cv2", "projective_transform")
 # The training stream's warp (config `data.warp`): the cheapest, since augmentation's own noise dwarfs a grey level.
 TRAINING_WARP = "cv2"
@@ -143,14 +148,15 @@ def _check_warp(warp: str) -> None:
 
 @functools.lru_cache(maxsize=None)
 def make_renderer(input_size: int, warp: str):
-    """(crop's JPEG, input->crop affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
+    """(crop's JPEG, crop->input affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
 
-    For a warp applied per batch ("cv2") the record's renderer returns the decoded crop with the affine and the
-    colour (as float32), and `make_batch_renderer` renders them after `batch` (the crops of one records directory
-    share one size: the converter's `crop_size`)."""
+    For a warp applied per batch ("cv2") the record's renderer returns the crop's JPEG with the affine and the
+    colour (as float32), and `make_batch_renderer` decodes and renders them after `batch`."""
     _check_warp(warp)
     if warp in _BATCHED_WARPS:
-        return lambda encoded, input_to_crop, colour: (decode_crop(encoded), tf.cast(input_to_crop, tf.float32),
+        # the affine as it is: OpenCV inverts it itself (in double precision), which spares each record the ~20
+        # small TF ops of `invert_affine` (BUILD_NOTES, input pipeline)
+        return lambda encoded, crop_to_input, colour: (encoded, tf.cast(crop_to_input, tf.float32),
                                                        tf.cast(colour, tf.float32))
 
     def render(crop, input_to_crop, colour):
@@ -160,37 +166,40 @@ def make_renderer(input_size: int, warp: str):
 
     # XLA fuses the sampler's elementwise work into one loop; it compiles once per crop shape.
     warp_crop = tf.function(render, jit_compile=True, autograph=False) if warp == "xla" else render
-    return lambda encoded, input_to_crop, colour: warp_crop(decode_crop(encoded), input_to_crop, colour)
+    return lambda encoded, crop_to_input, colour: warp_crop(
+        decode_crop(encoded), geometry.invert_affine(crop_to_input, backend="tf"), colour)
 
 
 def make_batch_renderer(input_size: int, warp: str):
-    """None for a warp applied per record; else (crops [B, C, C, 3] uint8, input->crop affines [B, 2, 3], colours
+    """None for a warp applied per record; else (the crops' JPEGs [B], crop->input affines [B, 2, 3], colours
     [B, 3]) -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
     _check_warp(warp)
     if warp not in _BATCHED_WARPS:
         return None
 
-    def render_batch(crops, input_to_crop, colours):
+    def render_batch(crops, crop_to_input, colours):
         pixels = tf.numpy_function(functools.partial(_cv2_render_batch, input_size=input_size),
-                                   [crops, input_to_crop, colours], tf.uint8, stateful=False, name="cv2_warp")
+                                   [crops, crop_to_input, colours], tf.uint8, stateful=False, name="cv2_warp")
         pixels.set_shape([None, input_size, input_size, 3])
         return pixels
 
     return render_batch
 
 
-def _cv2_render_batch(crops, input_to_crop, colours, input_size: int):
-    # One Python call per batch: a py-function call costs ~0.5 ms, as much as the warp (BUILD_NOTES). cv2 releases
-    # the GIL inside warpAffine and multiply, so parallel batches run in parallel.
+def _cv2_render_batch(encoded, crop_to_input, colours, input_size: int):
+    # One Python call per batch: a py-function call costs ~0.5 ms, as much as the warp (BUILD_NOTES). OpenCV releases
+    # the GIL inside imdecode, warpAffine and multiply, so parallel batches run in parallel.
     import cv2
     import numpy as np
 
-    out = np.empty((len(crops), input_size, input_size, 3), np.uint8)
-    for i, (crop, m, colour) in enumerate(zip(crops, input_to_crop, colours)):
-        # WARP_INVERSE_MAP: output pixel p samples the crop at M p, as `warp_image`; outside reads 0
-        warped = cv2.warpAffine(crop, m.astype(np.float64), (input_size, input_size),
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=0)
+    out = np.empty((len(encoded), input_size, input_size, 3), np.uint8)
+    for i, (jpeg, m, colour) in enumerate(zip(encoded, crop_to_input, colours)):
+        crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
+        if crop is None:
+            raise ValueError(f"a record's stored crop ({len(jpeg)} bytes) is not a JPEG OpenCV can decode")
+        # output pixel p samples the crop at M^-1 p (OpenCV inverts M), as `warp_image`; outside reads 0
+        warped = cv2.warpAffine(crop, m.astype(np.float64), (input_size, input_size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         # per-channel factor, rounded and saturated to 0..255 (as round(clip(x)) on the float warp)
         out[i] = cv2.multiply(warped, (float(colour[0]), float(colour[1]), float(colour[2]), 0.0))
     return out

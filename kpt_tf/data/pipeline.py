@@ -54,7 +54,7 @@ class StreamOptions:
     training=False (evaluation): no augmentation, no shuffle, file order, one pass, remainder kept.
     `seed` + deterministic=True: reproducible batches. with_meta: each element is one dict with the evaluation
     fields too (`make_dataset`). `warp`: "xla" (an XLA-compiled bilinear sampler per record, default), "cv2"
-    (OpenCV warps once per batch: ~20 % less CPU; the training stream's, `augment.TRAINING_WARP`) or
+    (OpenCV decodes and warps once per batch: the least CPU; the training stream's, `augment.TRAINING_WARP`) or
     "projective_transform" (tf.raw_ops.ImageProjectiveTransformV3); the same joints, pixels within a few grey
     levels (`augment.WARPS`).
     skip_damaged: a shard's records from its first damaged one on are skipped (`damaged.damaged_records` counts

@@ -57,10 +57,12 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
     element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
     (`records_subset` reads a subset against them). For a warp applied per batch (`augment.make_batch_renderer`),
-    "pixels" is the renderer's inputs (the decoded crop, input->crop affine, colour), rendered after `batch`."""
+    "pixels" is the renderer's inputs (the crop's JPEG, crop->input affine, colour), rendered after `batch`."""
     render = make_renderer(input_size, warp)
+    # The subset's joints read from the layout's: out[i] = in[indices[i]], or mirrored (a mirrored right wrist is
+    # where the left wrist channel must point) in[partner[indices[i]]]: one gather per field either way.
     indices = tf.constant(subset.indices, tf.int32)
-    full_flip = tf.constant(subset.layout.flip_partners, tf.int32)     # out[i] = in[partner[i]]
+    mirrored_indices = tf.constant([subset.layout.flip_partners[i] for i in subset.indices], tf.int32)
 
     def transform(serialized, key):
         record = schema.parse_example(serialized, decode_image=False, layout=subset.layout)
@@ -72,17 +74,11 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
             rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), None
         crop_to_input = geometry.crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip,
                                                       backend="tf")
-        input_to_crop = geometry.invert_affine(crop_to_input, backend="tf")
+        pixels = render(record["image/encoded"], crop_to_input, tf.ones([3]) if colour is None else colour)
 
-        pixels = render(record["image/encoded"], input_to_crop, tf.ones([3]) if colour is None else colour)
-
-        joints = geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf")  # [layout's J, 2]
-        annotated = tf.cast(record["joints/annotated"] > 0, tf.float32)          # [layout's J]
-        # A mirrored right wrist is where the left wrist channel must point: swap every pair, then select.
-        joints = tf.where(flip, tf.gather(joints, full_flip), joints)
-        annotated = tf.where(flip, tf.gather(annotated, full_flip), annotated)
-        joints = tf.gather(joints, indices)
-        annotated = tf.gather(annotated, indices)
+        order = tf.where(flip, mirrored_indices, indices)
+        joints = tf.gather(geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf"), order)
+        annotated = tf.gather(tf.cast(record["joints/annotated"] > 0, tf.float32), order)
 
         if not with_meta:
             return pixels, joints, annotated
@@ -91,14 +87,15 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
             "image": pixels,
             "joints": joints,
             "weights": annotated,
-            "input_to_image": geometry.compose_affine(record["crop/to_image"], input_to_crop, backend="tf"),
+            "input_to_image": geometry.compose_affine(
+                record["crop/to_image"], geometry.invert_affine(crop_to_input, backend="tf"), backend="tf"),
             "head_box": record["head/box"],
             "has_head_box": record["head/has_box"],
             "dataset_index": record["person/dataset_index"],
             "image_id": record["image/id"],
             "annotated": annotated,
             # annotated and not occluded (the records' flag; evaluation splits PCKh by it)
-            "visible": annotated * tf.gather(tf.where(flip, tf.gather(visible, full_flip), visible), indices),
+            "visible": annotated * tf.gather(visible, order),
         }
 
     # Every `if` above is on Python values: the function needs no AutoGraph conversion, which cost ~1 s of tracing

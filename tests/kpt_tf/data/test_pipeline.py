@@ -119,8 +119,10 @@ def test_xla_sampler_equals_image_projective_transform(records):
         np.testing.assert_allclose(augment.warp_image(crop, to_crop, 32).numpy(),
                                    augment.projective_warp(crop, to_crop, 32).numpy(), atol=2e-3)
     # The whole pipeline gives the same joints with every warp, and the same images: the two TF warps to one grey
-    # level (rounding); cv2's quantises the sampling position to 1/32 px, which moves a sharp edge's pixels by up to
-    # 255/32 levels and leaves the mean difference far below one level. So does the evaluation stream (with_meta).
+    # level (rounding); "cv2" decodes with the accurate DCT (11 levels at most from TF's fast one on the noisy test
+    # picture below, ~1 on average) and its warp quantises the sampling position to 1/32 px, which moves a sharp
+    # edge's pixels by up to 255/32 levels: together 21-25 at a few pixels of these sharp-edged test crops (0.06-0.24 %
+    # beyond 9), 99 % within 3-5 levels, a fifth of a level on average. So does the evaluation stream (with_meta).
     for options in (dict(training=True, augment=AugmentConfig(), seed=5, deterministic=True),
                     dict(training=False, with_meta=True)):
         batches = {warp: _batches(make_dataset(directory, "train", "all", 6, warp=warp, **options), 1)[0]
@@ -130,10 +132,43 @@ def test_xla_sampler_equals_image_projective_transform(records):
         assert images["xla"].shape == (6, 256, 256, 3) and images["xla"].std() > 10
         assert np.abs(images["xla"] - images["projective_transform"]).max() <= 1
         cv2_difference = np.abs(images["xla"] - images["cv2"])
-        assert cv2_difference.max() <= 9 and cv2_difference.mean() < 0.25, (cv2_difference.max(),
-                                                                            cv2_difference.mean())
+        within = np.percentile(cv2_difference, 99)
+        assert within <= 6 and cv2_difference.mean() < 0.5, (within, cv2_difference.mean())
         for warp in augment.WARPS:
             np.testing.assert_array_equal(joints[warp], joints["xla"])
+
+
+def test_the_cv2_batch_renderer_decodes_like_libjpeg_accurate_dct_and_warps_like_the_xla_sampler():
+    """Each half of "cv2" against its reference: OpenCV's decode equals TF's with the accurate DCT bit for bit, and
+    its warp and colour factor equal the XLA sampler's on that crop within the 1/32-px quantisation (max 9 levels at
+    sharp edges) and one rounding (cv2 rounds the warp to uint8 before the colour factor: mean below half a level;
+    0.27 on this textured picture)."""
+    import cv2
+
+    rng = np.random.default_rng(7)
+    smooth = cv2.resize(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8), (100, 120), interpolation=cv2.INTER_CUBIC)
+    picture = np.clip(smooth.astype(int) + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8)
+    jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    accurate = tf.io.decode_jpeg(jpeg, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    fast = tf.io.decode_jpeg(jpeg, channels=3).numpy()
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB), accurate)
+    assert 0.1 < np.abs(accurate.astype(int) - fast).mean() < 2.0       # the two DCTs differ, by about a level
+    to_input = [geometry.crop_to_input_affine(100, 1.2, 64, rotation, scale, flip)
+                for rotation, scale, flip in [(0.0, 1.0, False), (29.0, 1.25, True), (-13.0, 0.75, False)]]
+    to_crop = np.stack([geometry.invert_affine(m) for m in to_input]).astype(np.float32)
+    colours = np.array([[1.0, 1.0, 1.0], [0.8, 1.1, 1.2], [1.2, 0.9, 0.85]], np.float32)
+    rendered = augment.make_batch_renderer(64, "cv2")(tf.constant([jpeg] * 3), np.float32(to_input), colours).numpy()
+    for image, m, colour in zip(rendered, to_crop, colours):
+        reference = np.round(np.clip(augment.warp_image(accurate, m, 64).numpy() * colour, 0, 255))
+        difference = np.abs(image.astype(int) - reference)
+        assert difference.max() <= 9 and difference.mean() < 0.5, (difference.max(), difference.mean())
+
+
+def test_a_crop_opencv_cannot_decode_stops_the_cv2_stream_naming_the_problem():
+    render = augment.make_batch_renderer(32, "cv2")
+    stream = tf.data.Dataset.from_tensors((tf.constant([b"not a jpeg"]), tf.zeros([1, 2, 3]), tf.ones([1, 3])))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="stored crop .10 bytes. is not a JPEG OpenCV can"):
+        next(iter(stream.map(render)))
 
 
 def _dot_centroid(image, x, y, radius):

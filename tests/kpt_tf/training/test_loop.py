@@ -203,7 +203,7 @@ def test_the_training_stream_warps_with_the_configured_warp(embedded_records):
         np.testing.assert_array_equal(images.numpy(), alone.numpy())
         streams[warp] = images.numpy().astype(int), targets["joints"].numpy()
     np.testing.assert_array_equal(streams["cv2"][1], streams["xla"][1])
-    assert 0 < np.abs(streams["cv2"][0] - streams["xla"][0]).mean() < 0.5
+    assert 0 < np.abs(streams["cv2"][0] - streams["xla"][0]).mean() < 1.5     # the warps differ by grey levels
 
 
 def test_an_unknown_warp_is_refused_before_anything_is_written(embedded_records, tmp_path):
