@@ -3,8 +3,9 @@
 One affine per sample maps the stored crop to the model input: the input square covers exactly one person
 box (the crop covers `person/crop_margin` boxes around the same centre), then rotation, scale and a
 horizontal flip about the input centre. The image is resampled once with that matrix (bilinear, fill 0: by
-default an XLA-compiled sampler equal to ImageProjectiveTransformV3, `augment.warp_image`; `augment.WARPS`) and
-the joints are moved with the same matrix, so image and labels cannot drift apart.
+default an XLA-compiled sampler equal to ImageProjectiveTransformV3, `augment.warp_image`; the training stream's
+default is OpenCV per batch, `augment.TRAINING_WARP`; `augment.WARPS`) and the joints are moved with the same
+matrix, so image and labels cannot drift apart.
 
 Flip: all the stored joints (every joint of the records' keypoint layout) are mirrored and all the layout's flip
 pairs swapped before the model's joint subset is selected, so every subset (even `left`) trains with flip
