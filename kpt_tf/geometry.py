@@ -71,21 +71,31 @@ def box_center_scale(boxes, padding=BOX_PADDING, backend: str = "numpy"):
     return center, padding * longer / PERSON_BOX_PIXELS
 
 
+def rotation_terms(rotation_deg, backend: str = "numpy"):
+    """(cos, sin) of rotations in degrees. A batched caller that must give each crop the bits of its own call
+    computes these per crop and passes them as `crop_affine(..., terms=)`: TF's Cos and Sin over a vector of 32
+    differ from the same ops on one value by an ulp (measured; BUILD_NOTES, input pipeline)."""
+    xp = _ops(backend)
+    theta = xp.asarray(rotation_deg) * (math.pi / 180.0)
+    return xp.cos(theta), xp.sin(theta)
+
+
 def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip=False,
-                backend: str = "numpy"):
+                backend: str = "numpy", terms=None):
     """[..., 2, 3] affine mapping image pixels to crop pixels (rotation counter-clockwise in the image).
 
     The crop of `out_size` pixels covers `margin` person boxes of side 200 * `scale` around `center`;
-    `flip` mirrors it horizontally about its centre.
+    `flip` mirrors it horizontally about its centre. `terms`: the rotation's (cos, sin) from `rotation_terms`,
+    instead of `rotation_deg`.
     """
     xp = _ops(backend)
     center = xp.asarray(center)
     k = float(out_size) / (PERSON_BOX_PIXELS * xp.asarray(scale) * xp.asarray(margin))
-    theta = xp.asarray(rotation_deg) * (math.pi / 180.0)
     # y points down in images: a counter-clockwise visual rotation is [[cos, sin], [-sin, cos]];
     # the mirror negates the first row.
     mirror = 1.0 - 2.0 * xp.asarray(flip)
-    cos, sin = xp.cos(theta) * k, xp.sin(theta) * k
+    cos, sin = terms if terms is not None else rotation_terms(rotation_deg, backend)
+    cos, sin = cos * k, sin * k
     a, b, c, d = mirror * cos, mirror * sin, -sin, cos
     half = (float(out_size) - 1.0) / 2.0
     cx, cy = center[..., 0], center[..., 1]
@@ -95,14 +105,15 @@ def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip
 
 
 def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=0.0, scale=1.0, flip=False,
-                         backend: str = "numpy"):
+                         backend: str = "numpy", terms=None):
     """Stored-crop pixels -> model-input pixels: the input covers `scale` person boxes around the crop centre
     (a stored crop of `crop_size` px spans `margin` boxes), rotated and mirrored as `crop_affine`."""
     xp = _ops(backend)
     crop_size = xp.asarray(crop_size)
     centre = (crop_size - 1.0) / 2.0
     box_scale = crop_size * xp.asarray(scale) / (xp.asarray(margin) * PERSON_BOX_PIXELS)
-    return crop_affine(xp.stack([centre, centre], -1), box_scale, input_size, 1.0, rotation_deg, flip, backend)
+    return crop_affine(xp.stack([centre, centre], -1), box_scale, input_size, 1.0, rotation_deg, flip, backend,
+                       terms)
 
 
 def invert_affine(m, backend: str = "numpy"):
@@ -135,10 +146,11 @@ def apply_affine(m, points, backend: str = "numpy"):
 
 
 def apply_affine_batch(affines, points, backend: str = "numpy"):
-    """Per-item affines [N, 2, 3] applied to points [N, J, 2]."""
+    """Per-item affines [..., 2, 3] applied to their items' points [..., J, 2] ([N, 2, 3] and [N, J, 2]; or one
+    affine and its points: the same numbers, bit for bit, as the item of a batch)."""
     xp = _ops(backend)
     affines, points = xp.asarray(affines), xp.asarray(points)
-    return xp.einsum("nij,nkj->nki", affines[:, :, :2], points) + affines[:, None, :, 2]
+    return xp.einsum("...ij,...kj->...ki", affines[..., :2], points) + affines[..., None, :, 2]
 
 
 def to_projective_rows(affine, backend: str = "numpy"):

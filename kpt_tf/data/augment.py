@@ -138,7 +138,7 @@ WARP_BEFORE_THE_KEY = "xla"
 # Every other stream's (evaluation, validation, calibration): "xla" equals ImageProjectiveTransformV3, the op an
 # export crops with in its graph, to 1e-3 grey levels, so a model is scored on the pixels it is served.
 DEFAULT_WARP = "xla"
-_BATCHED_WARPS = ("cv2",)
+BATCHED_WARPS = ("cv2",)     # rendered after `batch` (`make_batch_renderer`)
 
 
 def _check_warp(warp: str) -> None:
@@ -150,14 +150,10 @@ def _check_warp(warp: str) -> None:
 def make_renderer(input_size: int, warp: str):
     """(crop's JPEG, crop->input affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
 
-    For a warp applied per batch ("cv2") the record's renderer returns the crop's JPEG with the affine and the
-    colour (as float32), and `make_batch_renderer` decodes and renders them after `batch`."""
+    A warp applied per batch ("cv2") has no per-record renderer: `make_batch_renderer`."""
     _check_warp(warp)
-    if warp in _BATCHED_WARPS:
-        # the affine as it is: OpenCV inverts it itself (in double precision), which spares each record the ~20
-        # small TF ops of `invert_affine` (BUILD_NOTES, input pipeline)
-        return lambda encoded, crop_to_input, colour: (encoded, tf.cast(crop_to_input, tf.float32),
-                                                       tf.cast(colour, tf.float32))
+    if warp in BATCHED_WARPS:
+        raise ValueError(f"warp {warp!r} renders whole batches: use make_batch_renderer")
 
     def render(crop, input_to_crop, colour):
         sampler = warp_image if warp == "xla" else projective_warp
@@ -174,9 +170,11 @@ def make_batch_renderer(input_size: int, warp: str):
     """None for a warp applied per record; else (the crops' JPEGs [B], crop->input affines [B, 2, 3], colours
     [B, 3]) -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
     _check_warp(warp)
-    if warp not in _BATCHED_WARPS:
+    if warp not in BATCHED_WARPS:
         return None
 
+    # The affine as it is: OpenCV inverts it itself (in double precision), which spares the ~20 small TF ops of
+    # `invert_affine` (BUILD_NOTES, input pipeline).
     def render_batch(crops, crop_to_input, colours):
         pixels = tf.numpy_function(functools.partial(_cv2_render_batch, input_size=input_size),
                                    [crops, crop_to_input, colours], tf.uint8, stateful=False, name="cv2_warp")

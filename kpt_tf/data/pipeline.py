@@ -39,8 +39,8 @@ import os
 import tensorflow as tf
 
 from kpt_tf.data import schema
-from kpt_tf.data.augment import DEFAULT_WARP, AugmentConfig, make_batch_renderer
-from kpt_tf.data.records import person_transform, records_subset, shard_files
+from kpt_tf.data.augment import DEFAULT_WARP, AugmentConfig
+from kpt_tf.data.records import batch_transform, person_transform, records_subset, shard_files
 from kpt_tf.joints import JointSubset
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -172,20 +172,12 @@ def _decoded_batches(ds: tf.data.Dataset, subset: JointSubset, batch_size: int,
     ds = ds.map(person_transform(subset, options.input_size, augment, options.with_meta, options.warp),
                 num_parallel_calls=AUTOTUNE, deterministic=options.ordered)
     ds = ds.batch(batch_size, drop_remainder=options.drops_remainder)
-    render_batch = make_batch_renderer(options.input_size, options.warp)
-    if render_batch is not None:
-        ds = ds.map(_rendering_images(render_batch, options.with_meta), num_parallel_calls=AUTOTUNE,
-                    deterministic=options.ordered)
+    placed = batch_transform(subset, options.input_size, options.with_meta, options.warp)
+    if placed is not None:
+        ds = ds.map(placed, num_parallel_calls=AUTOTUNE, deterministic=options.ordered)
     if not options.with_meta:
         ds = ds.map(lambda images, joints, weights: (images, {"joints": joints, "weights": weights}))
     return ds.prefetch(AUTOTUNE)
-
-
-def _rendering_images(render_batch, with_meta: bool):
-    """A batch whose images are still the warp's inputs -> the same batch with the rendered images."""
-    if with_meta:
-        return lambda batch: {**batch, "image": render_batch(*batch["image"])}
-    return lambda warp_inputs, joints, weights: (render_batch(*warp_inputs), joints, weights)
 
 
 def _tf_data_options(ordered: bool) -> tf.data.Options:

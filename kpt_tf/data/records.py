@@ -10,7 +10,14 @@ import tensorflow as tf
 
 from kpt_tf import geometry
 from kpt_tf.data import schema
-from kpt_tf.data.augment import DEFAULT_WARP, AugmentConfig, make_renderer, sample_augmentation
+from kpt_tf.data.augment import (
+    BATCHED_WARPS,
+    DEFAULT_WARP,
+    AugmentConfig,
+    make_batch_renderer,
+    make_renderer,
+    sample_augmentation,
+)
 from kpt_tf.data.manifest import records_layout
 from kpt_tf.joints import JointSubset
 
@@ -56,30 +63,60 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
                      warp: str = DEFAULT_WARP):
     """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
     element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
-    (`records_subset` reads a subset against them). For a warp applied per batch (`augment.make_batch_renderer`),
-    "pixels" is the renderer's inputs (the crop's JPEG, crop->input affine, colour), rendered after `batch`."""
-    render = make_renderer(input_size, warp)
+    (`records_subset` reads a subset against them).
+
+    For a warp applied per batch (`augment.make_batch_renderer`) the record's function only draws, and
+    `batch_transform` parses and places the batch (affines, joints, pixels) after `batch`: the same numbers, bit for bit
+    (tests/kpt_tf/data/test_pipeline.py), for a fraction of the per-record graph ops (BUILD_NOTES, input pipeline)."""
+    drawn = _drawing(subset, input_size, augment, with_meta)
+    if warp in BATCHED_WARPS:
+        return tf.autograph.experimental.do_not_convert(drawn)
+    place = _placing(subset, input_size, with_meta, make_renderer(input_size, warp))
+    return tf.autograph.experimental.do_not_convert(lambda serialized, key: place(drawn(serialized, key)))
+
+
+def batch_transform(subset: JointSubset, input_size: int, with_meta: bool, warp: str):
+    """None for a warp applied per record; else a batch of `person_transform`'s elements -> make_dataset's batch."""
+    if warp not in BATCHED_WARPS:
+        return None
+    return tf.autograph.experimental.do_not_convert(
+        _placing(subset, input_size, with_meta, make_batch_renderer(input_size, warp)))
+
+
+def _drawing(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool):
+    """(serialized record, key) -> the record and its augmentation draw: what must be computed per record."""
+    def drawn(serialized, key):
+        if augment is not None:
+            rotation, scale, flip, colour = sample_augmentation(key, augment)
+        else:
+            rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), tf.ones([3])
+        # per record even when the rest is placed per batch: TF's vectorised Cos/Sin differ by an ulp
+        cos, sin = geometry.rotation_terms(rotation, backend="tf")
+        return {"serialized": serialized, "cos": cos, "sin": sin, "scale": tf.cast(scale, tf.float32), "flip": flip,
+                "colour": tf.cast(colour, tf.float32)}
+
+    return drawn
+
+
+def _placing(subset: JointSubset, input_size: int, with_meta: bool, render):
+    """`_drawing`'s record and draw (one, or a batch of them: every op broadcasts over a leading batch axis) ->
+    (pixels, joints, weights), or with_meta make_dataset's dict; `render` the warp's (per record or per batch)."""
     # The subset's joints read from the layout's: out[i] = in[indices[i]], or mirrored (a mirrored right wrist is
     # where the left wrist channel must point) in[partner[indices[i]]]: one gather per field either way.
     indices = tf.constant(subset.indices, tf.int32)
     mirrored_indices = tf.constant([subset.layout.flip_partners[i] for i in subset.indices], tf.int32)
 
-    def transform(serialized, key):
-        record = schema.parse_example(serialized, decode_image=False, layout=subset.layout)
-        crop_size = record["image/crop_size"]
-        margin = record["person/crop_margin"]
-        if augment is not None:
-            rotation, scale, flip, colour = sample_augmentation(key, augment)
-        else:
-            rotation, scale, flip, colour = 0.0, 1.0, tf.constant(False), None
-        crop_to_input = geometry.crop_to_input_affine(crop_size, margin, input_size, rotation, scale, flip,
-                                                      backend="tf")
-        pixels = render(record["image/encoded"], crop_to_input, tf.ones([3]) if colour is None else colour)
-
-        order = tf.where(flip, mirrored_indices, indices)
-        joints = tf.gather(geometry.apply_affine(crop_to_input, record["joints/xy"], backend="tf"), order)
-        annotated = tf.gather(tf.cast(record["joints/annotated"] > 0, tf.float32), order)
-
+    def place(f):
+        record = schema.parse_example(f["serialized"], decode_image=False, layout=subset.layout)
+        crop_to_input = geometry.crop_to_input_affine(
+            record["image/crop_size"], record["person/crop_margin"], input_size, scale=f["scale"], flip=f["flip"],
+            backend="tf", terms=(f["cos"], f["sin"]))
+        pixels = render(record["image/encoded"], crop_to_input, f["colour"])
+        batch_dims = len(f["flip"].shape)
+        order = tf.where(f["flip"][..., None], mirrored_indices, indices)
+        joints = tf.gather(geometry.apply_affine_batch(crop_to_input, record["joints/xy"], backend="tf"), order,
+                           batch_dims=batch_dims)
+        annotated = tf.gather(tf.cast(record["joints/annotated"] > 0, tf.float32), order, batch_dims=batch_dims)
         if not with_meta:
             return pixels, joints, annotated
         visible = tf.cast(record["joints/visible"] > 0, tf.float32)
@@ -95,9 +132,9 @@ def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfi
             "image_id": record["image/id"],
             "annotated": annotated,
             # annotated and not occluded (the records' flag; evaluation splits PCKh by it)
-            "visible": annotated * tf.gather(visible, order),
+            "visible": annotated * tf.gather(visible, order, batch_dims=batch_dims),
         }
 
-    # Every `if` above is on Python values: the function needs no AutoGraph conversion, which cost ~1 s of tracing
-    # per training run with the helpers it calls (measured with the suite's tiny runs, BUILD_NOTES, Tests).
-    return tf.autograph.experimental.do_not_convert(transform)
+    # Every `if` above is on Python values: the functions need no AutoGraph conversion, which cost ~1 s of tracing
+    # per training run with the helpers they call (measured with the suite's tiny runs, BUILD_NOTES, Tests).
+    return place

@@ -88,10 +88,17 @@ def _parse_spec(layout: KeypointLayout) -> dict:
 
 def parse_example(serialized: tf.Tensor, decode_image: bool = True, layout: KeypointLayout = MPII16) -> dict:
     """Serialized example of a `layout` record -> dict of tensors; joints reshaped to [J, 2], the affine to
-    [2, 3]."""
-    parsed = tf.io.parse_single_example(serialized, _parse_spec(layout))
-    parsed["joints/xy"] = tf.reshape(parsed["joints/xy"], [len(layout.joints), 2])
-    parsed["crop/to_image"] = tf.reshape(parsed["crop/to_image"], [2, 3])
+    [2, 3]. A vector of them [B] (one op for the batch; not with decode_image) -> the same with a leading B."""
+    if serialized.shape.rank == 1:
+        if decode_image:
+            raise ValueError("parse_example: a batch of records is parsed without its images (decode_crop each)")
+        parsed = tf.io.parse_example(serialized, _parse_spec(layout))
+        lead = [-1]
+    else:
+        parsed = tf.io.parse_single_example(serialized, _parse_spec(layout))
+        lead = []
+    parsed["joints/xy"] = tf.reshape(parsed["joints/xy"], lead + [len(layout.joints), 2])
+    parsed["crop/to_image"] = tf.reshape(parsed["crop/to_image"], lead + [2, 3])
     if decode_image:
         parsed["image"] = decode_crop(parsed["image/encoded"])
     return parsed

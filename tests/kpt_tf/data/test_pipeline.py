@@ -134,8 +134,14 @@ def test_xla_sampler_equals_image_projective_transform(records):
         cv2_difference = np.abs(images["xla"] - images["cv2"])
         within = np.percentile(cv2_difference, 99)
         assert within <= 6 and cv2_difference.mean() < 0.5, (within, cv2_difference.mean())
+        # and bit for bit the same joints, weights and evaluation fields, whether placed per record ("xla",
+        # "projective_transform") or per batch ("cv2": batched affines, one parse per batch)
         for warp in augment.WARPS:
             np.testing.assert_array_equal(joints[warp], joints["xla"])
+            labels = batches[warp] if isinstance(batches[warp], dict) else batches[warp][1]
+            reference = batches["xla"] if isinstance(batches["xla"], dict) else batches["xla"][1]
+            for name in set(labels) - {"image"}:
+                np.testing.assert_array_equal(labels[name], reference[name], err_msg=f"{warp}: {name}")
 
 
 def test_the_cv2_batch_renderer_decodes_like_libjpeg_accurate_dct_and_warps_like_the_xla_sampler():
