@@ -94,6 +94,8 @@ def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip
     # y points down in images: a counter-clockwise visual rotation is [[cos, sin], [-sin, cos]];
     # the mirror negates the first row.
     mirror = 1.0 - 2.0 * xp.asarray(flip)
+    if terms is not None and not (isinstance(rotation_deg, float) and rotation_deg == 0.0):
+        raise ValueError("crop_affine: give the rotation as rotation_deg or as terms, not both")
     cos, sin = terms if terms is not None else rotation_terms(rotation_deg, backend)
     cos, sin = cos * k, sin * k
     a, b, c, d = mirror * cos, mirror * sin, -sin, cos

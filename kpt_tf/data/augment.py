@@ -1,5 +1,6 @@
-"""Training augmentation: its ranges (`AugmentConfig`), the stateless draw of one sample's transform, and the one
-warp that resamples a stored crop onto the model input (kpt_tf.data.pipeline applies them per record).
+"""Training augmentation: its ranges (`AugmentConfig`), the stateless draw of one sample's transform, and the
+warps that resample a stored crop onto the model input (per record, or per batch for "cv2"; kpt_tf.data.records
+applies them).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def warp_image(image, input_to_source, output_size: int):
 
     Output pixel p shows source pixel M p, M = `input_to_source` (2x3, the inverse of the joint transform).
     A neighbour outside the image reads 0, so borders blend into the fill exactly as
-    ImageProjectiveTransformV3(BILINEAR, CONSTANT 0) does (`projective_warp`; they agree to 1e-3 grey
+    ImageProjectiveTransformV3(BILINEAR, CONSTANT 0) does (`projective_warp`; they agree to 2e-3 grey
     levels). Written with gathers so that XLA fuses it: 0.4 ms CPU per 256 px output instead of the raw
     op's 1.4 ms (measured on 2 cores), which made the warp, not JPEG decoding, the pipeline's bottleneck.
     """
@@ -125,33 +126,35 @@ def projective_warp(image, input_to_source, output_size: int):
 
 # "cv2": OpenCV decodes and warps each batch after `batch` (`make_batch_renderer`, one py-function call per batch);
 # the others decode with TF (`schema.decode_crop`, fast DCT) and warp per record. OpenCV decodes with libjpeg's
-# accurate DCT (as PIL, and so bearpaw's and mmpose's loaders, do): up to 4 grey levels from TF's fast DCT, 1.0 on
-# average on a q95 crop. With the warp's own differences at sharp edges (cv2 samples at 1/32 px and rounds before the
-# colour factor), its images are within a few grey levels of the others'; the joints are the same (computed per
-# record, before the warp). Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline): CPU per image 2.83 ms with
-# "xla", 2.27 ms with OpenCV warping crops TF decoded, less again with OpenCV decoding them too.
+# accurate DCT (as PIL, and so bearpaw's and mmpose's loaders, do): about a grey level from TF's fast DCT on average.
+# With the warp's own differences at sharp edges (cv2 samples at 1/32 px and rounds before the colour factor), its
+# images are within a few grey levels of the others'; the joints are the same bit for bit (`records._placing`, per
+# record or per batch). Measured on an idle Intel Xeon (BUILD_NOTES, input pipeline): the training stream's CPU per
+# image 1.48-1.53 ms with "cv2" against ~2.0 ms with "xla" (1.44-1.48x and ~2x the decode + warp floor).
 WARPS = ("xla", "cv2", "projective_transform")
 # The training stream's warp (config `data.warp`): the cheapest, since augmentation's own noise dwarfs a grey level.
 TRAINING_WARP = "cv2"
 # What a run trained with before the config had `data.warp` (2026-12-08): how its config.json reads back.
 WARP_BEFORE_THE_KEY = "xla"
 # Every other stream's (evaluation, validation, calibration): "xla" equals ImageProjectiveTransformV3, the op an
-# export crops with in its graph, to 1e-3 grey levels, so a model is scored on the pixels it is served.
+# export crops with in its graph, to 2e-3 grey levels, so a model is scored on the pixels it is served.
 DEFAULT_WARP = "xla"
 BATCHED_WARPS = ("cv2",)     # rendered after `batch` (`make_batch_renderer`)
 
 
-def _check_warp(warp: str) -> None:
+def check_warp(warp: str, what: str = "warp") -> None:
+    """Refuse a warp that is not one of WARPS, naming it as `what` (e.g. the config key)."""
     if warp not in WARPS:
-        raise ValueError(f"warp {warp!r}: expected one of {', '.join(WARPS)}")
+        raise ValueError(f"{what} = {warp!r}: must be one of {', '.join(WARPS)}")
 
 
 @functools.lru_cache(maxsize=None)
 def make_renderer(input_size: int, warp: str):
-    """(crop's JPEG, crop->input affine, colour [3]) -> model input uint8 [S, S, 3]: decode, one warp, colour, clip.
+    """(crop's JPEG, crop->input affine, colour [3], image id) -> model input uint8 [S, S, 3]: decode, one warp,
+    colour, clip (the id names the record in `make_batch_renderer`'s messages; TF's decode error names none).
 
     A warp applied per batch ("cv2") has no per-record renderer: `make_batch_renderer`."""
-    _check_warp(warp)
+    check_warp(warp)
     if warp in BATCHED_WARPS:
         raise ValueError(f"warp {warp!r} renders whole batches: use make_batch_renderer")
 
@@ -162,39 +165,42 @@ def make_renderer(input_size: int, warp: str):
 
     # XLA fuses the sampler's elementwise work into one loop; it compiles once per crop shape.
     warp_crop = tf.function(render, jit_compile=True, autograph=False) if warp == "xla" else render
-    return lambda encoded, crop_to_input, colour: warp_crop(
+    return lambda encoded, crop_to_input, colour, image_id: warp_crop(
         decode_crop(encoded), geometry.invert_affine(crop_to_input, backend="tf"), colour)
 
 
 def make_batch_renderer(input_size: int, warp: str):
     """None for a warp applied per record; else (the crops' JPEGs [B], crop->input affines [B, 2, 3], colours
-    [B, 3]) -> model inputs uint8 [B, S, S, 3], what `make_renderer` gives per record."""
-    _check_warp(warp)
+    [B, 3], the records' image ids [B], for messages) -> model inputs uint8 [B, S, S, 3], what `make_renderer`
+    gives per record."""
+    check_warp(warp)
     if warp not in BATCHED_WARPS:
         return None
 
     # The affine as it is: OpenCV inverts it itself (in double precision), which spares the ~20 small TF ops of
     # `invert_affine` (BUILD_NOTES, input pipeline).
-    def render_batch(crops, crop_to_input, colours):
+    def render_batch(crops, crop_to_input, colours, image_ids):
         pixels = tf.numpy_function(functools.partial(_cv2_render_batch, input_size=input_size),
-                                   [crops, crop_to_input, colours], tf.uint8, stateful=False, name="cv2_warp")
+                                   [crops, crop_to_input, colours, image_ids], tf.uint8, stateful=False,
+                                   name="cv2_warp")
         pixels.set_shape([None, input_size, input_size, 3])
         return pixels
 
     return render_batch
 
 
-def _cv2_render_batch(encoded, crop_to_input, colours, input_size: int):
+def _cv2_render_batch(encoded, crop_to_input, colours, image_ids, input_size: int):
     # One Python call per batch: a py-function call costs ~0.5 ms, as much as the warp (BUILD_NOTES). OpenCV releases
     # the GIL inside imdecode, warpAffine and multiply, so parallel batches run in parallel.
     import cv2
     import numpy as np
 
     out = np.empty((len(encoded), input_size, input_size, 3), np.uint8)
-    for i, (jpeg, m, colour) in enumerate(zip(encoded, crop_to_input, colours)):
+    for i, (jpeg, m, colour, image_id) in enumerate(zip(encoded, crop_to_input, colours, image_ids)):
         crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR_RGB)
         if crop is None:
-            raise ValueError(f"a record's stored crop ({len(jpeg)} bytes) is not a JPEG OpenCV can decode")
+            raise ValueError(f"the stored crop of a person of image {image_id.decode(errors='replace')!r} "
+                             f"({len(jpeg)} bytes) is not a JPEG OpenCV can decode")
         # output pixel p samples the crop at M^-1 p (OpenCV inverts M), as `warp_image`; outside reads 0
         warped = cv2.warpAffine(crop, m.astype(np.float64), (input_size, input_size), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)

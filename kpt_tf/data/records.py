@@ -1,6 +1,6 @@
 """Reading person-crop records: a split's shard files, a joint subset read against the records' keypoint layout, and
-one record decoded into a model input (kpt_tf.data.pipeline streams them; its docstring states the rules of the
-transform: one affine, flip pairs swapped, weights)."""
+records turned into model inputs, one at a time or a batch at once (kpt_tf.data.pipeline streams them; its
+docstring states the rules of the transform: one affine, flip pairs swapped, weights)."""
 
 from __future__ import annotations
 
@@ -61,14 +61,15 @@ def config_subset(config) -> JointSubset:
 
 def person_transform(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool,
                      warp: str = DEFAULT_WARP):
-    """(serialized record, augmentation key) -> (pixels, joints, weights), or with_meta a dict (make_dataset's
-    element fields); augment None: the un-augmented crop. The records hold every joint of `subset.layout`
-    (`records_subset` reads a subset against them).
+    """The per-record stage of make_dataset's stream: (serialized record, augmentation key) -> (pixels, joints,
+    weights), or with_meta a dict (make_dataset's element fields); augment None: the un-augmented crop. The records
+    hold every joint of `subset.layout` (`records_subset` reads a subset against them).
 
-    For a warp applied per batch (`augment.make_batch_renderer`) the record's function only draws, and
-    `batch_transform` parses and places the batch (affines, joints, pixels) after `batch`: the same numbers, bit for bit
-    (tests/kpt_tf/data/test_pipeline.py), for a fraction of the per-record graph ops (BUILD_NOTES, input pipeline)."""
-    drawn = _drawing(subset, input_size, augment, with_meta)
+    For a warp applied per batch (`augment.make_batch_renderer`) the record's function only draws (-> the record
+    and its draw: `serialized`, `cos`, `sin`, `scale`, `flip`, `colour`), and `batch_transform` parses and places
+    the batch (affines, joints, pixels) after `batch`: the same numbers, bit for bit (tests/kpt_tf/data/
+    test_pipeline.py), for a third of the per-record graph ops (BUILD_NOTES, input pipeline)."""
+    drawn = _drawing(augment)
     if warp in BATCHED_WARPS:
         return tf.autograph.experimental.do_not_convert(drawn)
     place = _placing(subset, input_size, with_meta, make_renderer(input_size, warp))
@@ -83,7 +84,7 @@ def batch_transform(subset: JointSubset, input_size: int, with_meta: bool, warp:
         _placing(subset, input_size, with_meta, make_batch_renderer(input_size, warp)))
 
 
-def _drawing(subset: JointSubset, input_size: int, augment: AugmentConfig | None, with_meta: bool):
+def _drawing(augment: AugmentConfig | None):
     """(serialized record, key) -> the record and its augmentation draw: what must be computed per record."""
     def drawn(serialized, key):
         if augment is not None:
@@ -111,7 +112,7 @@ def _placing(subset: JointSubset, input_size: int, with_meta: bool, render):
         crop_to_input = geometry.crop_to_input_affine(
             record["image/crop_size"], record["person/crop_margin"], input_size, scale=f["scale"], flip=f["flip"],
             backend="tf", terms=(f["cos"], f["sin"]))
-        pixels = render(record["image/encoded"], crop_to_input, f["colour"])
+        pixels = render(record["image/encoded"], crop_to_input, f["colour"], record["image/id"])
         batch_dims = len(f["flip"].shape)
         order = tf.where(f["flip"][..., None], mirrored_indices, indices)
         joints = tf.gather(geometry.apply_affine_batch(crop_to_input, record["joints/xy"], backend="tf"), order,

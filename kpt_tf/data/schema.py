@@ -89,6 +89,7 @@ def _parse_spec(layout: KeypointLayout) -> dict:
 def parse_example(serialized: tf.Tensor, decode_image: bool = True, layout: KeypointLayout = MPII16) -> dict:
     """Serialized example of a `layout` record -> dict of tensors; joints reshaped to [J, 2], the affine to
     [2, 3]. A vector of them [B] (one op for the batch; not with decode_image) -> the same with a leading B."""
+    serialized = tf.convert_to_tensor(serialized, tf.string)
     if serialized.shape.rank == 1:
         if decode_image:
             raise ValueError("parse_example: a batch of records is parsed without its images (decode_crop each)")

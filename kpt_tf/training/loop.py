@@ -17,7 +17,7 @@ import tensorflow as tf
 from kpt_tf import ownership
 from kpt_tf import workdir as wd
 from kpt_tf.data import pipeline
-from kpt_tf.data.augment import WARPS, AugmentConfig
+from kpt_tf.data.augment import AugmentConfig, check_warp
 from kpt_tf.data.damaged import damaged_records, damaged_totals, describe_damaged, naming_damaged_shards
 from kpt_tf.data.records import config_subset, records_subset, shard_files
 from kpt_tf.data.splits import count_records
@@ -190,8 +190,7 @@ def check_training_config(config) -> None:
     whole("epochs", 1)
     whole("batch_size", 1)
     whole("steps_per_epoch", 0)     # 0: one pass over the training split
-    if config.data.warp not in WARPS:
-        raise ValueError(f"config data.warp = {config.data.warp!r}: must be one of {', '.join(WARPS)}")
+    check_warp(config.data.warp, "config data.warp")
     rate = t.get("learning_rate")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
         raise ValueError(f"config train.learning_rate = {rate!r}: must be a finite number > 0")

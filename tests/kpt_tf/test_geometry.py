@@ -72,6 +72,8 @@ def test_tf_batched_placement_gives_each_crop_the_bits_of_its_own_call():
                                               backend="tf")
         np.testing.assert_array_equal(batched[i].numpy(), alone.numpy())
         np.testing.assert_array_equal(moved[i], geometry.apply_affine(alone, points[i], backend="tf").numpy())
+    with pytest.raises(ValueError, match="rotation_deg or as terms, not both"):
+        geometry.crop_affine([0.0, 0.0], 1.0, 64, rotation_deg=10.0, terms=terms[0])
 
 
 def test_person_box_adjustment_and_projective_rows():

@@ -54,6 +54,21 @@ def test_an_mpii_record_is_byte_identical_to_one_written_before_layouts(tmp_path
     np.testing.assert_array_equal(parsed["joints/visible"], mpii_record()["joints/visible"])
 
 
+def test_a_batch_of_records_parses_to_the_single_records_fields_with_a_leading_axis():
+    """What the training stream's per-batch placement parses with (kpt_tf.data.records.batch_transform)."""
+    second = dict(mpii_record(), **{"person/dataset_index": 8, "crop/to_image": np.arange(6, dtype=np.float32)})
+    serialized = [schema.encode_example(mpii_record()), schema.encode_example(second)]
+    batch = schema.parse_example(tf.constant(serialized), decode_image=False)
+    for i, one in enumerate(serialized):
+        single = _parsed(one)
+        assert set(batch) == set(single)
+        for name, value in single.items():
+            np.testing.assert_array_equal(batch[name][i].numpy(), value, err_msg=name)
+    assert batch["joints/xy"].shape == (2, 16, 2) and batch["crop/to_image"].shape == (2, 2, 3)
+    with pytest.raises(ValueError, match="a batch of records is parsed without its images"):
+        schema.parse_example(tf.constant(serialized))
+
+
 def coco_record(num_joints: int = 17) -> dict:
     record = dict(mpii_record())
     record.update({"joints/xy": np.arange(2 * num_joints, dtype=np.float32),

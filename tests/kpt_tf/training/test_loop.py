@@ -197,9 +197,11 @@ def test_the_training_stream_warps_with_the_configured_warp(embedded_records):
     for warp in ("cv2", "xla"):
         config.data.warp = warp
         images, targets = next(iter(loop.training_dataset(config, subset)))
-        alone = next(iter(pipeline.make_dataset(config.data.dir, "train", subset, pipeline.StreamOptions(
-            batch_size=8, training=True, input_size=64, augment=loop.augment_from_config(config), seed=0,
-            deterministic=True, shuffle_buffer=64, warp=warp))))[0]
+        options = pipeline.StreamOptions(
+            batch_size=config.train.batch_size, training=True, input_size=config.model.input_size,
+            augment=loop.augment_from_config(config), seed=config.train.seed, deterministic=True,
+            shuffle_buffer=config.data.shuffle_buffer, warp=warp)
+        alone = next(iter(pipeline.make_dataset(config.data.dir, config.data.train_split, subset, options)))[0]
         np.testing.assert_array_equal(images.numpy(), alone.numpy())
         streams[warp] = images.numpy().astype(int), targets["joints"].numpy()
     np.testing.assert_array_equal(streams["cv2"][1], streams["xla"][1])

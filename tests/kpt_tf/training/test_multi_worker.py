@@ -83,8 +83,9 @@ def two_worker_and_two_replica_runs(embedded_records, tmp_path_factory):
     """The same 2 SGD steps (global batch 8), one per epoch so that the second crosses the epoch boundary, from the
     same initial weights on 2 workers and on 1 machine with 2 logical CPUs. Not more: past a few steps the two runs
     drift apart by how the all-reduce orders' rounding lands near a discontinuity (a ReLU at 0, a max-pool tie), which
-    the following steps amplify (one network: 4.1e-6 of the update after 1 step, 3.8e-6 after 2, 4.1e-5 after 3,
-    2.6e-2 after 6; BUILD_NOTES, input pipeline): a comparison after 6 steps measured that luck, not the split."""
+    the following steps amplify (one network, TF's decode and OpenCV's warp: 4.1e-6 of the update after 1 step,
+    3.8e-6 after 2, 4.1e-5 after 3, 2.6e-2 after 6; BUILD_NOTES, input pipeline): a comparison after 6 steps
+    measured that luck, not the split."""
     tmp_path = tmp_path_factory.mktemp("multi_worker")
     # SGD: updates proportional to the gradient, so the two all-reduce orders' rounding stays at rounding size
     # (Adam's first steps are sign-like: a gradient element within rounding of 0 moves its weight by +-lr)
@@ -140,9 +141,10 @@ def test_two_workers_see_the_global_batches_of_one_machine(two_worker_and_two_re
 def test_two_workers_train_like_two_replicas(two_worker_and_two_replica_runs):
     """2 SGD steps from the same initial weights: each worker's batch is the matching replica's share of the same
     global batch, so the two runs make the same update to rounding: |update(workers) - update(replicas)| /
-    |update(replicas)|, Euclidean norms over every trained weight: 3.8e-6 after 2 steps from a seeded network
-    (2026-12-07, Intel host; BUILD_NOTES, input pipeline). A split that differed from the replicas' moved the kernels
-    alone by 1-1.5 % of their values (BUILD_NOTES), far above the bound.
+    |update(replicas)|, Euclidean norms over every trained weight: 4.1e-6 after 2 steps from this seeded network
+    with the default training stream (2026-12-08, Intel host; BUILD_NOTES, input pipeline). A split that differed
+    from the replicas' gives each replica other images, so the update differs at its own size, not rounding's (over
+    6 steps one moved the kernels alone by 1-1.5 % of their values, BUILD_NOTES): far above the bound.
 
     Not per tensor: a BN beta before another BN has a gradient that nearly cancels in exact arithmetic, so its whole
     update is rounding and the two all-reduce orders give it different values (one beta 7.6e-5 apart at a largest
