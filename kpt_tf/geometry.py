@@ -80,13 +80,13 @@ def rotation_terms(rotation_deg, backend: str = "numpy"):
     return xp.cos(theta), xp.sin(theta)
 
 
-def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip=False,
+def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=None, flip=False,
                 backend: str = "numpy", terms=None):
     """[..., 2, 3] affine mapping image pixels to crop pixels (rotation counter-clockwise in the image).
 
     The crop of `out_size` pixels covers `margin` person boxes of side 200 * `scale` around `center`;
-    `flip` mirrors it horizontally about its centre. `terms`: the rotation's (cos, sin) from `rotation_terms`,
-    instead of `rotation_deg`.
+    `flip` mirrors it horizontally about its centre. The rotation: `rotation_deg` (None: 0), or `terms`, its
+    (cos, sin) from `rotation_terms`.
     """
     xp = _ops(backend)
     center = xp.asarray(center)
@@ -94,9 +94,9 @@ def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip
     # y points down in images: a counter-clockwise visual rotation is [[cos, sin], [-sin, cos]];
     # the mirror negates the first row.
     mirror = 1.0 - 2.0 * xp.asarray(flip)
-    if terms is not None and not (isinstance(rotation_deg, float) and rotation_deg == 0.0):
+    if terms is not None and rotation_deg is not None:
         raise ValueError("crop_affine: give the rotation as rotation_deg or as terms, not both")
-    cos, sin = terms if terms is not None else rotation_terms(rotation_deg, backend)
+    cos, sin = terms if terms is not None else rotation_terms(0.0 if rotation_deg is None else rotation_deg, backend)
     cos, sin = cos * k, sin * k
     a, b, c, d = mirror * cos, mirror * sin, -sin, cos
     half = (float(out_size) - 1.0) / 2.0
@@ -106,7 +106,7 @@ def crop_affine(center, scale, out_size: int, margin=1.0, rotation_deg=0.0, flip
     return xp.stack([row0, row1], -2)
 
 
-def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=0.0, scale=1.0, flip=False,
+def crop_to_input_affine(crop_size, margin, input_size: int, rotation_deg=None, scale=1.0, flip=False,
                          backend: str = "numpy", terms=None):
     """Stored-crop pixels -> model-input pixels: the input covers `scale` person boxes around the crop centre
     (a stored crop of `crop_size` px spans `margin` boxes), rotated and mirrored as `crop_affine`."""
